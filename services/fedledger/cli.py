@@ -41,6 +41,9 @@ def _run(config: FedLedgerConfig) -> None:
                   f"{config.federation.rounds} rounds")
 
     def show(rec: RoundRecord) -> None:
+        if rec.accuracy is None:
+            console.print(f"round {rec.round}: aggregated {', '.join(rec.accepted)} (not scored)")
+            return
         table = Table(title=f"round {rec.round}" + (" (before training)" if rec.round == 0 else ""),
                       show_header=True, header_style="bold")
         table.add_column("union acc", justify="right")

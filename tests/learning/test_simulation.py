@@ -59,3 +59,13 @@ def _spec(folder) -> AdapterSpec:
     from safetensors.torch import load_file
 
     return AdapterSpec.from_state_dict(load_file(folder / "adapter_model.safetensors"))
+
+
+def test_eval_every_scores_only_some_rounds_but_saves_every_adapter(tmp_path):
+    config = tiny_experiment(tmp_path, federation={"rounds": 3, "eval_every": 2})
+    result = run_simulation(config)
+    scored = [r.round for r in result.rounds if r.accuracy is not None]
+    assert scored == [0, 2, 3]  # round 0 and the last are always scored
+    assert result.rounds[1].accuracy is None and result.rounds[1].accepted == ["airline", "apple"]
+    saved = sorted(p.name for p in (tmp_path / "run" / "adapters").iterdir())
+    assert saved == ["round-000", "round-001", "round-002", "round-003"]

@@ -106,6 +106,9 @@ class StrategyConfig(_Section):
 
 class FederationConfig(_Section):
     rounds: int = Field(3, gt=0, description="federated rounds")
+    eval_every: int = Field(
+        1, gt=0, description="score the global model every N rounds (round 0 and the last always)"
+    )
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
 

@@ -14,11 +14,12 @@ from fedledger.learning.simulation import SimulationResult
 
 
 def plot_accuracy(result: SimulationResult, path: Path) -> Path:
-    rounds = [r.round for r in result.rounds]
+    scored = [r for r in result.rounds if r.accuracy is not None]
+    rounds = [r.round for r in scored]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for org in result.orgs:
-        ax.plot(rounds, [r.per_org[org] for r in result.rounds], marker=".", alpha=0.6, label=org)
-    ax.plot(rounds, [r.accuracy for r in result.rounds], marker="o", color="black", linewidth=2.5,
+        ax.plot(rounds, [r.per_org[org] for r in scored], marker=".", alpha=0.6, label=org)
+    ax.plot(rounds, [r.accuracy for r in scored], marker="o", color="black", linewidth=2.5,
             label="global (union test)")
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")
@@ -53,6 +54,8 @@ def write_report(result: SimulationResult, out_dir: Path) -> Path:
         "|---:|---:|---:|" + "---:|" * len(orgs) + "---|",
     ]
     for r in result.rounds:
+        if r.accuracy is None:
+            continue
         per_org = " | ".join(f"{r.per_org[o]:.3f}" for o in orgs)
         accepted = ", ".join(r.accepted) if r.round else "(initial)"
         lines.append(f"| {r.round} | {r.accuracy:.3f} | {r.loss:.3f} | {per_org} | {accepted} |")

@@ -41,9 +41,12 @@ from fedledger.learning.updates import save_adapter
 
 @dataclass
 class RoundRecord:
+    """One round's outcome. ``accuracy`` and ``loss`` are None on rounds that were not
+    scored (see ``FederationConfig.eval_every``)."""
+
     round: int
-    accuracy: float
-    loss: float
+    accuracy: float | None
+    loss: float | None
     per_org: dict[str, float]
     per_domain: dict[str, float]
     accepted: list[str] = field(default_factory=list)
@@ -116,10 +119,16 @@ def run_rounds(
     global_state = fed.initial_state
     records: list[RoundRecord] = []
 
+    total = rounds or config.federation.rounds
+    every = config.federation.eval_every
+
     def record(round_no: int, extra: dict[str, Any], seconds: float) -> None:
-        result, per_org = fed.evaluate_state(global_state)
-        rec = RoundRecord(round_no, result.accuracy, result.loss, per_org, result.per_domain,
-                          seconds=seconds, **extra)
+        if round_no % every == 0 or round_no == total:
+            result, per_org = fed.evaluate_state(global_state)
+            rec = RoundRecord(round_no, result.accuracy, result.loss, per_org, result.per_domain,
+                              seconds=seconds, **extra)
+        else:
+            rec = RoundRecord(round_no, None, None, {}, {}, seconds=seconds, **extra)
         records.append(rec)
         if adapter_dir is not None:
             save_adapter(adapter_dir / f"round-{round_no:03d}", global_state, adapter_config_dict(fed.model))
@@ -127,7 +136,7 @@ def run_rounds(
             on_round(rec)
 
     record(0, {}, 0.0)
-    for round_no in range(1, (rounds or config.federation.rounds) + 1):
+    for round_no in range(1, total + 1):
         started = time.perf_counter()
         updates, losses = [], {}
         for org in fed.data.org_names:

@@ -18,8 +18,9 @@ object serves every round and stays a value (frozen dataclass, comparable, hasha
 When ``reference`` is given, norms and cosines are taken on ``update - reference``;
 when it is ``None`` they are taken on the updates themselves, which for LoRA (random
 ``lora_A`` init) is rarely what you want, so pass it. Strategies whose maths does not
-depend on a reference (FedAvg, median, trimmed mean, exact LoRA; Krum's pairwise
-distances are translation invariant) still check that it matches the updates.
+depend on a reference (FedAvg, median, trimmed mean, exact LoRA) still check that it
+matches the updates; Krum's pairwise distances are translation invariant, so it uses
+the reference only as the numerically best centre for its float32 Gram matrix.
 
 Checks
 ------
@@ -198,7 +199,9 @@ def _normalised_weights(updates: tuple[ClientUpdate, ...]) -> tuple[float, ...]:
                 f"client {u.client_id!r}: num_samples must be a number, got {type(n).__name__}"
             )
         if not math.isfinite(n):
-            raise AggregationError(f"client {u.client_id!r}: num_samples weight is not finite ({n})")
+            raise AggregationError(
+                f"client {u.client_id!r}: num_samples weight is not finite ({n})"
+            )
         counts.append(float(n))
     total = math.fsum(counts)
     if total == 0.0 and all(c == 0.0 for c in counts):
@@ -224,7 +227,9 @@ def _check_key_set(got: set[str], expected: set[str], who: str) -> None:
 
 def _check_tensor(t: object, key: str, who: str) -> None:
     if not isinstance(t, torch.Tensor):
-        raise AggregationError(f"key {key!r} from {who!r} is {type(t).__name__}, not a torch.Tensor")
+        raise AggregationError(
+            f"key {key!r} from {who!r} is {type(t).__name__}, not a torch.Tensor"
+        )
     if not t.is_floating_point():
         raise AggregationError(
             f"key {key!r} from {who!r} has dtype {t.dtype}; aggregation needs floating point"

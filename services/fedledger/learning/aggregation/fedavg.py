@@ -40,7 +40,9 @@ class FedAvg(AggregationStrategy):
         )
 
 
-def fedavg_tensors(batch: UpdateBatch, keys: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+def fedavg_tensors(
+    batch: UpdateBatch, keys: tuple[str, ...] | None = None
+) -> dict[str, torch.Tensor]:
     """The weighted mean of ``keys`` (default: all), shared by strategies that end in FedAvg."""
     out: dict[str, torch.Tensor] = {}
     for key in batch.keys if keys is None else keys:

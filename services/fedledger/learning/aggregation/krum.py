@@ -45,14 +45,17 @@ class MultiKrum(AggregationStrategy):
     def __post_init__(self) -> None:
         if isinstance(self.f, bool) or not isinstance(self.f, int) or self.f < 0:
             raise AggregationError(f"multi_krum: f must be an int >= 0, got {self.f!r}")
-        if self.m is not None and (isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1):
+        if self.m is not None and (
+            isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1
+        ):
             raise AggregationError(f"multi_krum: m must be None or an int >= 1, got {self.m!r}")
 
     def _aggregate(self, batch: UpdateBatch) -> AggregationResult:
         n = len(batch)
         if n < 2 * self.f + 3:
             raise AggregationError(
-                f"multi_krum: f={self.f} is too large for n={n} updates (needs n >= 2f + 3 = {2 * self.f + 3})"
+                f"multi_krum: f={self.f} is too large for n={n} updates "
+                f"(needs n >= 2f + 3 = {2 * self.f + 3})"
             )
         m = n - self.f if self.m is None else self.m
         if m > n:

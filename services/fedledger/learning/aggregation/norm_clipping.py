@@ -43,15 +43,22 @@ class NormClipping(AggregationStrategy):
     def __post_init__(self) -> None:
         if self.max_norm is not None:
             m = self.max_norm
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+            if (
+                isinstance(m, bool)
+                or not isinstance(m, (int, float))
+                or not math.isfinite(m)
+                or m <= 0
+            ):
                 raise AggregationError(
                     f"norm_clipping: max_norm must be None or a finite number > 0, got {m!r}"
                 )
 
     def _aggregate(self, batch: UpdateBatch) -> AggregationResult:
-        norms = np.sqrt(squared_norms(
-            [batch.column(k) for k in batch.keys], centers_for(batch.keys, batch.reference)
-        ))
+        norms = np.sqrt(
+            squared_norms(
+                [batch.column(k) for k in batch.keys], centers_for(batch.keys, batch.reference)
+            )
+        )
         bound = float(np.median(norms)) if self.max_norm is None else float(self.max_norm)
         factors = clip_factors(norms, bound)
         ids = batch.client_ids

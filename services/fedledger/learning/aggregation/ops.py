@@ -13,7 +13,11 @@ passes over the data, whatever the number of clients:
 
 Everything here is deterministic: sums run in a fixed client order, order statistics
 come from a fixed comparator network of ``minimum``/``maximum`` (exact operations), and
-Gram matrices are accumulated key by key in a fixed order in float64.
+Gram matrices are accumulated key by key in a fixed order in float64. Elementwise sums
+do not depend on the thread count, so two machines with the same torch build and CPU
+instruction set produce the same bits; a different vector unit (AVX-512 vs AVX2, FMA
+or not) may round the last bit differently, which is why aggregate digests should be
+compared between like builds. Gram matrices only steer selections (Krum, FLAME).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 __all__ = [
     "accumulation_dtype",
+    "centers_for",
     "gram_matrix",
     "mean_of_ranks",
     "sorting_network",
@@ -34,10 +39,12 @@ __all__ = [
 ]
 
 # Elements per chunk of the comparator network: large enough that each min/max runs on
-# all intra-op threads, small enough that n chunk buffers stay in the last-level cache.
+# all intra-op threads, small enough that the n + 1 chunk buffers (at most
+# _NETWORK_BUDGET elements together) stay in the last-level cache whatever n is.
 _NETWORK_CHUNK = 1 << 18
-# Columns per block of the Gram product: MKL runs a batch of (n x 4096) @ (4096 x n)
-# products several times faster than one (n x K) @ (K x n) with tiny n.
+_NETWORK_BUDGET = 1 << 22
+# Columns per block of the Gram product: on the 2-core benchmark machine MKL ran a batch
+# of (n x 4096) @ (4096 x n) products 1.3-2x faster than one (n x K) @ (K x n), tiny n.
 _GRAM_BLOCK = 4096
 
 
@@ -82,20 +89,14 @@ def squared_norms(
     """Per client ``sum over keys ||t - center||^2`` in float64 (no center: ``||t||^2``).
 
     ``batch_columns[k]`` holds key k's tensors across clients, ``centers[k]`` its center.
+    One row-norm reduction per key over the centred stack (see :func:`gram_matrix`).
     """
     n = len(batch_columns[0])
     out = np.zeros(n, dtype=np.float64)
-    buf: torch.Tensor | None = None
+    stack = _Stack()
     for column, center in zip(batch_columns, centers):
-        for i, t in enumerate(column):
-            flat = t.reshape(-1)
-            if center is not None:
-                if buf is None or buf.numel() < flat.numel() or buf.dtype != flat.dtype:
-                    buf = torch.empty(flat.numel(), dtype=flat.dtype, device=flat.device)
-                d = buf[: flat.numel()]
-                torch.sub(flat, center.reshape(-1), out=d)
-                flat = d
-            out[i] += float(torch.linalg.vector_norm(flat, dtype=accumulation_dtype(flat.dtype))) ** 2
+        x = stack.fill(column, center)
+        out += torch.linalg.vector_norm(x, dim=1).to(torch.float64).cpu().numpy() ** 2
     return out
 
 
@@ -109,24 +110,36 @@ def gram_matrix(
     (n x numel) buffer and ``X @ X^T`` is added to ``G``. Centring matters for accuracy,
     not just meaning: updates of one round are close to each other, so the uncentred
     ``||x_i||^2 + ||x_j||^2 - 2<x_i, x_j>`` would cancel catastrophically in float32;
-    the product of the differences does not. The buffer is reused across keys.
+    the product of the differences does not.
     """
     n = len(batch_columns[0])
     gram = np.zeros((n, n), dtype=np.float64)
-    buf: torch.Tensor | None = None
+    stack = _Stack()
     for column, center in zip(batch_columns, centers):
-        numel = column[0].numel()
-        acc_dtype = accumulation_dtype(column[0].dtype)
-        if buf is None or buf.numel() < n * numel or buf.dtype != acc_dtype:
-            buf = torch.empty(n * numel, dtype=acc_dtype, device=column[0].device)
+        gram += _gram_block(stack.fill(column, center)).to(torch.float64).cpu().numpy()
+    return gram
+
+
+class _Stack:
+    """One (n x numel) buffer reused across keys: no allocation (and no page faults or
+    heap growth) per key once the largest key has been seen."""
+
+    def __init__(self) -> None:
+        self._buf: torch.Tensor | None = None
+
+    def fill(self, column: Sequence[torch.Tensor], center: torch.Tensor | None) -> torch.Tensor:
+        n, numel = len(column), column[0].numel()
+        dtype = accumulation_dtype(column[0].dtype)
+        buf = self._buf
+        if buf is None or buf.numel() < n * numel or buf.dtype != dtype:
+            buf = self._buf = torch.empty(n * numel, dtype=dtype, device=column[0].device)
         x = buf[: n * numel].view(n, numel)
         for i, t in enumerate(column):
             if center is None:
                 x[i].copy_(t.reshape(-1))
             else:
                 torch.sub(t.reshape(-1), center.reshape(-1), out=x[i])
-        gram += _gram_block(x).to(torch.float64).cpu().numpy()
-    return gram
+        return x
 
 
 def _gram_block(x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +213,7 @@ def mean_of_ranks(tensors: Sequence[torch.Tensor], positions: Sequence[int]) -> 
     flats = [t.reshape(-1) for t in tensors]
     numel = flats[0].numel()
     out = torch.empty(numel, dtype=acc_dtype, device=flats[0].device)
-    chunk = max(1, min(numel, _NETWORK_CHUNK))
+    chunk = max(1, min(numel, _NETWORK_CHUNK, max(4096, _NETWORK_BUDGET // (n + 1))))
     pool = [torch.empty(chunk, dtype=flats[0].dtype, device=flats[0].device) for _ in range(n + 1)]
     scale = 1.0 / len(ranks)
     for start in range(0, numel, chunk):

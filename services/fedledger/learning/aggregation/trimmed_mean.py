@@ -51,5 +51,10 @@ class TrimmedMean(AggregationStrategy):
             tensors=out,
             accepted=batch.client_ids,
             rejected={},
-            details={"beta": float(self.beta), "trimmed_each_end": k, "kept": n - 2 * k, "weighted": False},
+            details={
+                "beta": float(self.beta),
+                "trimmed_each_end": k,
+                "kept": n - 2 * k,
+                "weighted": False,
+            },
         )
