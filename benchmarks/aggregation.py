@@ -18,6 +18,11 @@ beyond the output, and as a multiple of one update's size.
     python benchmarks/aggregation.py            # full run (a few minutes)
     python benchmarks/aggregation.py --quick    # < 1 min: 2.4M and 10M, 3 repeats
 
+Run it on an otherwise idle machine: with another process busy on a 2-core box, torch's
+OpenMP threads spin-wait for each other at every op and timings inflate 2-100x
+(``OMP_WAIT_POLICY=PASSIVE`` softens that). The 1-minute load average before and after
+is recorded with the results.
+
 Writes ``benchmarks/results/aggregation.json``, ``benchmarks/results/aggregation.png`` and
 the ``aggregation`` section of ``benchmarks/RESULTS.md``. Needs Flower:
 ``pip install 'fedledger[bench]'``.
@@ -271,9 +276,10 @@ def markdown(data: dict[str, Any]) -> str:
         "## Aggregation strategies (`benchmarks/aggregation.py`)",
         "",
         (
-            f"Measured {data['measured_at']}{quick} on {m['platform']}: {m['cpu_count']} CPU cores, "
-            f"{m.get('mem_total_gib', '?')} GiB RAM, torch {m['torch']} "
-            f"({m['torch_threads']} intra-op threads), Flower {s['flwr_version']}. "
+            f"Measured {data['measured_at']}{quick} on {m['platform']}: "
+            f"{m['cpu_count']} CPU cores, {m.get('mem_total_gib', '?')} GiB RAM, "
+            f"torch {m['torch']} ({m['torch_threads']} intra-op threads), "
+            f"Flower {s['flwr_version']}. "
             f"1-minute load average before / after: {load['before']:.2f} / {load['after']:.2f}."
         ),
         "",
@@ -332,6 +338,12 @@ def markdown(data: dict[str, Any]) -> str:
         f"**{verdict(g['memory'])}** (worst fedledger strategy: {worst[1]}, {worst[0]:.2f}; "
         f"Flower's FedAvg: {flwr_mem:.2f})."
     )
+    if max(load["before"], load["after"] - s["torch_threads_used"]) > 1.0:
+        lines.append(
+            "- Other processes were using the CPU during this run: torch's OpenMP threads wait "
+            "for each other at every op, so on 2 cores the timings above are inflated, "
+            "sometimes many times over."
+        )
     lines += [f"- {note}" for note in data.get("notes", [])]
     lines += ["", "![aggregation timings](results/aggregation.png)"]
     return "\n".join(lines)
@@ -407,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": repeats,
             "warmup": 1,
             "krum_f": KRUM_F,
+            "torch_threads_used": torch.get_num_threads(),
             "flwr_version": flwr.__version__ if hasattr(flwr, "__version__") else "unknown",
         },
         "strategies": strategies_out,

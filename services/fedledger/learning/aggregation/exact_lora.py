@@ -132,7 +132,7 @@ class ExactLoRA(AggregationStrategy):
         kept_energy = total_energy = 0.0
         in_ranks: set[int] = set()
         out_ranks: set[int] = set()
-        workspace = _Workspace()
+        workspace = _Workspace(first[batch.keys[0]].device)
         for pair in pairs:
             a0, b0 = first[pair.a_key], first[pair.b_key]
             if a0.dim() != 2 or b0.dim() != 2 or a0.shape[0] != b0.shape[1]:
@@ -189,7 +189,8 @@ class _Workspace:
     the only per-module allocations are the returned factors.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
         self._tensors: dict[tuple[object, ...], torch.Tensor] = {}
 
     def get(
@@ -199,11 +200,9 @@ class _Workspace:
         t = self._tensors.get(key)
         if t is None:
             # LAPACK works column-major: a Fortran-ordered buffer is used in place.
-            t = (
-                torch.empty(shape[::-1], dtype=dtype).T
-                if fortran
-                else torch.empty(shape, dtype=dtype)
-            )
+            dims = shape[::-1] if fortran else shape
+            t = torch.empty(dims, dtype=dtype, device=self._device)
+            t = t.T if fortran else t
             self._tensors[key] = t
         return t
 
@@ -227,7 +226,8 @@ def _merge_module(
     # B_cat = [w_1 B_1 | ... | w_n B_n]: client i in columns i*r .. (i+1)*r
     b_cat = ws.get("b_cat", (out_dim, nr), dtype)
     torch.cat([b.to(dtype) for b in b_list], dim=1, out=b_cat)
-    b_cat.view(out_dim, n, r).mul_(torch.tensor(weights, dtype=dtype).view(1, n, 1))
+    scale = torch.tensor(weights, dtype=dtype, device=b_cat.device)
+    b_cat.view(out_dim, n, r).mul_(scale.view(1, n, 1))
     a_cat = ws.get("a_cat", (nr, in_dim), dtype)
     torch.cat([a.to(dtype) for a in a_list], dim=0, out=a_cat)
 
@@ -243,8 +243,8 @@ def _merge_module(
     # Fresh, C-contiguous results (safetensors needs contiguous tensors; the workspace
     # is overwritten by the next module).
     return (
-        torch.empty(a_new.shape, dtype=dtype).copy_(a_new),
-        torch.empty(b_new.shape, dtype=dtype).copy_(b_new),
+        torch.empty(a_new.shape, dtype=dtype, device=a_new.device).copy_(a_new),
+        torch.empty(b_new.shape, dtype=dtype, device=b_new.device).copy_(b_new),
         s,
     )
 
