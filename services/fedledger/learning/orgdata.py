@@ -15,7 +15,7 @@ from fedledger.learning.data import (
     Dataset,
     Partition,
     Sample,
-    load_dataset,
+    read_dataset,
     partition_by_domain,
     partition_dirichlet,
     partition_iid,
@@ -61,7 +61,7 @@ def _partition(samples: list[Sample], config: DataConfig, seed_offset: int) -> P
 
 def prepare_federation_data(config: DataConfig) -> FederationData:
     options = {"deduplicate": config.deduplicate} if config.dataset in DATASETS else {}
-    dataset = load_dataset(config.dataset, **options)
+    dataset = read_dataset(config.dataset, **options)
     split = split_samples(
         dataset.samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
     )

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fedledger.learning.data import Dataset, DatasetError, bbc_news, load_bbc_news, load_dataset
+from fedledger.learning.data import Dataset, DatasetError, bbc_news, load_bbc_news, read_dataset
 
 EXPECTED_TOPICS = {
     "business": 510,
@@ -34,7 +34,7 @@ def test_ids_unique_well_formed_and_stable(bbc: Dataset) -> None:
     for s in bbc.samples:
         m = re.fullmatch(r"bbc_news:([a-z]+)/(\d{3}\.txt)", s.sample_id)
         assert m and m.group(1) == s.label
-    assert load_dataset("bbc_news").samples == bbc.samples
+    assert read_dataset("bbc_news").samples == bbc.samples
 
 
 def test_text_is_title_then_body_within_budget(bbc: Dataset) -> None:

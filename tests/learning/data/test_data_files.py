@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fedledger.learning.data import DatasetError, Sample, load_dataset, load_file
+from fedledger.learning.data import DatasetError, Sample, read_dataset, load_file
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -36,7 +36,7 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
         + "\n"  # a blank line is skipped but still counts for line numbers
         + _jsonl({"text": "meh", "label": "neu", "extra": [1, 2]}),
     )
-    ds = load_dataset(path)
+    ds = read_dataset(path)
     assert ds.name == "clinic"
     assert ds.samples == [
         Sample("clinic:1", "fine", "pos", "clinic"),
@@ -71,20 +71,20 @@ def test_ids_are_stable_across_loads(tmp_path: Path) -> None:
     assert load_file(path).samples == load_file(path).samples
 
 
-def test_load_dataset_passes_options_and_rejects_unknown(tmp_path: Path) -> None:
+def test_read_dataset_passes_options_and_rejects_unknown(tmp_path: Path) -> None:
     path = _write(tmp_path, "d.jsonl", _jsonl({"text": "t", "label": "x"}))
-    assert load_dataset(str(path), name="mine").name == "mine"
+    assert read_dataset(str(path), name="mine").name == "mine"
     with pytest.raises(DatasetError, match=r"unknown option\(s\) \['colour'\]"):
-        load_dataset(path, colour="red")
+        read_dataset(path, colour="red")
     with pytest.raises(DatasetError, match=r"unknown option\(s\) \['max_char'\].*accepted"):
-        load_dataset("bbc_news", max_char=10)
+        read_dataset("bbc_news", max_char=10)
 
 
-def test_load_dataset_unknown_name() -> None:
+def test_read_dataset_unknown_name() -> None:
     with pytest.raises(DatasetError, match="neither a registered dataset"):
-        load_dataset("imdb")
+        read_dataset("imdb")
     with pytest.raises(DatasetError, match="expected a dataset name or a path"):
-        load_dataset(42)  # type: ignore[arg-type]
+        read_dataset(42)  # type: ignore[arg-type]
 
 
 # --- every defect names the file and the line ---------------------------------------
@@ -182,7 +182,7 @@ def test_defects_name_file_and_line(
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.jsonl"
     with pytest.raises(DatasetError, match="file does not exist") as info:
-        load_dataset(path)
+        read_dataset(path)
     assert str(path) in str(info.value)
 
 

