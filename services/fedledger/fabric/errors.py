@@ -1,0 +1,108 @@
+"""Errors of the Fabric layer: one root, each error carrying the tx id and the step.
+
+``step`` names where it failed (``endorse``, ``submit``, ``commit``, ``evaluate``,
+``events``, ``msp``, ``policy``, ``ledger``...), so a caller can log or map it without
+parsing messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One peer's part of a failure, as Fabric's gateway reports it (gateway.ErrorDetail)."""
+
+    address: str
+    msp_id: str
+    message: str
+
+
+class FabricError(Exception):
+    """Root of every error raised by ``fedledger.fabric``."""
+
+    def __init__(self, message: str, *, tx_id: str | None = None, step: str | None = None,
+                 details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tx_id = tx_id
+        self.step = step
+        self.details = list(details or [])
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.step:
+            parts.append(f"step={self.step}")
+        if self.tx_id:
+            parts.append(f"tx_id={self.tx_id}")
+        for d in self.details:
+            parts.append(f"[{d.msp_id}@{d.address}: {d.message}]")
+        return " ".join(parts)
+
+
+class IdentityError(FabricError):
+    """An identity or key could not be loaded (missing file, bad PEM, key/cert mismatch)."""
+
+
+class MSPError(FabricError):
+    """An identity is not valid for an MSP: unknown MSP, untrusted or expired certificate."""
+
+
+class SignatureError(MSPError):
+    """A signature does not verify against the identity that claims it."""
+
+
+class PolicyError(FabricError):
+    """A policy expression is malformed or refers to something that does not exist."""
+
+
+class PermissionDeniedError(FabricError):
+    """The caller is not allowed on this channel or for this operation."""
+
+
+class EndorseError(FabricError):
+    """Endorsement failed: the chaincode returned an error or no endorser could be used."""
+
+
+class SubmitError(FabricError):
+    """The orderer did not accept the transaction."""
+
+
+class CommitError(FabricError):
+    """The transaction was ordered but committed as invalid; ``code`` is Fabric's
+    TxValidationCode name (``MVCC_READ_CONFLICT``, ``ENDORSEMENT_POLICY_FAILURE``...)."""
+
+    def __init__(self, message: str, *, code: str, block_number: int | None = None,
+                 tx_id: str | None = None, step: str | None = "commit",
+                 details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message, tx_id=tx_id, step=step, details=details)
+        self.code = code
+        self.block_number = block_number
+
+
+class CommitStatusError(FabricError):
+    """The commit status of a transaction could not be obtained."""
+
+
+class EvaluateError(FabricError):
+    """A query (evaluate) failed at the peer or in the chaincode."""
+
+
+class ChaincodeError(FabricError):
+    """The chaincode connection failed or the chaincode broke the shim protocol."""
+
+
+class LedgerError(FabricError):
+    """The dev peer's ledger store failed."""
+
+
+class LedgerTamperedError(LedgerError):
+    """Stored blocks or state do not match their hash chain."""
+
+
+__all__ = [
+    "ChaincodeError", "CommitError", "CommitStatusError", "EndorseError", "ErrorDetail",
+    "EvaluateError", "FabricError", "IdentityError", "LedgerError", "LedgerTamperedError",
+    "MSPError", "PermissionDeniedError", "PolicyError", "SignatureError", "SubmitError",
+]
