@@ -111,5 +111,48 @@ def init_config(path: Annotated[Path, typer.Argument(help="where to write the YA
     console.print(f"wrote {path}")
 
 
+devnet_app = typer.Typer(no_args_is_help=True, help="The embedded Fabric dev network.")
+app.add_typer(devnet_app, name="devnet")
+
+
+@devnet_app.command("up")
+def devnet_up(
+    orgs: Annotated[int, typer.Option(min=1, max=16, help="number of organisations")] = 3,
+    directory: Annotated[Path, typer.Option("--dir", help="crypto material and ledgers")] = Path(
+        ".fedledger/devnet"),
+    port: Annotated[int, typer.Option(help="gateway port on 127.0.0.1 (0: any free port)")] = 7051,
+) -> None:
+    """Start a dev peer with a consortium channel and one private channel per org, print
+    its endpoints and MSP paths, and serve until interrupted (Ctrl-C)."""
+    import asyncio
+    import json
+    import signal
+
+    from fedledger.fabric.devpeer.network import DevNetwork
+    from fedledger.fabric.errors import FabricError
+
+    names = [f"Org{i}" for i in range(1, orgs + 1)]
+
+    async def serve() -> None:
+        network = DevNetwork(directory, names, gateway_port=port)
+        await network.start()
+        console.print_json(json.dumps(network.describe()))
+        console.print("[green]dev network up[/green]; Ctrl-C stops it")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await network.stop()
+
+    try:
+        asyncio.run(serve())
+    except FabricError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 if __name__ == "__main__":
     app()

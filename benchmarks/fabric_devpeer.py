@@ -1,0 +1,197 @@
+"""Submit-to-commit throughput and latency of the embedded dev peer.
+
+The dev network (dev peer + chaincode server, TLS on loopback) runs in its own process,
+as it would beside the services; the clients are threads of this process using the
+real gateway client (sign proposal, Endorse, sign envelope, Submit, CommitStatus). Each
+client submits transactions back to back and waits for each commit; a transaction
+counts when its commit status is VALID.
+
+The transaction is ``private:RegisterDataset`` on an org's private channel: one
+endorsing org, one read and one write of a canonical-JSON record, a chaincode event.
+
+    python benchmarks/fabric_devpeer.py            # 1, 8, 64 clients, 20 s each
+    python benchmarks/fabric_devpeer.py --quick    # 1, 8, 64 clients, 4 s each
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine_description, update_results_md, write_json  # noqa: E402
+
+from fedledger.fabric.gateway import Gateway  # noqa: E402
+from fedledger.fabric.identity import load_signing_identity  # noqa: E402
+
+NAME = "fabric_devpeer"
+CALIPER_FABRIC_14_TPS = 372  # 2-org Fabric 1.4 network in Hyperledger Caliper (issue 3)
+GOAL_TPS = 1000
+
+
+def start_network(root: Path, orgs: int) -> tuple[subprocess.Popen, dict]:
+    cmd = [sys.executable, "-m", "fedledger.cli", "devnet", "up", "--orgs", str(orgs),
+           "--dir", str(root), "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    endpoints = root / "endpoints.json"
+    deadline = time.time() + 120
+    while not endpoints.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"devnet exited: {proc.stderr.read()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise RuntimeError("devnet did not start in 120 s")
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return proc, json.loads(endpoints.read_text())
+
+
+def run_clients(info: dict, clients: int, duration: float, warmup: float) -> dict:
+    org = info["orgs"]["Org1"]
+    identity = load_signing_identity(Path(org["user_msp"]), org["msp_id"])
+    tls = Path(info["tls_ca_cert"]).read_bytes()
+    gateways = [Gateway.connect(info["gateway"], identity, tls_root_cert=tls,
+                                server_name=info["server_name"]) for _ in range(min(clients, 8))]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    start_at = time.perf_counter() + 0.5
+    measure_from = start_at + warmup
+    stop_at = measure_from + duration
+    prefix = f"c{clients}-{os.getpid()}-{time.time_ns()}"
+
+    def client(index: int) -> None:
+        contract = gateways[index % len(gateways)].network("org1-private").contract(
+            "fedledger", "private")
+        while time.perf_counter() < start_at:
+            time.sleep(0.001)
+        n = 0
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            record = json.dumps({"dataset_id": f"{prefix}-{index}-{n}", "name": "bench",
+                                 "source": "benchmark", "num_samples": n})
+            status = contract.submit_async("RegisterDataset", record).status()
+            t1 = time.perf_counter()
+            n += 1
+            if t0 >= measure_from and t1 <= stop_at:
+                if status.successful:
+                    latencies[index].append(t1 - t0)
+                else:
+                    failures[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g in gateways:
+        g.close()
+    all_latencies = np.array([x for per in latencies for x in per])
+    return {
+        "clients": clients,
+        "duration_s": duration,
+        "committed": int(all_latencies.size),
+        "failed": int(sum(failures)),
+        "tps": float(all_latencies.size / duration),
+        "p50_ms": float(np.percentile(all_latencies, 50) * 1000) if all_latencies.size else None,
+        "p99_ms": float(np.percentile(all_latencies, 99) * 1000) if all_latencies.size else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4 s per client count")
+    parser.add_argument("--clients", default="1,8,64")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--orgs", type=int, default=2)
+    args = parser.parse_args()
+    duration, warmup = (4.0, 1.0) if args.quick else (args.duration, args.warmup)
+    counts = [int(c) for c in args.clients.split(",")]
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fabric-bench-") as tmp:
+        proc, info = start_network(Path(tmp), args.orgs)
+        try:
+            with Gateway.connect(info["gateway"], load_signing_identity(
+                    Path(info["orgs"]["Org1"]["user_msp"]), "Org1MSP"),
+                    tls_root_cert=Path(info["tls_ca_cert"]).read_bytes(),
+                    server_name=info["server_name"]) as g:
+                g.network("org1-private").contract("fedledger", "private").submit("Init")
+            for clients in counts:
+                console.print(f"[bold]{clients} client(s)[/bold]: {warmup:.0f} s warm-up, "
+                              f"{duration:.0f} s measured ...")
+                rows.append(run_clients(info, clients, duration, warmup))
+                console.print(rows[-1])
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    table = Table(title="dev peer submit-to-commit")
+    for col in ("clients", "tx/s", "p50 ms", "p99 ms", "committed", "failed"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["clients"]), f"{r['tps']:.0f}", f"{r['p50_ms']:.1f}",
+                      f"{r['p99_ms']:.1f}", str(r["committed"]), str(r["failed"]))
+    console.print(table)
+
+    by_clients = {r["clients"]: r for r in rows}
+    top = by_clients.get(64, rows[-1])
+    result = {
+        "settings": {"quick": args.quick, "duration_s": duration, "warmup_s": warmup,
+                     "orgs": args.orgs, "transaction": "private:RegisterDataset (1 endorser)",
+                     "tls": True, "clients_in_one_process": True},
+        "machine": machine_description(),
+        "runs": rows,
+        "tps_64_clients": top["tps"],
+        "p50_ms": top["p50_ms"],
+        "p99_ms": top["p99_ms"],
+        "goal_tps": GOAL_TPS,
+        "goal_met": bool(top["tps"] >= GOAL_TPS),
+        "ratio_to_caliper_fabric_1_4": top["tps"] / CALIPER_FABRIC_14_TPS,
+    }
+    name = NAME + ("_quick" if args.quick else "")
+    path = write_json(name, result)
+    lines = [
+        f"## Dev peer throughput (`benchmarks/fabric_devpeer.py{' --quick' if args.quick else ''}`)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} on "
+        f"{result['machine']['platform']}, {result['machine']['cpu_count']} CPU cores. "
+        f"Dev network ({args.orgs} orgs, TLS) in one process, clients as threads of a second "
+        f"process using the gateway client; each client submits `private:RegisterDataset` "
+        f"and waits for its commit. {warmup:.0f} s warm-up, {duration:.0f} s measured per row.",
+        "",
+        "| clients | committed tx/s | p50 latency (ms) | p99 latency (ms) | failed |",
+        "|---:|---:|---:|---:|---:|",
+        *(f"| {r['clients']} | {r['tps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+          f"{r['failed']} |" for r in rows),
+        "",
+        f"- 64 clients: **{top['tps']:.0f} tx/s** = {result['ratio_to_caliper_fabric_1_4']:.2f}× "
+        f"the 372 tx/s Caliper measured on a real 2-org Fabric 1.4 network (different "
+        f"hardware and workload: a reference point, not a like-for-like race). "
+        f"Goal ≥ {GOAL_TPS} tx/s: **{'met' if result['goal_met'] else 'MISSED'}**.",
+    ]
+    update_results_md(name, "\n".join(lines))
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

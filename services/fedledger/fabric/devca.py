@@ -1,0 +1,510 @@
+"""Dev CA: crypto material for an N-org network, in cryptogen's folder layout.
+
+The files are what ``cryptogen generate`` writes for Fabric 2.5 (NodeOUs enabled,
+ECDSA P-256 keys named ``priv_sk``), so the same folders work for the embedded dev
+peer and for a real Fabric network started from them::
+
+    peerOrganizations/org1.example.com/
+        ca/{ca.org1.example.com-cert.pem, priv_sk}
+        tlsca/{tlsca.org1.example.com-cert.pem, priv_sk}
+        msp/{cacerts/, tlscacerts/, config.yaml}
+        peers/peer0.org1.example.com/{msp/, tls/{ca.crt, server.crt, server.key}}
+        users/{Admin,User1}@org1.example.com/{msp/, tls/{ca.crt, client.crt, client.key}}
+    ordererOrganizations/example.com/
+        ca/ tlsca/ msp/ orderers/orderer.example.com/{msp/, tls/} users/Admin@example.com/
+
+Writing is never destructive: an organisation whose folder already holds files is
+loaded as it is, not regenerated, so identities that a ledger already recorded stay
+valid across restarts (delete the folder to get fresh material).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import IdentityError
+from .identity import load_certificate, load_private_key
+
+ORDERER_ORG = "Orderer"
+ORDERER_MSP_ID = "OrdererMSP"
+NODE_OUS = ("client", "peer", "admin", "orderer")
+
+# cryptogen back-dates certificates by five minutes against clock skew between hosts.
+_BACKDATE = dt.timedelta(minutes=5)
+
+
+# --------------------------------------------------------------------------- layout types
+
+@dataclass(frozen=True)
+class NodeCrypto:
+    """A peer or orderer: its signing MSP and TLS folders."""
+
+    host: str
+    msp_dir: Path
+    tls_dir: Path
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls_dir / "server.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls_dir / "server.key"
+
+    @property
+    def tls_ca_cert(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+
+@dataclass(frozen=True)
+class UserCrypto:
+    """An admin or user (``Admin@org1.example.com``): signing MSP and TLS client folders."""
+
+    name: str
+    msp_dir: Path
+    tls_dir: Path
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls_dir / "client.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls_dir / "client.key"
+
+
+@dataclass(frozen=True)
+class OrgCrypto:
+    """One organisation's material. ``nodes`` are peers (or orderers for the orderer org)."""
+
+    name: str
+    msp_id: str
+    domain: str
+    org_dir: Path
+    nodes: tuple[NodeCrypto, ...]
+    admin: UserCrypto
+    users: tuple[UserCrypto, ...]
+
+    @property
+    def msp_dir(self) -> Path:
+        """The organisation's verifying MSP (no keys), as channel configs reference it."""
+        return self.org_dir / "msp"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.org_dir / "ca"
+
+    @property
+    def tlsca_dir(self) -> Path:
+        return self.org_dir / "tlsca"
+
+    @property
+    def tls_ca_cert(self) -> Path:
+        return self.org_dir / "tlsca" / f"tlsca.{self.domain}-cert.pem"
+
+    @property
+    def peer(self) -> NodeCrypto:
+        return self.nodes[0]
+
+    @property
+    def orderer(self) -> NodeCrypto:
+        return self.nodes[0]
+
+    @property
+    def user(self) -> UserCrypto:
+        return self.users[0]
+
+
+@dataclass(frozen=True)
+class NetworkCrypto:
+    """Everything :func:`write_network_crypto` wrote (or found)."""
+
+    root: Path
+    domain: str
+    orgs: dict[str, OrgCrypto] = field(default_factory=dict)   # by org name ("Org1")
+    orderer_org: OrgCrypto | None = None
+
+    def org(self, name_or_msp_id: str) -> OrgCrypto:
+        """An organisation by name (``Org1``) or MSP id (``Org1MSP``)."""
+        for org in self.all_orgs():
+            if name_or_msp_id in (org.name, org.msp_id):
+                return org
+        raise KeyError(name_or_msp_id)
+
+    def all_orgs(self) -> list[OrgCrypto]:
+        """Peer organisations in order, then the orderer organisation."""
+        orgs = list(self.orgs.values())
+        if self.orderer_org is not None:
+            orgs.append(self.orderer_org)
+        return orgs
+
+    def msp_dirs(self) -> dict[str, Path]:
+        """MSP id -> verifying MSP folder, for every organisation (orderer included)."""
+        return {org.msp_id: org.msp_dir for org in self.all_orgs()}
+
+
+# --------------------------------------------------------------------------- the CA
+
+@dataclass(frozen=True)
+class CertAuthority:
+    """A CA key and self-signed certificate (``ca/`` or ``tlsca/`` of an org)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(self, *, common_name: str, key: ec.EllipticCurvePrivateKey,
+              ou: str | None = None, tls: bool = False, sans: Sequence[str] = (),
+              not_before: dt.datetime | None = None,
+              not_after: dt.datetime | None = None,
+              valid_days: int = 3650) -> x509.Certificate:
+        """A leaf certificate as cryptogen makes it (signing or TLS)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        not_before = not_before or now - _BACKDATE
+        not_after = not_after or now + dt.timedelta(days=valid_days)
+        attrs = _base_name()
+        if ou:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(_serial())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier(_ski(key.public_key())), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier(
+                key_identifier=_ski(self.key.public_key()), authority_cert_issuer=None,
+                authority_cert_serial_number=None), critical=False)
+        )
+        if tls:
+            builder = builder.add_extension(
+                _key_usage(digital_signature=True, key_encipherment=True), critical=True
+            ).add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False)
+        else:
+            builder = builder.add_extension(_key_usage(digital_signature=True), critical=True)
+        if sans:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
+
+def new_ca(common_name: str, org_domain: str, valid_days: int = 3650) -> CertAuthority:
+    """A self-signed CA for ``org_domain`` (subject as cryptogen writes it)."""
+    key = _new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name(_base_name() + [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org_domain),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+    ski = _ski(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=valid_days))
+        .add_extension(_key_usage(digital_signature=True, key_encipherment=True,
+                                  key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertAuthority(cert, key)
+
+
+def load_ca(ca_dir: Path) -> CertAuthority:
+    """Load ``<ca_dir>/*-cert.pem`` and ``<ca_dir>/priv_sk``."""
+    ca_dir = Path(ca_dir)
+    certs = sorted(ca_dir.glob("*-cert.pem"))
+    if len(certs) != 1:
+        raise IdentityError(f"expected one *-cert.pem in CA folder {ca_dir}, found {len(certs)}",
+                            step="devca")
+    _, cert = load_certificate(certs[0])
+    key = load_private_key(ca_dir / "priv_sk")
+    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        raise IdentityError(f"CA key {ca_dir / 'priv_sk'} does not match {certs[0]}",
+                            step="devca")
+    return CertAuthority(cert, key)
+
+
+def issue_identity(ca_dir: Path, name: str, ou: str, out_msp_dir: Path, *,
+                   not_before: dt.datetime | None = None,
+                   not_after: dt.datetime | None = None,
+                   valid_days: int = 3650) -> Path:
+    """Issue a signing identity ``name`` (the CN) with NodeOU ``ou`` from the CA in
+    ``ca_dir`` and write it as a local MSP folder (cacerts, keystore/priv_sk,
+    signcerts/<name>-cert.pem, config.yaml). Returns ``out_msp_dir``.
+
+    ``not_before``/``not_after`` override the validity window (tests make expired or
+    not-yet-valid certificates with them).
+    """
+    if ou not in NODE_OUS:
+        raise IdentityError(f"OU must be one of {', '.join(NODE_OUS)}, not {ou!r}", step="devca")
+    ca = load_ca(ca_dir)
+    key = _new_key()
+    cert = ca.issue(common_name=name, key=key, ou=ou, not_before=not_before,
+                    not_after=not_after, valid_days=valid_days)
+    out_msp_dir = Path(out_msp_dir)
+    tlsca = Path(ca_dir).parent / "tlsca"
+    tlsca_pem = None
+    tls_certs = sorted(tlsca.glob("*-cert.pem")) if tlsca.is_dir() else []
+    if len(tls_certs) == 1:
+        tlsca_pem = (tls_certs[0].name, tls_certs[0].read_bytes())
+    _write_local_msp(out_msp_dir, _ca_file_name(ca), ca.cert_pem, tlsca_pem,
+                     f"{name}-cert.pem", cert, key)
+    return out_msp_dir
+
+
+# --------------------------------------------------------------------------- network
+
+def write_network_crypto(root: Path, org_names: Sequence[str], domain: str = "example.com",
+                         users: int = 1, valid_days: int = 3650) -> NetworkCrypto:
+    """Write (or find) crypto material for peer orgs ``org_names`` plus the orderer org.
+
+    Each org ``OrgN`` gets MSP id ``OrgNMSP``, domain ``orgn.<domain>``, one peer
+    ``peer0``, an ``Admin`` and ``users`` users ``User1..``. An org folder that is
+    already non-empty is loaded, not overwritten (see the module docstring).
+    """
+    root = Path(root)
+    _check_names(org_names)
+    orgs: dict[str, OrgCrypto] = {}
+    for name in org_names:
+        org_domain = f"{name.lower()}.{domain}"
+        org_dir = root / "peerOrganizations" / org_domain
+        if _non_empty(org_dir):
+            orgs[name] = _load_org(org_dir, name, f"{name}MSP", org_domain, "peer")
+        else:
+            orgs[name] = _write_org(org_dir, name, f"{name}MSP", org_domain, "peer",
+                                    users, valid_days)
+    orderer_dir = root / "ordererOrganizations" / domain
+    if _non_empty(orderer_dir):
+        orderer = _load_org(orderer_dir, ORDERER_ORG, ORDERER_MSP_ID, domain, "orderer")
+    else:
+        orderer = _write_org(orderer_dir, ORDERER_ORG, ORDERER_MSP_ID, domain, "orderer",
+                             0, valid_days)
+    return NetworkCrypto(root, domain, orgs, orderer)
+
+
+def load_network_crypto(root: Path, org_names: Sequence[str],
+                        domain: str = "example.com") -> NetworkCrypto:
+    """Describe material written earlier; ``IdentityError`` if an org folder is missing."""
+    root = Path(root)
+    _check_names(org_names)
+    orgs = {}
+    for name in org_names:
+        org_domain = f"{name.lower()}.{domain}"
+        orgs[name] = _load_org(root / "peerOrganizations" / org_domain, name, f"{name}MSP",
+                               org_domain, "peer")
+    orderer = _load_org(root / "ordererOrganizations" / domain, ORDERER_ORG, ORDERER_MSP_ID,
+                        domain, "orderer")
+    return NetworkCrypto(root, domain, orgs, orderer)
+
+
+def _check_names(org_names: Sequence[str]) -> None:
+    if isinstance(org_names, str):
+        raise TypeError("org_names must be a sequence of names, not a string")
+    if len(set(n.lower() for n in org_names)) != len(org_names):
+        raise IdentityError(f"duplicate org names in {list(org_names)}", step="devca")
+    for name in org_names:
+        if not name or not name.replace("-", "").isalnum():
+            raise IdentityError(f"org name {name!r} must be alphanumeric", step="devca")
+        if name.lower() == ORDERER_ORG.lower():
+            raise IdentityError(f"org name {name!r} is reserved for the orderer org",
+                                step="devca")
+
+
+def _write_org(org_dir: Path, name: str, msp_id: str, org_domain: str, kind: str,
+               users: int, valid_days: int) -> OrgCrypto:
+    ca = new_ca(f"ca.{org_domain}", org_domain, valid_days)
+    tlsca = new_ca(f"tlsca.{org_domain}", org_domain, valid_days)
+    ca_file, tlsca_file = f"ca.{org_domain}-cert.pem", f"tlsca.{org_domain}-cert.pem"
+    _write(org_dir / "ca" / ca_file, ca.cert_pem)
+    _write_key(org_dir / "ca" / "priv_sk", ca.key)
+    _write(org_dir / "tlsca" / tlsca_file, tlsca.cert_pem)
+    _write_key(org_dir / "tlsca" / "priv_sk", tlsca.key)
+    # The org's verifying MSP: trust anchors and NodeOUs, no keys.
+    _write(org_dir / "msp" / "cacerts" / ca_file, ca.cert_pem)
+    _write(org_dir / "msp" / "tlscacerts" / tlsca_file, tlsca.cert_pem)
+    _write(org_dir / "msp" / "config.yaml", _node_ous_yaml(ca_file))
+    tlsca_pem = (tlsca_file, tlsca.cert_pem)
+
+    host = f"{'peer0' if kind == 'peer' else 'orderer'}.{org_domain}"
+    node_dir = org_dir / ("peers" if kind == "peer" else "orderers") / host
+    node_key = _new_key()
+    _write_local_msp(node_dir / "msp", ca_file, ca.cert_pem, tlsca_pem, f"{host}-cert.pem",
+                     ca.issue(common_name=host, key=node_key, ou=kind, valid_days=valid_days),
+                     node_key)
+    _write_tls(node_dir / "tls", tlsca, host, "server", valid_days,
+               sans=[host, host.split(".")[0], "localhost", "127.0.0.1"])
+
+    def user(label: str, ou: str) -> None:
+        uname = f"{label}@{org_domain}"
+        udir = org_dir / "users" / uname
+        ukey = _new_key()
+        _write_local_msp(udir / "msp", ca_file, ca.cert_pem, tlsca_pem, f"{uname}-cert.pem",
+                         ca.issue(common_name=uname, key=ukey, ou=ou, valid_days=valid_days),
+                         ukey)
+        _write_tls(udir / "tls", tlsca, uname, "client", valid_days, sans=[uname])
+
+    user("Admin", "admin")
+    for i in range(1, users + 1):
+        user(f"User{i}", "client")
+    return _load_org(org_dir, name, msp_id, org_domain, kind)
+
+
+def _load_org(org_dir: Path, name: str, msp_id: str, org_domain: str,
+              kind: str) -> OrgCrypto:
+    if not (org_dir / "msp" / "cacerts").is_dir():
+        raise IdentityError(f"no crypto material for {name} at {org_dir}", step="devca")
+    nodes_dir = org_dir / ("peers" if kind == "peer" else "orderers")
+    nodes = tuple(NodeCrypto(d.name, d / "msp", d / "tls")
+                  for d in sorted(nodes_dir.iterdir() if nodes_dir.is_dir() else [])
+                  if d.is_dir())
+    if not nodes:
+        raise IdentityError(f"no {kind} folders under {nodes_dir}", step="devca")
+    admin_dir = org_dir / "users" / f"Admin@{org_domain}"
+    if not admin_dir.is_dir():
+        raise IdentityError(f"no admin folder {admin_dir}", step="devca")
+    admin = UserCrypto(admin_dir.name, admin_dir / "msp", admin_dir / "tls")
+    user_dirs = [d for d in (org_dir / "users").iterdir()
+                 if d.is_dir() and d.name.startswith("User") and d.name.endswith(f"@{org_domain}")]
+    # User10 sorts after User9, as the numbers say, not as the strings do.
+    user_dirs.sort(key=lambda d: (len(d.name), d.name))
+    users = tuple(UserCrypto(d.name, d / "msp", d / "tls") for d in user_dirs)
+    return OrgCrypto(name, msp_id, org_domain, org_dir, nodes, admin, users)
+
+
+def _write_local_msp(msp_dir: Path, ca_file: str, ca_pem: bytes,
+                     tlsca: tuple[str, bytes] | None, cert_file: str,
+                     cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    _write(msp_dir / "cacerts" / ca_file, ca_pem)
+    if tlsca is not None:
+        _write(msp_dir / "tlscacerts" / tlsca[0], tlsca[1])
+    _write(msp_dir / "signcerts" / cert_file, cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(msp_dir / "keystore" / "priv_sk", key)
+    _write(msp_dir / "config.yaml", _node_ous_yaml(ca_file))
+
+
+def _write_tls(tls_dir: Path, tlsca: CertAuthority, host: str, role: str, valid_days: int,
+               sans: Sequence[str]) -> None:
+    key = _new_key()
+    cert = tlsca.issue(common_name=host, key=key, tls=True, sans=sans, valid_days=valid_days)
+    _write(tls_dir / "ca.crt", tlsca.cert_pem)
+    _write(tls_dir / f"{role}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(tls_dir / f"{role}.key", key)
+
+
+def _node_ous_yaml(ca_file: str) -> bytes:
+    """config.yaml exactly in cryptogen's shape (NodeOUs bound to the org's CA)."""
+    def ident(ou: str) -> dict[str, str]:
+        return {"Certificate": f"cacerts/{ca_file}", "OrganizationalUnitIdentifier": ou}
+    doc = {"NodeOUs": {
+        "Enable": True,
+        "ClientOUIdentifier": ident("client"),
+        "PeerOUIdentifier": ident("peer"),
+        "AdminOUIdentifier": ident("admin"),
+        "OrdererOUIdentifier": ident("orderer"),
+    }}
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _serial() -> int:
+    # 128 random bits like cryptogen; the top bit cleared keeps the DER integer positive.
+    return secrets.randbits(127) | 1
+
+
+def _ski(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    # cryptogen's SKI: sha256 of the uncompressed point (not RFC 5280's sha1 method).
+    return hashlib.sha256(public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)).digest()
+
+
+def _base_name() -> list[x509.NameAttribute]:
+    return [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "California"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "San Francisco"),
+    ]
+
+
+def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = False,
+               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False,
+        key_encipherment=key_encipherment, data_encipherment=False, key_agreement=False,
+        key_cert_sign=key_cert_sign, crl_sign=crl_sign, encipher_only=False,
+        decipher_only=False)
+
+
+def _san(value: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(value))
+    except ValueError:
+        return x509.DNSName(value)
+
+
+def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    attrs = name.get_attributes_for_oid(oid)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _ca_file_name(ca: CertAuthority) -> str:
+    return f"{_name_attr(ca.cert.subject, NameOID.COMMON_NAME)}-cert.pem"
+
+
+def _non_empty(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    # Keys readable by the owner only, as cryptogen leaves them.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+__all__ = [
+    "CertAuthority", "NetworkCrypto", "NodeCrypto", "ORDERER_MSP_ID", "OrgCrypto",
+    "UserCrypto", "issue_identity", "load_ca", "load_network_crypto", "new_ca",
+    "write_network_crypto",
+]

@@ -1,0 +1,221 @@
+"""A whole dev network in one process: crypto material, channels, chaincode, dev peer.
+
+``DevNetwork`` writes (once) an N-org network's crypto material in cryptogen's layout
+and a ``network.json`` naming its channels — a ``consortium`` channel of all orgs
+endorsed by MAJORITY, and one ``<org>-private`` channel per org endorsed by that org
+alone — then starts the chaincode server (chaincode-as-a-service), the dev peer and its
+Gateway endpoint on loopback. ``EmbeddedNetwork`` runs it on a background event loop
+so synchronous code (tests, CLI, services) can use the gateway client against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedledger.fabric.devca import NetworkCrypto, load_network_crypto, write_network_crypto
+from fedledger.fabric.devpeer.channel import ChannelDefinition
+from fedledger.fabric.devpeer.peer import DevPeer, PeerSettings
+from fedledger.fabric.devpeer.service import start_gateway_server
+from fedledger.fabric.errors import FabricError
+from fedledger.fabric.identity import SigningIdentity, load_signing_identity
+from fedledger.fabric.msp import MSP, MSPManager
+
+CHAINCODE_NAME = "fedledger"
+CONSORTIUM_CHANNEL = "consortium"
+
+
+def private_channel(org_name: str) -> str:
+    return f"{org_name.lower()}-private"
+
+
+class NetworkLayout(BaseModel):
+    """What ``network.json`` holds: enough to rebuild the network after a restart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    orgs: list[str] = Field(min_length=1)
+    domain: str = "example.com"
+    chaincode: str = CHAINCODE_NAME
+    channels: list[ChannelDefinition]
+
+    @classmethod
+    def default(cls, orgs: Sequence[str], domain: str = "example.com") -> NetworkLayout:
+        msp = [f"{org}MSP" for org in orgs]
+        channels = [ChannelDefinition(name=CONSORTIUM_CHANNEL, members=tuple(msp),
+                                      endorsement_policy="MAJORITY Endorsement")]
+        channels += [ChannelDefinition(name=private_channel(org), members=(m,),
+                                       endorsement_policy=f"OR('{m}.peer')")
+                     for org, m in zip(orgs, msp)]
+        return cls(orgs=list(orgs), domain=domain, channels=channels)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running dev network listens, and what a client needs to reach it."""
+
+    gateway: str          # host:port of the Gateway gRPC service (TLS)
+    tls_ca_cert: Path     # PEM of the TLS CA that signed the gateway's certificate
+    server_name: str      # host name in that certificate
+    chaincode: str        # host:port of the chaincode server
+
+
+class DevNetwork:
+    """Crypto + channels + chaincode server + dev peer, on the running event loop."""
+
+    def __init__(self, root: Path, orgs: Sequence[str] = ("Org1", "Org2", "Org3"), *,
+                 host: str = "127.0.0.1", gateway_port: int = 0, chaincode_port: int = 0,
+                 chaincode_address: str | None = None, max_batch: int = 500,
+                 batch_timeout: float = 0.002) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.gateway_port = gateway_port
+        self.chaincode_port = chaincode_port
+        self.external_chaincode = chaincode_address
+        self.max_batch = max_batch
+        self.batch_timeout = batch_timeout
+        self.layout = self._layout(list(orgs))
+        self.crypto: NetworkCrypto = self._crypto()
+        self.peer: DevPeer | None = None
+        self._server = None
+        self._chaincode_server = None
+        self.endpoints: Endpoints | None = None
+
+    def _layout(self, orgs: list[str]) -> NetworkLayout:
+        path = self.root / "network.json"
+        if path.exists():
+            layout = NetworkLayout.model_validate_json(path.read_text())
+            if layout.orgs != orgs:
+                raise FabricError(f"{path} describes orgs {layout.orgs}, not {orgs}",
+                                  step="devnet")
+            return layout
+        self.root.mkdir(parents=True, exist_ok=True)
+        layout = NetworkLayout.default(orgs)
+        path.write_text(layout.model_dump_json(indent=2) + "\n")
+        return layout
+
+    def _crypto(self) -> NetworkCrypto:
+        crypto_root = self.root / "crypto"
+        if crypto_root.exists() and any(crypto_root.iterdir()):
+            return load_network_crypto(crypto_root, self.layout.orgs, self.layout.domain)
+        return write_network_crypto(crypto_root, self.layout.orgs, self.layout.domain)
+
+    def msp_manager(self) -> MSPManager:
+        return MSPManager([MSP.from_dir(org.msp_dir, org.msp_id) for org in self.crypto.all_orgs()])
+
+    def identity(self, org: str, user: str = "User1") -> SigningIdentity:
+        """A client identity of ``org`` ("Org1" or "Org1MSP"): ``User1`` or ``Admin``."""
+        crypto = self.crypto.org(org)
+        who = crypto.admin if user == "Admin" else next(u for u in crypto.users if u.name.startswith(user))
+        return load_signing_identity(who.msp_dir, crypto.msp_id)
+
+    async def start(self) -> Endpoints:
+        chaincode_address = self.external_chaincode
+        if chaincode_address is None:
+            from fedledger_chaincode.app import build_chaincode
+            from fedledger_chaincode.shim.server import ChaincodeServer
+
+            self._chaincode_server = ChaincodeServer(
+                build_chaincode(), f"{self.host}:{self.chaincode_port}", self.layout.chaincode)
+            await self._chaincode_server.start()
+            chaincode_address = f"{self.host}:{self._chaincode_server.port}"
+        peer_identities = {
+            org.msp_id: load_signing_identity(org.peer.msp_dir, org.msp_id)
+            for org in (self.crypto.org(name) for name in self.layout.orgs)
+        }
+        first = self.crypto.org(self.layout.orgs[0])
+        settings = PeerSettings(
+            ledger_dir=self.root / "ledgers", channels=self.layout.channels,
+            peer_identities=peer_identities, chaincode_addresses={self.layout.chaincode: chaincode_address},
+            address=f"{first.peer.host}:{self.gateway_port}", max_batch=self.max_batch,
+            batch_timeout=self.batch_timeout)
+        self.peer = DevPeer(settings, self.msp_manager())
+        await self.peer.start()
+        self._server, port = await start_gateway_server(
+            self.peer, address=f"{self.host}:{self.gateway_port}", msp_id=first.msp_id,
+            tls_cert=first.peer.tls_cert.read_bytes(), tls_key=first.peer.tls_key.read_bytes())
+        self.endpoints = Endpoints(gateway=f"{self.host}:{port}", tls_ca_cert=first.tls_ca_cert,
+                                   server_name=first.peer.host, chaincode=chaincode_address)
+        # For tools that attach to a running network (benchmarks, services started apart).
+        (self.root / "endpoints.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
+        return self.endpoints
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+            self._server = None
+        if self.peer is not None:
+            await self.peer.stop()
+            self.peer = None
+        if self._chaincode_server is not None:
+            await self._chaincode_server.stop()
+            self._chaincode_server = None
+
+    def describe(self) -> dict[str, object]:
+        """Endpoints and MSP paths, as ``fedledger devnet up`` prints them."""
+        assert self.endpoints is not None
+        return {
+            "gateway": self.endpoints.gateway,
+            "server_name": self.endpoints.server_name,
+            "tls_ca_cert": str(self.endpoints.tls_ca_cert),
+            "chaincode": self.endpoints.chaincode,
+            "channels": {c.name: list(c.members) for c in self.layout.channels},
+            "orgs": {
+                org: {"msp_id": self.crypto.org(org).msp_id,
+                      "admin_msp": str(self.crypto.org(org).admin.msp_dir),
+                      "user_msp": str(self.crypto.org(org).users[0].msp_dir),
+                      "private_channel": private_channel(org)}
+                for org in self.layout.orgs
+            },
+        }
+
+
+class EmbeddedNetwork:
+    """A :class:`DevNetwork` on its own event-loop thread, for synchronous callers.
+
+        with EmbeddedNetwork(tmp_path, ["Org1", "Org2"]) as net:
+            gateway = net.connect("Org1")
+    """
+
+    def __init__(self, root: Path, orgs: Sequence[str] = ("Org1", "Org2", "Org3"), **kwargs) -> None:  # noqa: ANN003
+        self.network = DevNetwork(root, orgs, **kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="devnet", daemon=True)
+
+    def start(self) -> Endpoints:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.network.start(), self._loop).result(60)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self.network.stop(), self._loop).result(60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> EmbeddedNetwork:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        assert self.network.endpoints is not None, "network not started"
+        return self.network.endpoints
+
+    def connect(self, org: str, user: str = "User1"):  # noqa: ANN201 - Gateway
+        """A gateway client for ``org``'s ``user``, over TLS to the dev peer."""
+        from fedledger.fabric.gateway import Gateway
+
+        return Gateway.connect(self.endpoints.gateway, self.network.identity(org, user),
+                               tls_root_cert=self.endpoints.tls_ca_cert.read_bytes(),
+                               server_name=self.endpoints.server_name)

