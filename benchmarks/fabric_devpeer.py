@@ -1,10 +1,12 @@
 """Submit-to-commit throughput and latency of the embedded dev peer.
 
-The dev network (dev peer + chaincode server, TLS on loopback) runs in its own process,
-as it would beside the services; the clients are threads of this process using the
+Three processes, as in a deployment: the chaincode server (chaincode-as-a-service,
+``python -m fedledger_chaincode``), the dev peer (``fedledger devnet up --chaincode``,
+Gateway over TLS on loopback), and this one, whose threads are the clients using the
 real gateway client (sign proposal, Endorse, sign envelope, Submit, CommitStatus). Each
 client submits transactions back to back and waits for each commit; a transaction
-counts when its commit status is VALID.
+counts when its commit status is VALID. The CPU time of each process is recorded, to
+show where a transaction's cost goes.
 
 The transaction is ``private:RegisterDataset`` on an org's private channel: one
 endorsing org, one read and one write of a canonical-JSON record, a chaincode event.
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,9 +42,38 @@ CALIPER_FABRIC_14_TPS = 372  # 2-org Fabric 1.4 network in Hyperledger Caliper (
 GOAL_TPS = 1000
 
 
-def start_network(root: Path, orgs: int) -> tuple[subprocess.Popen, dict]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_chaincode() -> tuple[subprocess.Popen, str]:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "CHAINCODE_SERVER_ADDRESS": address, "CHAINCODE_ID": "fedledger"}
+    proc = subprocess.Popen([sys.executable, "-m", "fedledger_chaincode"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", int(address.split(":")[1])), 0.2).close()
+            return proc, address
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"chaincode server did not start: {proc.stderr.read()}")
+            time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_network(root: Path, orgs: int, chaincode: str) -> tuple[subprocess.Popen, dict]:
     cmd = [sys.executable, "-m", "fedledger.cli", "devnet", "up", "--orgs", str(orgs),
-           "--dir", str(root), "--port", "0"]
+           "--dir", str(root), "--port", "0", "--chaincode", chaincode]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     endpoints = root / "endpoints.json"
     deadline = time.time() + 120
@@ -56,7 +88,8 @@ def start_network(root: Path, orgs: int) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(endpoints.read_text())
 
 
-def run_clients(info: dict, clients: int, duration: float, warmup: float) -> dict:
+def run_clients(info: dict, clients: int, duration: float, warmup: float,
+                pids: dict[str, int] | None = None) -> dict:
     org = info["orgs"]["Org1"]
     identity = load_signing_identity(Path(org["user_msp"]), org["msp_id"])
     tls = Path(info["tls_ca_cert"]).read_bytes()
@@ -90,7 +123,23 @@ def run_clients(info: dict, clients: int, duration: float, warmup: float) -> dic
                 else:
                     failures[index] += 1
 
+    cpu: dict[str, float] = {}
+
+    def sample_cpu(key: str) -> None:
+        cpu[f"client_{key}"] = time.process_time()
+        for name, pid in (pids or {}).items():
+            cpu[f"{name}_{key}"] = cpu_seconds(pid)
+
+    def meter() -> None:
+        while time.perf_counter() < measure_from:
+            time.sleep(0.001)
+        sample_cpu("start")
+        while time.perf_counter() < stop_at:
+            time.sleep(0.001)
+        sample_cpu("stop")
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads.append(threading.Thread(target=meter))
     for t in threads:
         t.start()
     for t in threads:
@@ -106,7 +155,15 @@ def run_clients(info: dict, clients: int, duration: float, warmup: float) -> dic
         "tps": float(all_latencies.size / duration),
         "p50_ms": float(np.percentile(all_latencies, 50) * 1000) if all_latencies.size else None,
         "p99_ms": float(np.percentile(all_latencies, 99) * 1000) if all_latencies.size else None,
+        # cores busy on average while measuring, per process
+        "cpu_cores": {name: round((cpu[f"{name}_stop"] - cpu[f"{name}_start"]) / duration, 2)
+                      for name in ["client", *(pids or {})]},
     }
+
+
+def cores(row: dict) -> str:
+    c = row["cpu_cores"]
+    return f"{c.get('peer', 0):.2f} / {c.get('chaincode', 0):.2f} / {c['client']:.2f}"
 
 
 def main() -> None:
@@ -126,7 +183,9 @@ def main() -> None:
     console = Console()
     rows = []
     with tempfile.TemporaryDirectory(prefix="fabric-bench-") as tmp:
-        proc, info = start_network(Path(tmp), args.orgs)
+        chaincode_proc, chaincode_address = start_chaincode()
+        proc, info = start_network(Path(tmp), args.orgs, chaincode_address)
+        pids = {"peer": proc.pid, "chaincode": chaincode_proc.pid}
         try:
             with Gateway.connect(info["gateway"], load_signing_identity(
                     Path(info["orgs"]["Org1"]["user_msp"]), "Org1MSP"),
@@ -136,21 +195,22 @@ def main() -> None:
             for clients in counts:
                 console.print(f"[bold]{clients} client(s)[/bold]: {warmup:.0f} s warm-up, "
                               f"{duration:.0f} s measured ...")
-                rows.append(run_clients(info, clients, duration, warmup))
+                rows.append(run_clients(info, clients, duration, warmup, pids))
                 console.print(rows[-1])
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for p in (proc, chaincode_proc):
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
     table = Table(title="dev peer submit-to-commit")
-    for col in ("clients", "tx/s", "p50 ms", "p99 ms", "committed", "failed"):
+    for col in ("clients", "tx/s", "p50 ms", "p99 ms", "committed", "failed", "cores peer/cc/client"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(str(r["clients"]), f"{r['tps']:.0f}", f"{r['p50_ms']:.1f}",
-                      f"{r['p99_ms']:.1f}", str(r["committed"]), str(r["failed"]))
+                      f"{r['p99_ms']:.1f}", str(r["committed"]), str(r["failed"]), cores(r))
     console.print(table)
 
     by_clients = {r["clients"]: r for r in rows}
@@ -175,14 +235,15 @@ def main() -> None:
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} on "
         f"{result['machine']['platform']}, {result['machine']['cpu_count']} CPU cores. "
-        f"Dev network ({args.orgs} orgs, TLS) in one process, clients as threads of a second "
-        f"process using the gateway client; each client submits `private:RegisterDataset` "
-        f"and waits for its commit. {warmup:.0f} s warm-up, {duration:.0f} s measured per row.",
+        f"Three processes: chaincode server (CCaaS), dev peer ({args.orgs} orgs, Gateway over "
+        f"TLS), and the clients as threads using the gateway client; each client submits "
+        f"`private:RegisterDataset` and waits for its commit. {warmup:.0f} s warm-up, "
+        f"{duration:.0f} s measured per row.",
         "",
-        "| clients | committed tx/s | p50 latency (ms) | p99 latency (ms) | failed |",
-        "|---:|---:|---:|---:|---:|",
+        "| clients | committed tx/s | p50 latency (ms) | p99 latency (ms) | failed | CPU cores busy: peer / chaincode / clients |",
+        "|---:|---:|---:|---:|---:|---:|",
         *(f"| {r['clients']} | {r['tps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-          f"{r['failed']} |" for r in rows),
+          f"{r['failed']} | {cores(r)} |" for r in rows),
         "",
         f"- 64 clients: **{top['tps']:.0f} tx/s** = {result['ratio_to_caliper_fabric_1_4']:.2f}× "
         f"the 372 tx/s Caliper measured on a real 2-org Fabric 1.4 network (different "

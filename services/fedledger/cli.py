@@ -121,6 +121,9 @@ def devnet_up(
     directory: Annotated[Path, typer.Option("--dir", help="crypto material and ledgers")] = Path(
         ".fedledger/devnet"),
     port: Annotated[int, typer.Option(help="gateway port on 127.0.0.1 (0: any free port)")] = 7051,
+    chaincode: Annotated[str | None, typer.Option(
+        help="host:port of a running chaincode server (python -m fedledger_chaincode); "
+             "default: run the chaincode in this process")] = None,
 ) -> None:
     """Start a dev peer with a consortium channel and one private channel per org, print
     its endpoints and MSP paths, and serve until interrupted (Ctrl-C)."""
@@ -134,7 +137,7 @@ def devnet_up(
     names = [f"Org{i}" for i in range(1, orgs + 1)]
 
     async def serve() -> None:
-        network = DevNetwork(directory, names, gateway_port=port)
+        network = DevNetwork(directory, names, gateway_port=port, chaincode_address=chaincode)
         await network.start()
         console.print_json(json.dumps(network.describe()))
         console.print("[green]dev network up[/green]; Ctrl-C stops it")

@@ -13,8 +13,10 @@ identity is still re-checked for expiry on every use. Signature checks are never
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -283,6 +285,50 @@ class MSPManager:
                                  f"{verified.msp_id} ({verified.common_name})",
                                  step="msp") from None
         return verified
+
+
+class SignatureMemo:
+    """Signatures this process has already verified (or made itself), so a dev peer
+    that checks the same envelope at submit and again at commit pays once.
+
+    Keyed by sha256(identity || message || signature): a hit means these exact bytes
+    verified before. The identity is still deserialized on every use, so an identity
+    that expired or was never valid is refused whatever the memo says.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(serialized: bytes, message: bytes, signature: bytes) -> bytes:
+        digest = hashlib.sha256(serialized)
+        digest.update(message)
+        digest.update(signature)
+        return digest.digest()
+
+    def remember(self, serialized: bytes, message: bytes, signature: bytes) -> None:
+        self._add(self._key(serialized, message, signature))
+
+    def _add(self, key: bytes) -> None:
+        with self._lock:
+            self._seen[key] = None
+            if len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+
+    def verify(self, msps: MSPManager, serialized: bytes, message: bytes,
+               signature: bytes) -> VerifiedIdentity:
+        """Like :meth:`MSPManager.verify`, skipping the ECDSA check for a remembered
+        signature; remembers the ones that verify."""
+        key = self._key(serialized, message, signature)
+        with self._lock:
+            known = key in self._seen
+        if known:
+            return msps.deserialize(serialized)
+        identity = msps.verify(serialized, message, signature)
+        self._add(key)
+        return identity
 
 
 # --------------------------------------------------------------------------- helpers

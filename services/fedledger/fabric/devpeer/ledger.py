@@ -324,13 +324,18 @@ class Ledger:
     # -- commit ----------------------------------------------------------------------
 
     def commit_block(self, envelopes: Sequence[bytes], precheck: Sequence[int],
-                     private_data: Mapping[str, PrivateWrites] | None = None) -> CommittedBlock:
+                     private_data: Mapping[str, PrivateWrites] | None = None,
+                     parsed: Sequence[ParsedTransaction | None] | None = None) -> CommittedBlock:
         """Validate (duplicates, MVCC), build, store and apply the next block.
 
         ``precheck`` holds a TxValidationCode per envelope from the signature and policy
         checks; ``private_data`` the cleartext private writes by tx id (stored only where
-        they match the committed hashes).
+        they match the committed hashes); ``parsed`` optionally the envelopes already
+        parsed by the validator (None where they did not parse), to save parsing twice.
         """
+        if parsed is not None and len(parsed) != len(envelopes):
+            raise LedgerError(f"{len(parsed)} parsed transactions for {len(envelopes)} envelopes",
+                              step="commit")
         if len(precheck) != len(envelopes):
             raise LedgerError(f"{len(precheck)} precheck codes for {len(envelopes)} envelopes",
                               step="commit")
@@ -343,17 +348,20 @@ class Ledger:
             seen: set[str] = set()
             try:
                 for tx_num, (envelope, pre) in enumerate(zip(envelopes, precheck)):
-                    try:
-                        parsed: ParsedTransaction | None = parse_transaction(envelope)
-                    except MalformedTransactionError:
-                        parsed = None
-                    tx_id = parsed.tx_id if parsed else ""
+                    if parsed is not None:
+                        tx: ParsedTransaction | None = parsed[tx_num]
+                    else:
+                        try:
+                            tx = parse_transaction(envelope)
+                        except MalformedTransactionError:
+                            tx = None
+                    tx_id = tx.tx_id if tx else ""
                     code = int(pre)
                     if code == VALID:
-                        code = self._validate(parsed, tx_id, seen, updates, number)
+                        code = self._validate(tx, tx_id, seen, updates, number)
                         if code == VALID:
-                            assert parsed is not None
-                            self._apply(parsed, tx_num, private_data.get(tx_id), updates)
+                            assert tx is not None
+                            self._apply(tx, tx_num, private_data.get(tx_id), updates)
                     if tx_id:
                         seen.add(tx_id)
                     codes.append(code)

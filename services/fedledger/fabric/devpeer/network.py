@@ -72,7 +72,7 @@ class DevNetwork:
     def __init__(self, root: Path, orgs: Sequence[str] = ("Org1", "Org2", "Org3"), *,
                  host: str = "127.0.0.1", gateway_port: int = 0, chaincode_port: int = 0,
                  chaincode_address: str | None = None, max_batch: int = 500,
-                 batch_timeout: float = 0.002) -> None:
+                 batch_timeout: float = 0.002, tls: bool = True) -> None:
         self.root = Path(root)
         self.host = host
         self.gateway_port = gateway_port
@@ -80,6 +80,7 @@ class DevNetwork:
         self.external_chaincode = chaincode_address
         self.max_batch = max_batch
         self.batch_timeout = batch_timeout
+        self.tls = tls
         self.layout = self._layout(list(orgs))
         self.crypto: NetworkCrypto = self._crypto()
         self.peer: DevPeer | None = None
@@ -139,7 +140,8 @@ class DevNetwork:
         await self.peer.start()
         self._server, port = await start_gateway_server(
             self.peer, address=f"{self.host}:{self.gateway_port}", msp_id=first.msp_id,
-            tls_cert=first.peer.tls_cert.read_bytes(), tls_key=first.peer.tls_key.read_bytes())
+            tls_cert=first.peer.tls_cert.read_bytes() if self.tls else None,
+            tls_key=first.peer.tls_key.read_bytes() if self.tls else None)
         self.endpoints = Endpoints(gateway=f"{self.host}:{port}", tls_ca_cert=first.tls_ca_cert,
                                    server_name=first.peer.host, chaincode=chaincode_address)
         # For tools that attach to a running network (benchmarks, services started apart).

@@ -47,21 +47,11 @@ class BlockCutter:
                               step="submit") from None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self.batch_timeout
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+            if self._queue.qsize() + 1 < self.max_batch:
+                # One timer per block, not one per envelope: let the batch fill up.
+                await asyncio.sleep(self.batch_timeout)
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             await self._commit(batch)

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import transaction_pb2
 
 from fedledger.fabric.devpeer.blocks import MalformedTransactionError, ParsedTransaction, parse_transaction
 from fedledger.fabric.devpeer.channel import ChannelPolicies
 from fedledger.fabric.errors import FabricError
-from fedledger.fabric.msp import MSPManager, VerifiedIdentity
+from fedledger.fabric.msp import MSPManager, SignatureMemo, VerifiedIdentity
 from fedledger.fabric.policy import Policy, policy_from_envelope
 
 Code = transaction_pb2.TxValidationCode
@@ -40,8 +41,9 @@ class Validator:
     """Validates the transactions of one channel against its MSPs and policies."""
 
     def __init__(self, msps: MSPManager, channel: ChannelPolicies,
-                 key_policy: KeyPolicyLookup) -> None:
+                 key_policy: KeyPolicyLookup, signatures: SignatureMemo | None = None) -> None:
         self.msps = msps
+        self.signatures = signatures or SignatureMemo()
         self.channel = channel
         self.key_policy = key_policy
         self._policy_cache: dict[bytes, Policy] = {}
@@ -54,14 +56,15 @@ class Validator:
             parsed = parse_transaction(envelope)
         except MalformedTransactionError as exc:
             return ValidatedTransaction(Code.BAD_PAYLOAD, None, str(exc))
-        if parsed.header_type != 3:  # ENDORSER_TRANSACTION: the dev peer orders no config txs
+        if parsed.header_type != common_pb2.HeaderType.ENDORSER_TRANSACTION:  # no config txs here
             return ValidatedTransaction(Code.UNKNOWN_TX_TYPE, parsed, "not an endorser transaction")
         if parsed.channel_id != self.channel.definition.name:
             return ValidatedTransaction(Code.BAD_CHANNEL_HEADER, parsed,
                                         f"channel {parsed.channel_id!r} in a block of "
                                         f"{self.channel.definition.name!r}")
         try:
-            creator = self.msps.verify(parsed.creator, parsed.payload, parsed.signature)
+            creator = self.signatures.verify(self.msps, parsed.creator, parsed.payload,
+                                             parsed.signature)
         except FabricError as exc:
             return ValidatedTransaction(Code.BAD_CREATOR_SIGNATURE, parsed, str(exc))
         if not self.channel.is_member(creator):
@@ -85,8 +88,8 @@ class Validator:
             if endorser in seen:
                 continue
             try:
-                identity = self.msps.verify(endorser, parsed.proposal_response_payload + endorser,
-                                            signature)
+                identity = self.signatures.verify(
+                    self.msps, endorser, parsed.proposal_response_payload + endorser, signature)
             except FabricError:
                 continue
             seen.add(endorser)
