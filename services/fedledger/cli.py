@@ -157,5 +157,39 @@ def devnet_up(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def verify(
+    package: Annotated[Path, typer.Argument(help="proof package (JSON) of one record")],
+    rpc_url: Annotated[str, typer.Option(help="JSON-RPC URL of the public chain")],
+    contract: Annotated[str, typer.Option(help="address of the AnchorRegistry you trust")],
+) -> None:
+    """Check a record's proof package against the public chain alone: its Merkle paths,
+    and the Anchored event of the registry at CONTRACT for its root and rounds."""
+    from pydantic import ValidationError
+
+    from fedledger.audit.proofs import ProofPackage
+    from fedledger.audit.verify import verify_with_rpc
+
+    try:
+        parsed = ProofPackage.model_validate_json(package.read_bytes())
+    except (OSError, ValidationError) as exc:
+        console.print(f"[red]error:[/red] {package}: not a proof package: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        result = verify_with_rpc(parsed, rpc_url, contract)
+    except Exception as exc:  # noqa: BLE001 - RPC/network failures are reported, not raised
+        console.print(f"[red]error:[/red] could not query {rpc_url}: {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"verify {package.name}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for name, passed, detail in result.checks:
+        table.add_row(name, "[green]ok[/green]" if passed else "[red]FAILED[/red]", detail)
+    console.print(table)
+    console.print("[green]verified[/green]" if result.ok else "[red]NOT verified[/red]")
+    raise typer.Exit(0 if result.ok else 1)
+
+
 if __name__ == "__main__":
     app()

@@ -303,6 +303,12 @@ class ConsortiumContract(Contract):
                                  f"model version {version_id}")
 
     @query
+    async def list_model_versions(self, ctx: Context, round_id: RoundId) -> list[ModelVersion]:
+        """The model versions registered for a round (the bridge anchors them with it)."""
+        return [v for v in await ctx.scan(keys.model_version(), ModelVersion)
+                if v.round_id == round_id]
+
+    @query
     async def get_lineage(self, ctx: Context, version_id: Id) -> list[ModelVersion]:
         """The version and all its ancestors, breadth first, each once."""
         start = await self.get_model_version(ctx, version_id)

@@ -1,0 +1,1 @@
+"""Compliance audit: proof packages and their independent verification."""

@@ -1,0 +1,1 @@
+"""The bridge: anchors consortium rounds on the public chain, exactly once."""

@@ -1,0 +1,268 @@
+"""The bridge: from final consortium rounds to anchors on the public chain, exactly once.
+
+1. An event follower reads the consortium chaincode's events from a stored checkpoint and
+   records every ``AggregateFinal`` round (event and checkpoint in one SQL transaction).
+2. When ``batch_rounds`` consecutive rounds are final, a batch is built — consortium
+   leaves of those rounds plus each org's published private-state leaf — and stored.
+3. Org agents check and sign it (m-of-n, EIP-712).
+4. The anchor transaction is signed and stored, then broadcast; after N confirmations
+   the receipt (tx hash, block, root) is recorded on the consortium channel.
+
+Each step is written to the outbox before the next begins, so a bridge killed anywhere
+and restarted, or facing an RPC outage, resumes without anchoring anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedledger.bridge.agents import OrgAnchorAgent
+from fedledger.bridge.errors import BridgeError
+from fedledger.bridge.outbox import Anchor, AnchorStatus, FinalRound, Outbox
+from fedledger.bridge.tree import AnchorBatch, consortium_leaves
+from fedledger.evm.chain import Chain, PreparedTx
+from fedledger.evm.contracts import AnchorRegistryClient
+from fedledger.evm.errors import EvmError, RpcUnavailableError
+from fedledger.evm.typed_data import pack_signatures
+from fedledger.fabric.errors import FabricError
+from fedledger.fabric.gateway import Contract, Network
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "consortium-events"
+
+
+class BridgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_rounds: int = Field(1, ge=1, le=10_000, description="rounds per anchor")
+    confirmations: int = Field(1, ge=0, description="blocks before an anchor counts")
+    chaincode: str = "fedledger"
+    channel: str = "consortium"
+    poll_interval_s: float = Field(0.5, gt=0)
+
+
+@dataclass(frozen=True)
+class FinalRoundEvent:
+    round_id: int
+    aggregate_digest: str
+    block_number: int
+    tx_id: str
+
+
+class EventFollower:
+    """Reads consortium chaincode events in a thread, from the outbox's checkpoint."""
+
+    def __init__(self, network: Network, chaincode: str, outbox: Outbox) -> None:
+        self.network = network
+        self.chaincode = chaincode
+        self.outbox = outbox
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._events = None
+        self.errors: queue.Queue[Exception] = queue.Queue()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bridge-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._events is not None:
+            self._events.close()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            checkpoint = self.outbox.checkpoint(CHECKPOINT)
+            start, after = (checkpoint if checkpoint else (0, ""))
+            try:
+                self._events = self.network.chaincode_events(
+                    self.chaincode, start_block=start, after_tx_id=after or None)
+                for event in self._events:
+                    self._record(event)
+                    if self._stop.is_set():
+                        return
+            except FabricError as exc:  # peer restarting: resume from the checkpoint
+                if self._stop.is_set():
+                    return
+                self.errors.put(exc)
+                time.sleep(1.0)
+
+    def _record(self, event) -> None:  # noqa: ANN001 - gateway.ChaincodeEvent
+        with self.outbox.session() as session:
+            if event.event_name == "AggregateFinal":
+                payload = json.loads(event.payload)
+                if session.get(FinalRound, payload["round_id"]) is None:
+                    session.add(FinalRound(round_id=payload["round_id"],
+                                           aggregate_digest=payload["aggregate_digest"]))
+            self.outbox.save_checkpoint(session, CHECKPOINT, event.block_number, event.tx_id)
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings, *, consortium: Contract, chain: Chain,
+                 registry: AnchorRegistryClient, submitter: LocalAccount,
+                 agents: list[OrgAnchorAgent], keys: list[str], threshold: int,
+                 outbox: Outbox) -> None:
+        self.settings = settings
+        self.consortium = consortium
+        self.chain = chain
+        self.registry = registry
+        self.submitter = submitter
+        self.agents = agents
+        self.keys = keys
+        self.threshold = threshold
+        self.outbox = outbox
+        self.follower = EventFollower(consortium.network, settings.chaincode, outbox)
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self) -> None:
+        self.follower.start()
+
+    def stop(self) -> None:
+        self.follower.stop()
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set; transient RPC or peer failures are retried."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except (RpcUnavailableError, FabricError) as exc:
+                log.warning("bridge step will be retried: %s", exc)
+            stop.wait(self.settings.poll_interval_s)
+
+    def step(self, *, flush: bool = False) -> list[Anchor]:
+        """Batch what is ready (``flush``: also a partial batch), then advance every
+        unfinished anchor as far as it goes. Returns the anchors touched."""
+        self._batch(flush=flush)
+        touched = []
+        for anchor in self.outbox.unfinished():
+            touched.append(self._advance(anchor))
+        return touched
+
+    # ------------------------------------------------------------------ batching
+
+    def _next_round(self) -> int:
+        anchors = self.outbox.anchors()
+        return anchors[-1].last_round + 1 if anchors else 1
+
+    def _batch(self, *, flush: bool) -> None:
+        pending = {r.round_id for r in self.outbox.pending_rounds()}
+        while True:
+            first = self._next_round()
+            ready = 0
+            while first + ready in pending and ready < self.settings.batch_rounds:
+                ready += 1
+            if ready == 0 or (ready < self.settings.batch_rounds and not flush):
+                return
+            self._build(first, first + ready - 1)
+            pending -= set(range(first, first + ready))
+
+    def _build(self, first: int, last: int) -> Anchor:
+        rounds = list(range(first, last + 1))
+        consortium = consortium_leaves(self.consortium.evaluate, rounds)
+        private = [agent.private_state() for agent in self.agents]
+        batch = AnchorBatch.build(first, last, consortium, private)
+        with self.outbox.session() as session:
+            anchor = Anchor(first_round=first, last_round=last, root=batch.root_hex,
+                            leaves_json=json.dumps(list(batch.tree.leaves), sort_keys=True),
+                            status=AnchorStatus.BUILT)
+            session.add(anchor)
+            session.flush()
+            for round_ in session.query(FinalRound).filter(FinalRound.round_id.in_(rounds)):
+                round_.anchor_id = anchor.id
+        log.info("built anchor for rounds %d..%d root %s", first, last, batch.root_hex)
+        return anchor
+
+    # ------------------------------------------------------------------ the anchor's steps
+
+    def _advance(self, anchor: Anchor) -> Anchor:
+        rounds = (anchor.first_round, anchor.last_round)
+        try:
+            if anchor.status == AnchorStatus.BUILT:
+                anchor = self._sign(anchor)
+            if anchor.status == AnchorStatus.SIGNED:
+                anchor = self._prepare(anchor)
+            if anchor.status == AnchorStatus.PREPARED:
+                anchor = self._confirm(anchor)
+            if anchor.status == AnchorStatus.CONFIRMED:
+                anchor = self._record(anchor)
+        except (EvmError, FabricError, BridgeError) as exc:
+            self.outbox.update(anchor.id, attempts=anchor.attempts + 1, last_error=str(exc))
+            if isinstance(exc, BridgeError):
+                exc.rounds = exc.rounds or rounds
+            raise
+        return anchor
+
+    def _sign(self, anchor: Anchor) -> Anchor:
+        batch = AnchorBatch.from_leaves(anchor.first_round, anchor.last_round, anchor.leaves)
+        signatures: dict[str, str] = dict(anchor.signatures)
+        refusals = []
+        for agent in self.agents:
+            if agent.address in signatures:
+                continue
+            try:
+                signature = agent.approve(batch, chain_id=self.chain.chain_id,
+                                          registry=self.registry.address)
+            except BridgeError as exc:
+                refusals.append(str(exc))
+                continue
+            signatures[agent.address] = "0x" + signature.hex()
+        status = AnchorStatus.SIGNED if len(signatures) >= self.threshold else anchor.status
+        anchor = self.outbox.update(anchor.id, signatures_json=json.dumps(signatures, sort_keys=True),
+                                    status=status)
+        if status != AnchorStatus.SIGNED:
+            raise BridgeError(f"{len(signatures)} of {self.threshold} signatures; refusals: "
+                              f"{refusals}", step="sign")
+        return anchor
+
+    def _prepare(self, anchor: Anchor) -> Anchor:
+        on_chain_next = self.registry.next_round()
+        if on_chain_next > anchor.first_round:
+            # Only this bridge's own stored transaction can have advanced the registry
+            # past these rounds; if it has none, something else anchored them.
+            raise BridgeError(f"registry is already at round {on_chain_next} but this "
+                              "anchor was never sent", step="prepare")
+        signatures = {address: bytes.fromhex(sig[2:]) for address, sig in anchor.signatures.items()}
+        packed = pack_signatures(self.keys, signatures)
+        function = self.registry.anchor_call(anchor.first_round, anchor.last_round,
+                                             bytes.fromhex(anchor.root), self.keys, packed)
+        prepared = self.chain.prepare(function, self.submitter)
+        # Stored before it is broadcast: a restart re-sends these bytes, never new ones.
+        anchor = self.outbox.update(anchor.id, raw_tx=prepared.raw, tx_hash=prepared.tx_hash,
+                                    status=AnchorStatus.PREPARED)
+        log.info("anchor %d..%d signed as %s", anchor.first_round, anchor.last_round,
+                 prepared.tx_hash)
+        return anchor
+
+    def _confirm(self, anchor: Anchor) -> Anchor:
+        assert anchor.raw_tx is not None and anchor.tx_hash is not None
+        self.chain.broadcast(PreparedTx.from_raw(anchor.raw_tx))
+        receipt = self.chain.wait(anchor.tx_hash, self.settings.confirmations)
+        return self.outbox.update(anchor.id, block_number=receipt["blockNumber"],
+                                  status=AnchorStatus.CONFIRMED, last_error=None)
+
+    def _record(self, anchor: Anchor) -> Anchor:
+        receipt = {
+            "first_round": anchor.first_round, "last_round": anchor.last_round,
+            "merkle_root": anchor.root, "chain_id": self.chain.chain_id,
+            "contract_address": self.registry.address.lower(),
+            "tx_hash": anchor.tx_hash.lower() if anchor.tx_hash.startswith("0x")
+            else "0x" + anchor.tx_hash, "block_number": anchor.block_number,
+        }
+        transaction = self.consortium.submit_async("RecordAnchorReceipt", json.dumps(receipt))
+        status = transaction.status()
+        if not status.successful:
+            raise BridgeError(f"anchor receipt committed as {status.code_name}", step="record",
+                              tx_hash=anchor.tx_hash)
+        return self.outbox.update(anchor.id, receipt_tx_id=transaction.tx_id,
+                                  status=AnchorStatus.RECORDED)

@@ -1,0 +1,1 @@
+"""Tests of fedledger.evm (embedded py-evm and anvil)."""
