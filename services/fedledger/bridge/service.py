@@ -30,7 +30,7 @@ from fedledger.bridge.outbox import Anchor, AnchorStatus, FinalRound, Outbox
 from fedledger.bridge.tree import AnchorBatch, consortium_leaves
 from fedledger.evm.chain import Chain, PreparedTx
 from fedledger.evm.contracts import AnchorRegistryClient
-from fedledger.evm.errors import EvmError, RpcUnavailableError
+from fedledger.evm.errors import EvmError
 from fedledger.evm.typed_data import pack_signatures
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.gateway import Contract, Network
@@ -136,7 +136,9 @@ class Bridge:
         while not stop.is_set():
             try:
                 self.step()
-            except (RpcUnavailableError, FabricError) as exc:
+            except (EvmError, FabricError, BridgeError) as exc:
+                # RPC outages, a peer restarting, an org node down or refusing: the
+                # outbox holds where each anchor is; the next step picks it up again.
                 log.warning("bridge step will be retried: %s", exc)
             stop.wait(self.settings.poll_interval_s)
 

@@ -1,0 +1,237 @@
+"""The coordinator's HTTP API (docs/services.md, "Coordinator API").
+
+Handlers only check and record; ledger watching, closing at the deadline, aggregation
+and model registration run in the round worker (:mod:`.rounds`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from fedledger.web.errors import Forbidden, NotFound, PayloadTooLarge, ServiceError, Unauthorized
+from fedledger.web.params import RoundId
+from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
+
+from .blobs import HEX64, BlobStore, BlobTooLarge
+from .models import BlobRow, ModelVersionRow, RoundRow
+from .rounds import RoundService
+from .settings import CoordinatorSettings
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+router = APIRouter()
+
+
+class OpenRoundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deadline_s: int | None = Field(None, gt=0, description="seconds until the deadline")
+    quorum: int | None = Field(None, ge=1, description="minimum ledger submissions")
+    local_steps: int | None = Field(None, gt=0, description="override train.local_steps")
+
+
+# ---------------------------------------------------------------------- dependencies
+
+
+def get_service(request: Request) -> RoundService:
+    return request.app.state.service
+
+
+def get_settings(request: Request) -> CoordinatorSettings:
+    return request.app.state.settings
+
+
+Service = Annotated[RoundService, Depends(get_service)]
+
+
+def _bearer_ok(request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    return hmac.compare_digest(digest, request.app.state.settings.operator_token_hash)
+
+
+def require_operator(request: Request) -> None:
+    if not request.headers.get("authorization"):
+        raise Unauthorized("operator token required (Authorization: Bearer <token>)")
+    if not _bearer_ok(request):
+        raise Unauthorized("invalid operator token")
+
+
+def _signed_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else request.url.path
+    query = request.scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def verify_org(request: Request, body_sha256: str) -> str:
+    """The calling org's MSP id from a signed request; only consortium orgs."""
+    verifier: RequestVerifier = request.app.state.verifier
+    identity = verifier.verify(request.method, _signed_path(request), request.headers, body_sha256)
+    if identity.msp_id not in request.app.state.org_ids:
+        raise Forbidden(f"{identity.msp_id} is not a consortium org")
+    return identity.msp_id
+
+
+def require_org(request: Request) -> str:
+    return verify_org(request, EMPTY_SHA256)
+
+
+Operator = Depends(require_operator)
+
+
+# ---------------------------------------------------------------------- health
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, Any]:
+    return {"status": "ok", "service": "coordinator", "org": request.app.state.operator_msp}
+
+
+# ---------------------------------------------------------------------- rounds
+
+
+@router.post("/rounds", status_code=201, dependencies=[Operator])
+def open_round(body: OpenRoundRequest, service: Service) -> dict[str, Any]:
+    round_id = service.open_round(deadline_s=body.deadline_s, quorum=body.quorum,
+                                  local_steps=body.local_steps)
+    with service.sessions() as session:
+        return service.view(session, service.get(session, round_id))
+
+
+@router.get("/rounds")
+def list_rounds(service: Service) -> list[dict[str, Any]]:
+    with service.sessions() as session:
+        rows = session.scalars(select(RoundRow).order_by(RoundRow.round_id)).all()
+        return [service.view(session, row) for row in rows]
+
+
+@router.get("/rounds/current")
+def current_round(service: Service) -> dict[str, Any]:
+    with service.sessions() as session:
+        row = session.scalars(select(RoundRow).where(RoundRow.status == "open")
+                              .order_by(RoundRow.round_id.desc())).first()
+        if row is None:
+            raise NotFound("no round is open")
+        return service.view(session, row)
+
+
+@router.get("/rounds/{round_id}")
+def get_round(round_id: RoundId, service: Service) -> dict[str, Any]:
+    with service.sessions() as session:
+        return service.view(session, service.get(session, round_id))
+
+
+@router.get("/rounds/{round_id}/aggregate")
+def get_aggregate(round_id: RoundId, service: Service) -> dict[str, Any]:
+    with service.sessions() as session:
+        return service.aggregate_view(session, round_id)
+
+
+@router.post("/rounds/{round_id}/close", dependencies=[Operator])
+def close_round(round_id: RoundId, service: Service) -> dict[str, Any]:
+    service.close_requested(round_id)
+    with service.sessions() as session:
+        return service.view(session, service.get(session, round_id))
+
+
+@router.put("/rounds/{round_id}/updates", status_code=201)
+async def upload_update(
+    round_id: RoundId, request: Request, service: Service,
+    x_num_samples: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """The update as safetensors, streamed; signed by the submitting org with the body's
+    sha256 declared in X-Content-Sha256."""
+    declared = (request.headers.get(CONTENT_SHA256) or "").strip()
+    if not declared:
+        raise ServiceError(f"{CONTENT_SHA256} header is required (hex sha256 of the body)",
+                           code="missing_content_sha256")
+    if not HEX64.match(declared):
+        raise ServiceError(f"{CONTENT_SHA256} must be 64 lower-case hex digits",
+                           code="invalid_content_sha256")
+    org = verify_org(request, declared)
+    num_samples = None
+    if x_num_samples is not None:
+        try:
+            num_samples = int(x_num_samples)
+        except ValueError:
+            num_samples = -1
+        if num_samples < 0:
+            raise ServiceError("X-Num-Samples must be a non-negative integer",
+                               code="invalid_num_samples")
+    limit = service.settings.max_update_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"update of {length} bytes exceeds max_update_bytes {limit}",
+                              details={"max_update_bytes": limit})
+    await run_in_threadpool(service.check_upload, round_id, org, declared)
+    blobs: BlobStore = request.app.state.blobs
+    try:
+        pending = await blobs.receive(request.stream(), max_bytes=limit)
+    except BlobTooLarge:
+        raise PayloadTooLarge(f"update exceeds max_update_bytes {limit}",
+                              details={"max_update_bytes": limit}) from None
+    created = await run_in_threadpool(service.accept_upload, round_id, org, declared,
+                                      num_samples, pending)
+    return JSONResponse({"update_hash": declared}, status_code=201 if created else 200)
+
+
+# ---------------------------------------------------------------------- blobs and models
+
+
+def _blob_response(service: RoundService, sha256: str) -> Response:
+    if not HEX64.match(sha256):
+        raise NotFound(f"no blob {sha256}")
+    with service.sessions() as session:
+        known = session.get(BlobRow, sha256) is not None
+    if not known or not service.blobs.exists(sha256):
+        raise NotFound(f"no blob {sha256}", details={"sha256": sha256})
+    return Response(service.blobs.read(sha256), media_type="application/octet-stream",
+                    headers={"X-Content-Sha256": sha256})
+
+
+@router.get("/blobs/{sha256}", dependencies=[Depends(require_org)])
+def get_blob(sha256: str, service: Service) -> Response:
+    return _blob_response(service, sha256)
+
+
+@router.get("/models")
+def list_models(service: Service) -> list[dict[str, Any]]:
+    with service.sessions() as session:
+        rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.round_id)).all()
+        return [service.model_view(session, row) for row in rows]
+
+
+@router.get("/models/{version_id}")
+def get_model(version_id: str, service: Service) -> dict[str, Any]:
+    with service.sessions() as session:
+        row = session.get(ModelVersionRow, version_id)
+        if row is None:
+            raise NotFound(f"model version {version_id} does not exist")
+        return service.model_view(session, row)
+
+
+def require_org_or_operator(request: Request) -> None:
+    if _bearer_ok(request):
+        return
+    require_org(request)
+
+
+@router.get("/models/{version_id}/adapter", dependencies=[Depends(require_org_or_operator)])
+def get_model_adapter(version_id: str, service: Service) -> Response:
+    with service.sessions() as session:
+        row = session.get(ModelVersionRow, version_id)
+        if row is None:
+            raise NotFound(f"model version {version_id} does not exist")
+        digest = row.adapter_digest
+    return _blob_response(service, digest)

@@ -1,0 +1,62 @@
+"""``create_app(settings)``: the coordinator as a FastAPI app.
+
+The lifespan opens the database (migrations applied), the blob store and the Fabric
+gateway, then starts the round worker and the chaincode-event follower; it stops them
+on shutdown. Everything the coordinator knows survives in the database, the blob folder
+and the ledger, so a new app on the same settings resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fedledger.web.database import make_engine, migrate
+from fedledger.web.errors import install_error_handlers
+from fedledger.web.signing import RequestVerifier
+
+from .aggregate import adapter_context
+from .api import router
+from .blobs import BlobStore
+from .ledger import EventWaker, Ledger
+from .rounds import RoundService, RoundWorker
+from .settings import CoordinatorSettings
+
+
+def create_app(settings: CoordinatorSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url)
+        migrate(engine, "fedledger.coordinator")
+        blobs = BlobStore(settings.blob_dir)
+        msps = settings.org_msps.manager()
+        ledger = Ledger.connect(settings.gateway, settings.identity)
+        service = RoundService(settings, engine, blobs, ledger)
+        config = service.round_config()
+        worker = RoundWorker(service, settings.poll_s, warm=lambda: adapter_context(
+            config["model"], config["lora"], config["seed"]))
+        app.state.settings = settings
+        app.state.service = service
+        app.state.blobs = blobs
+        app.state.verifier = RequestVerifier(msps)
+        app.state.org_ids = frozenset(settings.org_msps.resolved())
+        app.state.operator_msp = settings.identity.msp_id
+        waker = EventWaker(ledger, service.wake).start() if settings.follow_events else None
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            if waker is not None:
+                waker.stop()
+            ledger.close()
+            engine.dispose()
+
+    app = FastAPI(title="fedledger coordinator", version="0.1.0", lifespan=lifespan,
+                  description="Rounds, blob store, aggregation, committee and model registry "
+                              "of a fedledger consortium (docs/services.md).")
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

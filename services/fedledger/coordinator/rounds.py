@@ -1,0 +1,520 @@
+"""The round state machine and its ledger interactions.
+
+    opening -> open -> closed -> aggregated -> final
+                  `-> failed (fewer than quorum ledger submissions when it closed,
+                              the aggregate could not be computed, or the ledger
+                              finalised another digest)
+
+* **open** (``POST /rounds``): the row is written as ``opening`` first, then OpenRound is
+  submitted, then the row becomes ``open`` with the tx id. A crash in between leaves an
+  ``opening`` row that the worker resolves from the ledger (the round is there: adopt
+  it; it is not: submit the same opening again), so a round is never opened twice.
+  A new round is refused while another is in progress, so round r's base adapter is
+  always round r-1's final aggregate (or the fresh LoRA init before the first one).
+* **uploads** are stored content-addressed; a submission *counts* only when the ledger
+  holds SubmitUpdate from that org with the same update hash.
+* **close**: when every committee org's submission counts, at the deadline, or on the
+  operator's request. CloseRound is written on the ledger first (the coordinator is
+  the opener, so it may close early); then the counted set is final. Fewer than
+  ``quorum`` counted submissions -> failed.
+* **aggregate**: the counted updates sorted by org, the configured strategy, the base
+  adapter as reference; the aggregate blob is stored under its digest.
+* **final**: once the ledger says the round is final with our digest (a majority
+  attested it), RegisterModelVersion ``v{round}`` with parents ``[base version]``.
+
+All state is in the database, the blob folder and the ledger: a new process with the
+same settings picks up every unfinished round where it stood, and each step is
+idempotent (ledger writes are checked against the ledger's state before they are made).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fedledger.canonical import canonical_digest
+from fedledger.fabric.errors import FabricError
+from fedledger.learning.errors import AggregationError, LearningError, UpdateRejectedError
+from fedledger.learning.updates import load_update_bytes, sha256_hex
+from fedledger.web.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+
+from .aggregate import AdapterContext, adapter_context, aggregate_updates, strategy_of
+from .blobs import BlobStore, PendingBlob
+from .committee import select_committee
+from .ledger import Ledger
+from .models import AggregateRow, AttestationRow, BlobRow, ModelVersionRow, RoundRow, SubmissionRow
+from .settings import CoordinatorSettings
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("opening", "open", "closed", "aggregated")
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_deadline(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_deadline(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def ledger_error(exc: FabricError) -> ServiceError:
+    return ServiceError(f"ledger call failed: {exc.message}", status=502, code="ledger_error",
+                        details={"tx_id": exc.tx_id, "step": exc.step})
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (Postgres JSON refuses NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RoundService:
+    """Everything the API and the worker do to rounds; thread-safe (one lock for
+    state transitions, the database for the rest)."""
+
+    def __init__(self, settings: CoordinatorSettings, engine: Engine, blobs: BlobStore,
+                 ledger: Ledger) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.blobs = blobs
+        self.ledger = ledger
+        self.lock = threading.RLock()
+        self.wake = threading.Event()
+
+    # ------------------------------------------------------------------ config
+
+    def round_config(self, local_steps: int | None = None) -> dict[str, Any]:
+        """The experiment sections a round trains with (canonical-JSON-able)."""
+        exp = self.settings.experiment
+        train = exp.train.model_dump(mode="json")
+        if local_steps is not None:
+            train["local_steps"] = local_steps
+        return {
+            "seed": exp.seed,
+            "model": exp.model.model_dump(mode="json", exclude={"cache_dir"}),
+            "lora": exp.lora.model_dump(mode="json"),
+            "train": train,
+            "data": exp.data.model_dump(mode="json"),
+            "strategy": exp.federation.strategy.model_dump(mode="json"),
+        }
+
+    def context(self, config: dict[str, Any]) -> AdapterContext:
+        try:
+            return adapter_context(config["model"], config["lora"], config["seed"])
+        except LearningError as exc:
+            raise Unavailable(f"the round's base model cannot be loaded: {exc}") from exc
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, session: Session, round_id: int) -> RoundRow:
+        row = session.get(RoundRow, round_id)
+        if row is None:
+            raise NotFound(f"round {round_id} does not exist", details={"round_id": round_id})
+        return row
+
+    def view(self, session: Session, row: RoundRow) -> dict[str, Any]:
+        subs = session.scalars(select(SubmissionRow).where(SubmissionRow.round_id == row.round_id)
+                               .order_by(SubmissionRow.org)).all()
+        agg = session.get(AggregateRow, row.round_id)
+        atts = session.scalars(select(AttestationRow).where(AttestationRow.round_id == row.round_id)
+                               .order_by(AttestationRow.org)).all()
+        return {
+            "round_id": row.round_id, "status": row.status, "deadline": row.deadline,
+            "quorum": row.quorum, "committee": list(row.committee), "config": row.config,
+            "config_digest": row.config_digest, "shard": row.shard,
+            "base": ({"version_id": row.base_version_id, "adapter_hash": row.base_adapter_hash}
+                     if row.base_adapter_hash else None),
+            "submissions": [{"org": s.org, "update_hash": s.update_hash,
+                             "num_samples": s.ledger_samples if s.ledger_samples is not None
+                             else s.declared_samples,
+                             "on_ledger": s.ledger_samples is not None} for s in subs],
+            "aggregate": ({"digest": agg.digest, "adapter_hash": agg.digest,
+                           "included": [i["org"] for i in agg.included],
+                           "strategy": agg.strategy} if agg else None),
+            "attestations": [a.org for a in atts],
+            "version_id": row.version_id,
+            "ledger": {"open_tx": row.open_tx, "close_tx": row.close_tx, "model_tx": row.model_tx},
+            "error": row.error,
+        }
+
+    def aggregate_view(self, session: Session, round_id: int) -> dict[str, Any]:
+        self.get(session, round_id)
+        agg = session.get(AggregateRow, round_id)
+        if agg is None:
+            raise NotFound(f"round {round_id} has no aggregate yet", details={"round_id": round_id})
+        return {"round_id": round_id, "digest": agg.digest, "adapter_hash": agg.digest,
+                "included": agg.included, "strategy": {"name": agg.strategy, "params": agg.params},
+                "accepted": agg.result.get("accepted", []),
+                "rejected": agg.result.get("rejected", {})}
+
+    def model_view(self, session: Session, version: ModelVersionRow) -> dict[str, Any]:
+        lineage, current = [], version
+        seen = {version.version_id}
+        while current.parents:
+            parent = session.get(ModelVersionRow, current.parents[0])
+            if parent is None or parent.version_id in seen:
+                break
+            seen.add(parent.version_id)
+            lineage.append(parent.version_id)
+            current = parent
+        return {"version_id": version.version_id, "round_id": version.round_id,
+                "adapter_digest": version.adapter_digest, "adapter_hash": version.adapter_digest,
+                "parents": list(version.parents), "lineage": lineage, "tx_id": version.tx_id,
+                "created_at": version.created_at.isoformat()}
+
+    # ------------------------------------------------------------------ open
+
+    def open_round(self, *, deadline_s: int | None, quorum: int | None,
+                   local_steps: int | None) -> int:
+        with self.lock, self.sessions() as session:
+            busy = session.scalars(select(RoundRow).where(RoundRow.status.in_(ACTIVE))).first()
+            if busy is not None:
+                raise Conflict(f"round {busy.round_id} is still {busy.status}; a new round opens "
+                               "once it is final or failed", details={"round_id": busy.round_id})
+            try:
+                orgs = self.ledger.list_orgs()
+                ledger_last = self.ledger.last_round_id()
+            except FabricError as exc:
+                raise ledger_error(exc) from exc
+            if self.ledger.msp_id not in orgs:
+                raise Conflict(f"the operator org {self.ledger.msp_id} is not registered on the "
+                               "consortium channel")
+            db_last = session.scalar(select(func.max(RoundRow.round_id))) or 0
+            round_id = max(db_last, ledger_last) + 1
+            previous = session.scalars(select(RoundRow).where(RoundRow.status == "final")
+                                       .order_by(RoundRow.round_id.desc())).first()
+            config = self.round_config(local_steps)
+            config_digest = canonical_digest(config)
+            prev_agg = session.get(AggregateRow, previous.round_id) if previous else None
+            # Public randomness: the last final aggregate, or this round's config digest.
+            seed = prev_agg.digest if prev_agg else config_digest
+            committee = select_committee(orgs, seed=seed, round_id=round_id,
+                                         size=self.settings.committee_size)
+            if quorum is None:
+                quorum = self.settings.default_quorum or len(committee) // 2 + 1
+            if quorum > len(committee):
+                raise ServiceError(f"quorum {quorum} exceeds the committee size {len(committee)}",
+                                   code="invalid_quorum",
+                                   details={"quorum": quorum, "committee": committee})
+            deadline = format_deadline(utcnow() + timedelta(
+                seconds=deadline_s or self.settings.default_deadline_s))
+            now = utcnow()
+            row = RoundRow(round_id=round_id, status="opening", shard=0, deadline=deadline,
+                           quorum=quorum, committee=committee, config=config,
+                           config_digest=config_digest,
+                           base_version_id=previous.version_id if previous else None,
+                           base_adapter_hash=prev_agg.digest if prev_agg else None,
+                           created_at=now, updated_at=now)
+            session.add(row)
+            session.commit()
+            try:
+                written = self.ledger.open_round(self._opening(row))
+            except FabricError as exc:
+                session.delete(row)
+                session.commit()
+                raise ledger_error(exc) from exc
+            row.status, row.open_tx, row.updated_at = "open", written.tx_id, utcnow()
+            session.commit()
+            log.info("opened round %s (tx %s) committee=%s", round_id, written.tx_id, committee)
+            return round_id
+
+    @staticmethod
+    def _opening(row: RoundRow) -> dict[str, Any]:
+        return {"round_id": row.round_id, "config_digest": row.config_digest,
+                "deadline": row.deadline, "quorum": row.quorum, "shard": row.shard,
+                "committee": list(row.committee)}
+
+    def _resolve_opening(self, session: Session, row: RoundRow) -> None:
+        on_ledger = self.ledger.get_round(row.round_id)
+        if on_ledger is None:
+            if utcnow() >= parse_deadline(row.deadline):
+                self._fail(row, "the coordinator stopped before the round was opened on the ledger")
+                return
+            written = self.ledger.open_round(self._opening(row))
+            row.open_tx = written.tx_id
+        elif (on_ledger["config_digest"] != row.config_digest
+              or on_ledger["opened_by"] != self.ledger.msp_id
+              or on_ledger["committee"] != list(row.committee)):
+            self._fail(row, f"round {row.round_id} on the ledger is not the one recorded here")
+            return
+        row.status, row.updated_at = "open", utcnow()
+
+    # ------------------------------------------------------------------ uploads
+
+    def check_upload(self, round_id: int, org: str, declared: str) -> bool:
+        """Quick checks before the body is read; True when the identical update is
+        already stored (idempotent retry)."""
+        with self.sessions() as session:
+            row = self.get(session, round_id)
+            existing = session.scalars(select(SubmissionRow).where(
+                SubmissionRow.round_id == round_id, SubmissionRow.org == org)).first()
+            if existing is not None:
+                if existing.update_hash == declared:
+                    return True
+                raise Conflict(f"{org} already uploaded update {existing.update_hash} for round "
+                               f"{round_id}; a submission cannot be replaced",
+                               details={"update_hash": existing.update_hash})
+            if row.status != "open":
+                raise Conflict(f"round {round_id} is {row.status}, not open",
+                               code="round_not_open", details={"status": row.status})
+            if utcnow() > parse_deadline(row.deadline):
+                raise Conflict(f"round {round_id} deadline {row.deadline} has passed",
+                               code="deadline_passed", details={"deadline": row.deadline})
+            if org not in row.committee:
+                raise Forbidden(f"{org} is not in the committee of round {round_id}",
+                                details={"committee": list(row.committee)})
+            return False
+
+    def accept_upload(self, round_id: int, org: str, declared: str, num_samples: int | None,
+                      pending: PendingBlob) -> bool:
+        """Verify and commit a received upload; True if newly stored, False if it was
+        the identical update again. On any error the temp file is removed."""
+        published = False
+        try:
+            if pending.sha256 != declared:
+                raise ServiceError(f"body sha256 {pending.sha256} differs from the declared "
+                                   f"X-Content-Sha256 {declared}", code="digest_mismatch",
+                                   details={"declared": declared, "received": pending.sha256})
+            identical = self.check_upload(round_id, org, declared)
+            with self.sessions() as session:
+                config = self.get(session, round_id).config
+            context = self.context(config)
+            try:
+                load_update_bytes(pending.read(), context.spec,
+                                  max_bytes=self.settings.max_update_bytes)
+            except UpdateRejectedError as exc:
+                raise ServiceError(str(exc), code="invalid_update",
+                                   details={"reason": exc.reason, "tensor": exc.key}) from exc
+            with self.lock, self.sessions() as session:
+                identical = self.check_upload(round_id, org, declared)
+                if identical:
+                    pending.discard()
+                    return False
+                if session.get(BlobRow, declared) is None:
+                    session.add(BlobRow(sha256=declared, size=pending.size, kind="update",
+                                        created_at=utcnow()))
+                    session.flush()
+                session.add(SubmissionRow(round_id=round_id, org=org, update_hash=declared,
+                                          declared_samples=num_samples, created_at=utcnow()))
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    raise Conflict(f"{org} already uploaded an update for round {round_id}") from None
+                published = pending.publish()
+                session.commit()
+            self.wake.set()
+            return True
+        except BaseException:
+            pending.discard()
+            if published:
+                self.blobs.path(declared).unlink(missing_ok=True)
+            raise
+
+    # ------------------------------------------------------------------ closing
+
+    def close_requested(self, round_id: int) -> None:
+        with self.lock, self.sessions() as session:
+            row = self.get(session, round_id)
+            if row.status != "open":
+                raise Conflict(f"round {round_id} is {row.status}, not open",
+                               code="round_not_open", details={"status": row.status})
+            try:
+                self._close(session, row, reason="closed by the operator")
+            except FabricError as exc:
+                raise ledger_error(exc) from exc
+            finally:
+                session.commit()
+        self.wake.set()
+
+    def _sync_submissions(self, session: Session, row: RoundRow) -> list[SubmissionRow]:
+        on_ledger = {s["org"]: s for s in self.ledger.list_submissions(row.round_id)
+                     if s["shard"] == row.shard}
+        subs = session.scalars(select(SubmissionRow).where(
+            SubmissionRow.round_id == row.round_id)).all()
+        for sub in subs:
+            record = on_ledger.get(sub.org)
+            if (record is not None and record["update_hash"] == sub.update_hash
+                    and sub.ledger_samples is None):
+                sub.ledger_samples = record["num_samples"]
+        return list(subs)
+
+    @staticmethod
+    def _counted(subs: list[SubmissionRow], committee: list[str]) -> list[SubmissionRow]:
+        return sorted((s for s in subs if s.ledger_samples and s.org in committee),
+                      key=lambda s: s.org)
+
+    def _close(self, session: Session, row: RoundRow, *, reason: str) -> None:
+        self._sync_submissions(session, row)
+        on_ledger = self.ledger.get_round(row.round_id)
+        if on_ledger is not None and on_ledger["status"] == "open":
+            row.close_tx = self.ledger.close_round(row.round_id).tx_id
+        # Nothing can be submitted any more: this is the final set.
+        counted = self._counted(self._sync_submissions(session, row), list(row.committee))
+        if len(counted) < row.quorum:
+            self._fail(row, f"{reason}: {len(counted)} submission(s) on the ledger, quorum is "
+                            f"{row.quorum}")
+        else:
+            row.status, row.updated_at = "closed", utcnow()
+        log.info("round %s closed (%s): %s", row.round_id, reason, row.status)
+
+    def _fail(self, row: RoundRow, error: str) -> None:
+        row.status, row.error, row.updated_at = "failed", error, utcnow()
+        log.warning("round %s failed: %s", row.round_id, error)
+
+    # ------------------------------------------------------------------ aggregation
+
+    def _load_update(self, sha: str, context: AdapterContext) -> dict:
+        data = self.blobs.read(sha)
+        if sha256_hex(data) != sha:
+            raise AggregationError(f"stored blob {sha} is corrupt (hash mismatch)")
+        return load_update_bytes(data, context.spec, max_bytes=self.settings.max_update_bytes)
+
+    def _aggregate(self, session: Session, row: RoundRow) -> None:
+        counted = self._counted(self._sync_submissions(session, row), list(row.committee))
+        context = self.context(row.config)
+        name, params = strategy_of(row.config)
+        try:
+            updates = {s.org: (self._load_update(s.update_hash, context), s.ledger_samples)
+                       for s in counted}
+            reference = (self._load_update(row.base_adapter_hash, context)
+                         if row.base_adapter_hash else context.initial_state)
+            outcome = aggregate_updates(name, params, updates, reference)
+        except (AggregationError, UpdateRejectedError) as exc:
+            self._fail(row, f"aggregation failed: {exc}")
+            return
+        self.blobs.put(outcome.data)
+        if session.get(BlobRow, outcome.digest) is None:
+            session.add(BlobRow(sha256=outcome.digest, size=len(outcome.data), kind="aggregate",
+                                created_at=utcnow()))
+            session.flush()
+        session.add(AggregateRow(
+            round_id=row.round_id, digest=outcome.digest, strategy=name, params=_plain(params),
+            included=[{"org": s.org, "update_hash": s.update_hash, "num_samples": s.ledger_samples}
+                      for s in counted],
+            result=_plain({"accepted": outcome.accepted, "rejected": outcome.rejected,
+                           "details": outcome.details}),
+            created_at=utcnow()))
+        row.status, row.updated_at = "aggregated", utcnow()
+        log.info("round %s aggregated: %s", row.round_id, outcome.digest)
+
+    # ------------------------------------------------------------------ finality
+
+    def _check_final(self, session: Session, row: RoundRow) -> None:
+        agg = session.get(AggregateRow, row.round_id)
+        # Round first, attestations second: a round seen final has its deciding
+        # attestation in the list read after it.
+        on_ledger = self.ledger.get_round(row.round_id)
+        for att in self.ledger.list_attestations(row.round_id):
+            existing = session.get(AttestationRow, (row.round_id, att["org"]))
+            if existing is None:
+                session.add(AttestationRow(round_id=row.round_id, org=att["org"],
+                                           digest=att["aggregate_digest"]))
+        if on_ledger is None or on_ledger["status"] != "final":
+            return
+        if on_ledger.get("aggregate_digest") != agg.digest:
+            self._fail(row, f"the ledger finalised digest {on_ledger.get('aggregate_digest')}, "
+                            f"not the published aggregate {agg.digest}")
+            return
+        version_id = f"v{row.round_id}"
+        version = {"version_id": version_id, "round_id": row.round_id,
+                   "adapter_digest": agg.digest,
+                   "parents": [row.base_version_id] if row.base_version_id else []}
+        written = self.ledger.register_model_version(version)
+        if session.get(ModelVersionRow, version_id) is None:
+            session.add(ModelVersionRow(version_id=version_id, round_id=row.round_id,
+                                        adapter_digest=agg.digest, parents=version["parents"],
+                                        tx_id=written.tx_id, created_at=utcnow()))
+        row.version_id, row.model_tx = version_id, written.tx_id
+        row.status, row.updated_at = "final", utcnow()
+        log.info("round %s final: model version %s (tx %s)", row.round_id, version_id,
+                 written.tx_id)
+
+    # ------------------------------------------------------------------ worker
+
+    def tick(self) -> None:
+        """One pass over the unfinished rounds; every step re-reads the ledger."""
+        with self.sessions() as session:
+            ids = session.scalars(select(RoundRow.round_id).where(RoundRow.status.in_(ACTIVE))
+                                  .order_by(RoundRow.round_id)).all()
+        for round_id in ids:
+            self._step(round_id)
+
+    def _step(self, round_id: int) -> None:
+        with self.lock, self.sessions() as session:
+            row = session.get(RoundRow, round_id)
+            try:
+                if row.status == "opening":
+                    self._resolve_opening(session, row)
+                elif row.status == "open":
+                    counted = self._counted(self._sync_submissions(session, row),
+                                            list(row.committee))
+                    if len(counted) == len(row.committee):
+                        self._close(session, row, reason="every committee org submitted")
+                    elif utcnow() >= parse_deadline(row.deadline):
+                        self._close(session, row, reason="deadline reached")
+                elif row.status == "closed":
+                    self._aggregate(session, row)
+                elif row.status == "aggregated":
+                    self._check_final(session, row)
+                session.commit()
+            except FabricError as exc:
+                # Keep what was learnt (tx ids of writes that did commit); retry next tick.
+                session.commit()
+                log.warning("round %s: ledger call failed, will retry: %s", round_id, exc)
+
+
+class RoundWorker:
+    """The background thread: ``tick`` every ``poll_s`` or when woken."""
+
+    def __init__(self, service: RoundService, poll_s: float,
+                 warm: Callable[[], object] | None = None) -> None:
+        self.service = service
+        self.poll_s = poll_s
+        self.warm = warm
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coordinator-rounds", daemon=True)
+
+    def start(self) -> RoundWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.service.wake.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        if self.warm is not None:
+            try:
+                self.warm()
+            except Exception:  # noqa: BLE001 - uploads report it; the worker keeps going
+                log.exception("could not prepare the adapter spec")
+        while not self._stop.is_set():
+            try:
+                self.service.tick()
+            except Exception:  # noqa: BLE001 - a failed tick is retried, never fatal
+                log.exception("round worker tick failed")
+            self.service.wake.wait(self.poll_s)
+            self.service.wake.clear()

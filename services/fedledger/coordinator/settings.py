@@ -1,0 +1,112 @@
+"""Coordinator settings: one pydantic model, read from the JSON file ``fedledger up`` writes.
+
+    settings = CoordinatorSettings.from_file("coordinator.json")
+    app = create_app(settings)
+
+Secrets: the operator token is given either in clear (``operator_token``, development)
+or as its sha256 (``operator_token_sha256``); only the hash is kept in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedledger.config import FedLedgerConfig
+from fedledger.fabric.devca import load_network_crypto
+from fedledger.fabric.identity import SigningIdentity, load_signing_identity
+from fedledger.fabric.msp import MSPManager
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewaySettings(_Section):
+    """Where the Fabric Gateway is and how to reach it."""
+
+    endpoint: str = Field(description="host:port of the peer's Gateway service")
+    tls_ca_cert: Path | None = Field(None, description="PEM of the gateway's TLS CA (None: plaintext)")
+    server_name: str | None = Field(None, description="host name in the gateway's TLS certificate")
+    channel: str = Field("consortium", description="the consortium channel")
+    chaincode: str = Field("fedledger", description="chaincode name")
+    contract: str = Field("consortium", description="contract inside the chaincode")
+
+
+class IdentitySettings(_Section):
+    """The operator org's client identity the coordinator signs ledger transactions with."""
+
+    msp_id: str = Field(description="e.g. Org1MSP")
+    msp_dir: Path = Field(description="MSP folder with signcerts/ and keystore/")
+
+    def load(self) -> SigningIdentity:
+        return load_signing_identity(self.msp_dir, self.msp_id)
+
+
+class OrgMSPSettings(_Section):
+    """Which org certificates signed requests may carry: either ``msp_dirs`` (MSP id ->
+    verifying MSP folder) or a cryptogen-layout ``crypto_root`` with the org names."""
+
+    msp_dirs: dict[str, Path] = Field(default_factory=dict)
+    crypto_root: Path | None = None
+    orgs: list[str] = Field(default_factory=list, description="org names under crypto_root (Org1...)")
+    domain: str = "example.com"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OrgMSPSettings:
+        if not self.msp_dirs and not (self.crypto_root and self.orgs):
+            raise ValueError("give msp_dirs or crypto_root with orgs")
+        return self
+
+    def resolved(self) -> dict[str, Path]:
+        dirs = dict(self.msp_dirs)
+        if self.crypto_root is not None and self.orgs:
+            crypto = load_network_crypto(self.crypto_root, self.orgs, self.domain)
+            # Peer orgs only: the orderer org is no consortium member.
+            dirs.update({org.msp_id: org.msp_dir for org in crypto.orgs.values()})
+        return dirs
+
+    def manager(self) -> MSPManager:
+        return MSPManager.from_dirs(self.resolved())
+
+
+class CoordinatorSettings(_Section):
+    """Everything one coordinator process needs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=0, le=65535)
+    db_url: str = Field("sqlite:///coordinator.db", description="SQLAlchemy URL (sqlite or postgresql+psycopg)")
+    blob_dir: Path = Field(Path("blobs"), description="content-addressed blob store")
+    gateway: GatewaySettings
+    identity: IdentitySettings
+    org_msps: OrgMSPSettings
+    operator_token: str | None = Field(None, description="operator bearer token in clear (development)")
+    operator_token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                              description="sha256 hex of the operator token")
+    experiment: FedLedgerConfig = Field(default_factory=FedLedgerConfig,
+                                        description="model, lora, train, data, federation.strategy, seed")
+    max_update_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    committee_size: int | None = Field(None, gt=0, description="None: every registered org")
+    default_deadline_s: int = Field(600, gt=0)
+    default_quorum: int | None = Field(None, ge=1, description="None: a majority of the committee")
+    poll_s: float = Field(1.0, gt=0, description="ledger poll interval of the round worker")
+    follow_events: bool = Field(True, description="wake the worker on chaincode events")
+
+    @model_validator(mode="after")
+    def _token(self) -> CoordinatorSettings:
+        if not self.operator_token and not self.operator_token_sha256:
+            raise ValueError("set operator_token_sha256 (or operator_token in development)")
+        return self
+
+    @property
+    def operator_token_hash(self) -> str:
+        if self.operator_token_sha256:
+            return self.operator_token_sha256
+        assert self.operator_token is not None
+        return hashlib.sha256(self.operator_token.encode()).hexdigest()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CoordinatorSettings:
+        return cls.model_validate_json(Path(path).read_text())

@@ -1,0 +1,286 @@
+"""The host process: everything of ``fedledger up`` that is not an org or the coordinator.
+
+:class:`Host` starts, in this order:
+
+1. the dev Fabric network (``DevNetwork`` under ``root/fabric``: crypto in cryptogen's
+   layout, the consortium + private channels, chaincode server, dev peer and its TLS
+   Gateway);
+2. the embedded EVM (py-evm) and its JSON-RPC server (:mod:`fedledger.evm.rpc_server`);
+3. the AnchorRegistry, deployed by the first eth-tester dev account with the orgs'
+   anchor addresses as key set and a majority threshold (unless configured);
+4. the bridge: it follows the consortium channel as the operator org's client, and asks
+   each org node (:class:`~fedledger.bridge.remote.RemoteAnchorAgent`) for its
+   private-state leaf and its signature; its outbox is SQLite under the root. The bridge
+   runs in a thread; failures (an org node down, a refusal) are logged and retried.
+
+Then it writes ``host.json`` for the other processes::
+
+    {"gateway": "127.0.0.1:7051", "tls_ca_cert": ".../tlsca.org1.example.com-cert.pem",
+     "server_name": "peer0.org1.example.com", "chaincode": "127.0.0.1:...",
+     "rpc_url": "http://127.0.0.1:8545", "chain_id": 131277322940537,
+     "registry": "0x...", "deployer": "0x...", "keys": ["0x..."], "threshold": 2,
+     "status_url": "http://127.0.0.1:8090", "bridge_identity": "Org1MSP",
+     "channels": {...}, "orgs": {...MSP paths...}, "pid": 1234}
+
+and serves a small status API: ``GET /health``, ``GET /anchors`` (the bridge outbox),
+``GET /anchors/{first_round}`` (with its leaves), ``POST /proofs`` (a consortium
+record's proof package, verifiable with ``fedledger verify``), ``GET /info``
+(host.json). The embedded chain lives in memory: a restarted host starts a new chain
+(same chain id; the same deployer and nonce give the registry the same address) and a
+new bridge outbox, and anchors every final round again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from fedledger.bridge.outbox import Anchor, Outbox
+from fedledger.bridge.remote import RemoteAnchorAgent
+from fedledger.bridge.service import Bridge
+from fedledger.evm.backends import EmbeddedBackend
+from fedledger.evm.chain import Chain
+from fedledger.evm.config import EvmConfig
+from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry
+from fedledger.evm.rpc_server import create_rpc_app
+from fedledger.evm.typed_data import sorted_keys
+from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.host.settings import HostSettings
+from fedledger.web.errors import NotFound, ServiceError, install_error_handlers
+from fedledger.web.server import ThreadedServer, free_port
+
+log = logging.getLogger(__name__)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _reset_sqlite(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def anchor_json(anchor: Anchor, *, leaves: bool = False) -> dict[str, Any]:
+    data = {
+        "first_round": anchor.first_round, "last_round": anchor.last_round, "root": anchor.root,
+        "status": anchor.status.value, "tx_hash": anchor.tx_hash,
+        "block_number": anchor.block_number, "receipt_tx_id": anchor.receipt_tx_id,
+        "signers": sorted(anchor.signatures), "attempts": anchor.attempts,
+        "last_error": anchor.last_error,
+        "created_at": anchor.created_at.isoformat() if anchor.created_at else None,
+        "updated_at": anchor.updated_at.isoformat() if anchor.updated_at else None,
+    }
+    if leaves:
+        data["leaves"] = anchor.leaves
+    return data
+
+
+class Host:
+    """The host's components (see module docs); ``start()`` returns what host.json holds."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        self.network: EmbeddedNetwork | None = None
+        self.backend: EmbeddedBackend | None = None
+        self.rpc: ThreadedServer | None = None
+        self.chain: Chain | None = None
+        self.registry: AnchorRegistryClient | None = None
+        self.bridge: Bridge | None = None
+        self.agents: list[RemoteAnchorAgent] = []
+        self.info: dict[str, Any] = {}
+        self.last_bridge_error: str | None = None
+        self._gateway = None
+        self._stop = threading.Event()
+        self._bridge_thread: threading.Thread | None = None
+
+    def start(self, status_url: str | None = None) -> dict[str, Any]:
+        s = self.settings
+        s.root.mkdir(parents=True, exist_ok=True)
+        self.network = EmbeddedNetwork(s.fabric_root, [o.name for o in s.orgs], host=s.host,
+                                       gateway_port=s.gateway_port, chaincode_port=s.chaincode_port)
+        endpoints = self.network.start()
+        log.info("dev peer gateway on %s", endpoints.gateway)
+
+        self.backend = EmbeddedBackend()
+        self.rpc = ThreadedServer(create_rpc_app(self.backend), host=s.host, port=s.rpc_port).start()
+        self.chain = Chain(self.backend, EvmConfig(poll_interval_s=0.05, receipt_timeout_s=60))
+        deployer = self.chain.dev_accounts()[0]
+        keys = sorted_keys(o.anchor_address for o in s.orgs)
+        threshold = s.signature_threshold
+        self.registry = deploy_anchor_registry(self.chain, keys, threshold, deployer)
+        log.info("EVM JSON-RPC on %s, AnchorRegistry %s (%d of %d)", self.rpc.url,
+                 self.registry.address, threshold, len(keys))
+
+        operator = s.operator_org
+        _reset_sqlite(s.outbox_url)  # a new embedded chain: nothing of an old outbox holds
+        self._gateway = self.network.connect(operator.name)
+        consortium = self._gateway.network(s.bridge.channel).contract(s.bridge.chaincode,
+                                                                      "consortium")
+        identity = self.network.network.identity(operator.name)
+        self.agents = [RemoteAnchorAgent(o.msp_id, o.anchor_address, o.node_url, identity,
+                                         timeout_s=s.rpc_timeout_s)
+                       for o in s.orgs if o.node_url]
+        self.bridge = Bridge(s.bridge, consortium=consortium, chain=self.chain,
+                             registry=self.registry, submitter=deployer, agents=self.agents,
+                             keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url))
+        self.bridge.start()
+        self._bridge_thread = threading.Thread(target=self._run_bridge, name="bridge", daemon=True)
+        self._bridge_thread.start()
+
+        described = self.network.network.describe()
+        self.info = {
+            "gateway": endpoints.gateway, "tls_ca_cert": str(endpoints.tls_ca_cert),
+            "server_name": endpoints.server_name, "chaincode": endpoints.chaincode,
+            "rpc_url": self.rpc.url, "chain_id": self.chain.chain_id,
+            "registry": self.registry.address, "deployer": deployer.address, "keys": keys,
+            "threshold": threshold, "status_url": status_url,
+            "bridge_identity": operator.msp_id, "channels": described["channels"],
+            "orgs": described["orgs"], "fabric_root": str(s.fabric_root), "pid": os.getpid(),
+        }
+        _write_json(s.host_json_path, self.info)
+        return self.info
+
+    def _run_bridge(self) -> None:
+        assert self.bridge is not None
+        while not self._stop.is_set():
+            try:
+                self.bridge.run(self._stop)
+            except Exception as exc:  # noqa: BLE001 - an org node down or refusing: retry
+                text = str(exc)
+                if text != self.last_bridge_error:
+                    log.warning("bridge: %s (will retry)", text)
+                self.last_bridge_error = text
+                self._stop.wait(self.settings.bridge.poll_interval_s)
+            else:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self._bridge_thread is not None:
+            self._bridge_thread.join(15)
+        for agent in self.agents:
+            agent.close()
+        if self._gateway is not None:
+            self._gateway.close()
+        if self.rpc is not None:
+            self.rpc.stop()
+        if self.network is not None:
+            self.network.stop()
+
+    # ------------------------------------------------------------------ status
+
+    def health(self) -> dict[str, Any]:
+        assert self.chain is not None and self.registry is not None
+        return {"status": "ok", "service": "host", "org": None,
+                "chain_id": self.chain.chain_id, "block": self.chain.block_number(),
+                "registry": self.registry.address,
+                "gateway": self.info.get("gateway"), "rpc_url": self.info.get("rpc_url"),
+                "bridge": {"running": bool(self._bridge_thread and self._bridge_thread.is_alive()),
+                           "agents": [a.msp_id for a in self.agents],
+                           "last_error": self.last_bridge_error}}
+
+    def anchors(self) -> list[dict[str, Any]]:
+        assert self.bridge is not None
+        return [anchor_json(a) for a in self.bridge.outbox.anchors()]
+
+    def anchor(self, round_id: int) -> Anchor:
+        assert self.bridge is not None
+        anchor = self.bridge.outbox.anchor_for_round(round_id)
+        if anchor is None:
+            raise NotFound(f"no anchor covers round {round_id} yet")
+        return anchor
+
+
+class ProofRequest(BaseModel):
+    leaf: dict[str, Any]
+
+
+def create_status_app(host: Host) -> FastAPI:
+    app = FastAPI(title="fedledger host",
+                  description="Status of the host process: dev peer, embedded EVM, bridge.")
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return await run_in_threadpool(host.health)
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return host.info
+
+    @app.get("/anchors")
+    async def anchors() -> list[dict[str, Any]]:
+        """The bridge outbox: every anchor with its status, transaction hash and root."""
+        return await run_in_threadpool(host.anchors)
+
+    @app.get("/anchors/{round_id}")
+    async def anchor(round_id: int) -> dict[str, Any]:
+        """The anchor covering ``round_id``, with its leaves."""
+        found = await run_in_threadpool(host.anchor, round_id)
+        return anchor_json(found, leaves=True)
+
+    @app.post("/proofs")
+    async def proof(request: ProofRequest) -> dict[str, Any]:
+        """The proof package of one consortium record leaf (``{"kind", "round_id",
+        "record"}``), for ``fedledger verify``."""
+        from fedledger.audit.proofs import consortium_proof
+
+        round_id = request.leaf.get("round_id")
+        if not isinstance(round_id, int):
+            raise ServiceError("the leaf has no round_id")
+        found = await run_in_threadpool(host.anchor, round_id)
+        assert host.chain is not None and host.registry is not None
+        try:
+            package = consortium_proof(found, request.leaf, chain_id=host.chain.chain_id,
+                                       contract=host.registry.address)
+        except (KeyError, ValueError) as exc:
+            raise ServiceError(str(exc), status=409, code="not_provable") from None
+        return package.model_dump(mode="json")
+
+    return app
+
+
+def run(settings: HostSettings) -> None:
+    """Start everything, serve the status API in the foreground until SIGINT/SIGTERM,
+    then stop everything (and exit normally)."""
+    import signal
+
+    port = settings.port or free_port(settings.host)
+    host = Host(settings)
+    serving = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        # Before uvicorn runs: abort the start-up (the finally below cleans up). After it
+        # returned: uvicorn re-raises the signal it handled; it is already being acted on.
+        if not serving.is_set():
+            raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    try:
+        host.start(status_url=f"http://{settings.host}:{port}")
+        server = uvicorn.Server(uvicorn.Config(create_status_app(host), host=settings.host,
+                                               port=port, log_level="warning", access_log=False))
+        serving.set()
+        server.run()
+    finally:
+        serving.set()
+        host.stop()
+        log.info("host stopped")

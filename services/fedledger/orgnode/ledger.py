@@ -1,0 +1,92 @@
+"""The org's two views of Fabric: its private channel (only its own; its identity is
+not a member of any other) and the consortium channel. Every write is idempotent on
+the chaincode side, so the node retries freely."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from fedledger.canonical import canonical_json
+from fedledger.fabric.errors import FabricError
+from fedledger.fabric.gateway import Contract, Gateway
+from fedledger.fabric.identity import SigningIdentity, load_signing_identity
+from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.web.errors import ServiceError
+
+
+class LedgerUnavailable(ServiceError):
+    status, code = 502, "ledger_error"
+
+
+def ledger_error(action: str, exc: FabricError) -> LedgerUnavailable:
+    return LedgerUnavailable(f"{action} failed on the ledger: {exc.message}",
+                             details={"tx_id": exc.tx_id, "step": exc.step})
+
+
+class OrgLedger:
+    def __init__(self, settings: OrgNodeSettings, identity: SigningIdentity | None = None) -> None:
+        self.settings = settings
+        self.identity = identity or load_signing_identity(settings.user_msp_dir, settings.msp_id)
+        tls = settings.gateway.tls_ca_cert.read_bytes() if settings.gateway.tls_ca_cert else None
+        self.gateway = Gateway.connect(settings.gateway.endpoint, self.identity,
+                                       tls_root_cert=tls, server_name=settings.gateway.server_name)
+        self.private: Contract = self.gateway.network(settings.private_channel).contract(
+            settings.chaincode, "private")
+        self.consortium: Contract = self.gateway.network(settings.consortium_channel).contract(
+            settings.chaincode, "consortium")
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.gateway.close()
+
+    # --- start-up ------------------------------------------------------------------
+
+    def ensure_ready(self, anchor_address: str | None = None) -> None:
+        """``Init`` on the private channel (idempotent) and, if configured, the org's
+        consortium registration (only when it is absent: never overwrites one)."""
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                self.private.submit("Init")
+                if self.settings.register_org and anchor_address is not None:
+                    self._register(anchor_address)
+            except FabricError as exc:
+                raise ledger_error("joining the ledger", exc) from None
+            self._ready = True
+
+    def _register(self, anchor_address: str) -> None:
+        if any(o["msp_id"] == self.settings.msp_id for o in self.query_consortium("ListOrgs")):
+            return
+        pem = _public_pem(self.identity)
+        self.consortium.submit("RegisterOrg", json.dumps({
+            "msp_id": self.settings.msp_id, "name": self.settings.org,
+            "anchor_address": anchor_address.lower(), "attestation_key_pem": pem}))
+
+    # --- calls ---------------------------------------------------------------------
+
+    def query_private(self, function: str, *args: str) -> Any:
+        return json.loads(self.private.evaluate(function, *args))
+
+    def query_consortium(self, function: str, *args: str) -> Any:
+        return json.loads(self.consortium.evaluate(function, *args))
+
+    def submit_private(self, function: str, record: dict[str, Any]) -> Any:
+        return json.loads(self.private.submit(function, canonical_json(record)))
+
+    def submit_consortium(self, function: str, record: dict[str, Any]) -> Any:
+        return json.loads(self.consortium.submit(function, canonical_json(record)))
+
+    def sign_hex(self, record: dict[str, Any]) -> str:
+        """The org's signature (DER, hex) over a record's canonical JSON."""
+        return self.identity.sign(canonical_json(record)).hex()
+
+
+def _public_pem(identity: SigningIdentity) -> str:
+    return identity.signer.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

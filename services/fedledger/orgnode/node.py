@@ -1,0 +1,81 @@
+"""Everything one running org node holds: settings, database, ledger connection, request
+verifier, anchor agent and round worker. Built once by the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from eth_account import Account
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from fedledger.bridge.agents import OrgAnchorAgent
+from fedledger.fabric.msp import MSPManager
+from fedledger.orgnode.client import CoordinatorClient
+from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger
+from fedledger.orgnode.models import Policy, User
+from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.orgnode.worker import RoundWorker
+from fedledger.web.database import make_engine, migrate
+from fedledger.web.signing import RequestVerifier
+
+log = logging.getLogger("fedledger.orgnode")
+
+
+class OrgNode:
+    def __init__(self, settings: OrgNodeSettings, *, start_worker: bool = True) -> None:
+        self.settings = settings
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.db_url)
+        migrate(self.engine, "fedledger.orgnode")
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.dataset_lock = threading.Lock()
+        self._bootstrap()
+        self.ledger = OrgLedger(settings)
+        key = settings.anchor_key()
+        self.account = Account.from_key(key.get_secret_value()) if key is not None else None
+        del key
+        try:
+            self.ledger.ensure_ready(self.anchor_address)
+        except LedgerUnavailable as exc:  # the worker and the API retry it later
+            log.warning("org node %s: %s", settings.msp_id, exc.message)
+        self.verifier = (RequestVerifier(MSPManager.from_dirs(settings.msp_dirs))
+                         if settings.msp_dirs else None)
+        self.agent = None
+        if self.account is not None:
+            self.agent = OrgAnchorAgent(
+                settings.msp_id, private_channel=settings.private_channel,
+                private_query=self.ledger.private.evaluate,
+                consortium_query=self.ledger.consortium.evaluate, account=self.account)
+        self.worker: RoundWorker | None = None
+        if settings.coordinator_url:
+            client = CoordinatorClient(settings.coordinator_url, self.ledger.identity,
+                                       timeout=settings.http_timeout_s)
+            self.worker = RoundWorker(self, client)
+            if start_worker:
+                self.worker.start()
+
+    @property
+    def anchor_address(self) -> str | None:
+        return None if self.account is None else self.account.address
+
+    def _bootstrap(self) -> None:
+        """The policy row, and the admin whose token hash the settings carry."""
+        with self.sessions() as session:
+            if session.get(Policy, 1) is None:
+                session.add(Policy(id=1, mode="always", rounds=[]))
+            wanted = self.settings.bootstrap_admin_token_sha256
+            if wanted and session.scalar(select(User).where(User.token_sha256 == wanted)) is None:
+                name = self.settings.bootstrap_admin_name
+                if session.scalar(select(User).where(User.name == name)) is not None:
+                    name = f"{name}-{wanted[:8]}"
+                session.add(User(name=name, role="admin", token_sha256=wanted))
+            session.commit()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.ledger.close()
+        self.engine.dispose()

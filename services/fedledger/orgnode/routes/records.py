@@ -1,0 +1,31 @@
+"""``/records/{kind}``: the org's own private-channel records (auditor)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+
+from fedledger.fabric.errors import FabricError
+from fedledger.orgnode.auth import Auditor
+from fedledger.orgnode.ledger import ledger_error
+
+router = APIRouter(tags=["records"])
+
+Kind = Literal["datasets", "commitments", "training_records", "deletion_requests"]
+
+
+@router.get("/records/{kind}")
+def records(kind: Kind, request: Request, caller: Auditor) -> list[dict]:
+    ledger = request.app.state.node.ledger
+    try:
+        if kind == "datasets":
+            return ledger.query_private("ListDatasets")
+        if kind == "commitments":
+            return [c for d in ledger.query_private("ListDatasets")
+                    for c in ledger.query_private("ListCommitments", d["dataset_id"])]
+        if kind == "training_records":
+            return ledger.query_private("ListTrainingRecords")
+        return ledger.query_private("ListDeletionRequests")
+    except FabricError as exc:
+        raise ledger_error(f"reading {kind}", exc) from None

@@ -1,0 +1,102 @@
+"""Settings of one org node: a pydantic model read from the JSON file ``fedledger up``
+writes (``python -m fedledger.orgnode --config PATH``).
+
+Secrets are never values in this file: the anchor key is read from ``anchor_key_file``
+(hex private key) and the bootstrap admin token is given as its sha256 only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewaySettings(_Section):
+    """Where the org's Fabric gateway peer listens."""
+
+    endpoint: str = Field(description="host:port of the Fabric Gateway service")
+    tls_ca_cert: Path | None = Field(None, description="PEM of the TLS CA; None = plaintext")
+    server_name: str | None = Field(None, description="host name in the peer's TLS certificate")
+
+
+class OrgNodeSettings(_Section):
+    org: str = Field(description="org name, e.g. 'Org1'")
+    msp_id: str = Field(description="the org's MSP id, e.g. 'Org1MSP'")
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=0, le=65535)
+    data_dir: Path = Field(description="datasets (JSONL per dataset), updates, adapters, SQLite")
+    db_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir")
+
+    gateway: GatewaySettings
+    user_msp_dir: Path = Field(description="MSP folder of the org's client identity")
+    admin_msp_dir: Path | None = Field(None, description="MSP folder of the org's admin (unused "
+                                       "by the node today; kept for tooling)")
+    chaincode: str = "fedledger"
+    consortium_channel: str = "consortium"
+    private_channel: str | None = Field(None, description="default '<org lower>-private'")
+    msp_dirs: dict[str, Path] = Field(
+        default_factory=dict,
+        description="MSP id -> MSP folder of every consortium org, to verify signed requests")
+    register_org: bool = Field(
+        True, description="register the org on the consortium at start if it is not yet "
+        "(needs the anchor key for the anchor address)")
+
+    coordinator_url: str | None = Field(None, description="None: no round worker")
+    poll_s: float = Field(2.0, gt=0, description="round worker poll interval")
+    max_backoff_s: float = Field(30.0, gt=0)
+
+    anchor_key_file: Path | None = Field(None, description="file holding the hex EVM private key")
+    chain_id: int | None = Field(None, ge=1, description="chain the anchors go to")
+    registry_address: str | None = Field(None, description="AnchorRegistry address")
+
+    bootstrap_admin_token_sha256: str | None = Field(
+        None, description="sha256 (hex) of the admin token `fedledger up` printed")
+    bootstrap_admin_name: str = "admin"
+
+    shards: int = Field(1, ge=1, le=1024, description="S: SISA shards per dataset")
+    shard_seed: int = Field(0, description="key of the sample id -> shard hash")
+    max_upload_bytes: int = Field(16 * 1024 * 1024, gt=0, description="dataset upload cap")
+    max_update_bytes: int = Field(64 * 1024 * 1024, gt=0, description="adapter blob cap")
+    http_timeout_s: float = Field(30.0, gt=0)
+
+    # Defaults of the experiment sections; a round's config overrides each one it gives.
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    @field_validator("bootstrap_admin_token_sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX64.match(value):
+            raise ValueError("must be 64 lower-case hex digits (sha256 of the token)")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> OrgNodeSettings:
+        if self.private_channel is None:
+            self.private_channel = f"{self.org.lower()}-private"
+        if self.db_url is None:
+            self.db_url = f"sqlite:///{Path(self.data_dir) / 'orgnode.db'}"
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> OrgNodeSettings:
+        return cls.model_validate_json(Path(path).read_text())
+
+    def anchor_key(self) -> SecretStr | None:
+        """The anchor key from its file (never logged: a SecretStr)."""
+        if self.anchor_key_file is None:
+            return None
+        text = self.anchor_key_file.read_text().strip()
+        return SecretStr(text if text.startswith("0x") else "0x" + text)

@@ -1,0 +1,61 @@
+"""Committee draw and blob store, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fedledger.coordinator.blobs import BlobStore, BlobTooLarge
+from fedledger.coordinator.committee import select_committee
+
+ORGS = [f"Org{i}MSP" for i in range(1, 8)]
+
+
+def test_committee_is_deterministic_and_without_replacement() -> None:
+    a = select_committee(ORGS, seed="ab" * 32, round_id=3, size=4)
+    assert a == select_committee(list(reversed(ORGS)), seed="ab" * 32, round_id=3, size=4)
+    assert len(a) == len(set(a)) == 4 and set(a) <= set(ORGS) and a == sorted(a)
+    draws = {tuple(select_committee(ORGS, seed=f"{s:064x}", round_id=1, size=3)) for s in range(40)}
+    assert len(draws) > 10     # the seed matters
+    assert select_committee(ORGS, seed="00" * 32, round_id=1) == sorted(ORGS)
+    assert select_committee(ORGS, seed="00" * 32, round_id=1, size=99) == sorted(ORGS)
+
+
+async def _chunks(parts):
+    for part in parts:
+        yield part
+
+
+def test_blob_store_is_atomic(tmp_path) -> None:
+    store = BlobStore(tmp_path)
+    with pytest.raises(BlobTooLarge):
+        asyncio.run(store.receive(_chunks([b"a" * 10, b"b" * 10]), max_bytes=15))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [] and store.stored() == []
+    pending = asyncio.run(store.receive(_chunks([b"hello ", b"world"]), max_bytes=15))
+    assert store.stored() == []
+    assert pending.publish() is True
+    assert store.read(pending.sha256) == b"hello world"
+    again = asyncio.run(store.receive(_chunks([b"hello world"]), max_bytes=15))
+    assert again.publish() is False
+    assert store.stored() == [pending.sha256]
+    assert [p for p in (tmp_path / ".tmp").iterdir()] == []
+    with pytest.raises(ValueError):
+        store.path("../etc/passwd")
+
+
+def test_settings_from_file(tmp_path, make_settings) -> None:
+    import hashlib
+
+    from pydantic import ValidationError
+
+    from fedledger.coordinator import CoordinatorSettings
+
+    settings = make_settings(operator_token=None, operator_token_sha256=hashlib.sha256(b"t").hexdigest())
+    path = tmp_path / "coordinator.json"
+    path.write_text(settings.model_dump_json())
+    loaded = CoordinatorSettings.from_file(path)
+    assert loaded == settings and loaded.operator_token_hash == hashlib.sha256(b"t").hexdigest()
+    assert set(loaded.org_msps.resolved()) == {"Org1MSP", "Org2MSP", "Org3MSP"}
+    with pytest.raises(ValidationError, match="operator_token"):
+        make_settings(operator_token=None)
