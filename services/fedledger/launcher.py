@@ -280,6 +280,8 @@ class Deployment:
                 "user_msp_dir": str(crypto.user.msp_dir), "admin_msp_dir": str(crypto.admin.msp_dir),
                 "msp_dirs": msp_dirs,
                 "coordinator_url": self.services["coordinator"].url, "poll_s": self.poll_s,
+                # The org nodes train at the same time on this machine: share the cores.
+                "torch_threads": max(1, (os.cpu_count() or 1) // len(self.orgs)),
                 "anchor_key_file": str(org.anchor_key_file), "chain_id": info["chain_id"],
                 "registry_address": info["registry"],
                 "bootstrap_admin_token_sha256": sha256_hex(self.tokens[org.name]),

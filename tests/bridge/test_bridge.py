@@ -13,12 +13,13 @@ from fedledger.audit.verify import verify_package
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.embedded import build_anchoring
 from fedledger.bridge.outbox import AnchorStatus, Outbox
+from fedledger.bridge.tree import AnchorBatch
 from fedledger.bridge.service import Bridge, BridgeSettings
 from fedledger.evm.backends import connect
 from fedledger.evm.chain import PreparedTx
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
 
-from .rounds import final_round_seen, finalize_round, join, wait_final_rounds
+from .rounds import digest, final_round_seen, finalize_round, join, wait_final_rounds
 
 ORGS = ["Org1", "Org2", "Org3"]
 MSPS = [f"{o}MSP" for o in ORGS]
@@ -146,9 +147,35 @@ def test_a_bridge_killed_after_sending_resumes_without_a_second_anchor(world):
 def test_a_batch_an_org_cannot_reproduce_is_not_signed(world):
     network, chain, anchoring, consortium, _ = world
     bridge, anchor = built_anchor(anchoring, consortium)
-    leaves = anchor.leaves
-    leaves.append({"kind": "vote", "round_id": 1, "record": {"forged": True}})
-    bridge.outbox.update(anchor.id, leaves_json=json.dumps(leaves))
-    with pytest.raises(BridgeError, match="0 of 2 signatures"):
-        bridge.step()
-    assert anchoring.registry.next_round() == 1
+    forged_leaf = {"kind": "vote", "round_id": 1, "record": {"forged": True}}
+    forged = AnchorBatch.from_leaves(1, 1, [*anchor.leaves, forged_leaf])
+    for agent in anchoring.agents.values():
+        with pytest.raises(BridgeError, match="leaves not on its ledger"):
+            agent.approve(forged, chain_id=chain.chain_id, registry=anchoring.registry.address)
+    # A bridge holding the forged batch gets no signature for it; it rebuilds the batch
+    # from the ledger, and only the honest tree is anchored.
+    bridge.outbox.update(anchor.id, leaves_json=json.dumps(list(forged.tree.leaves)),
+                         root=forged.root_hex)
+    bridge.step()
+    [anchored] = bridge.outbox.anchors()
+    assert anchored.status == AnchorStatus.RECORDED and anchored.root != forged.root_hex
+    assert forged_leaf not in anchored.leaves
+    assert bytes(anchoring.registry.anchors()[0].root).hex() == anchored.root
+
+
+def test_records_that_arrive_after_the_batch_was_built_are_included(world):
+    network, chain, anchoring, consortium, _ = world
+    bridge = anchoring.bridge
+    bridge.start()
+    final_round_seen(bridge, consortium, 1)  # final with 2 of 3 attestations
+    bridge._batch(flush=False)
+    # The third org attests after the batch was built: every org now sees one leaf
+    # more than the batch holds and refuses it, so the bridge rebuilds.
+    consortium["Org3MSP"].submit("AttestAggregate", json.dumps({
+        "round_id": 1, "org": "Org3MSP", "aggregate_digest": digest("aggregate 1")}))
+    bridge.step()
+    [anchored] = bridge.outbox.anchors()
+    assert anchored.status == AnchorStatus.RECORDED
+    attesters = sorted(leaf["record"]["org"] for leaf in anchored.leaves
+                       if leaf["kind"] == "attestation")
+    assert attesters == ["Org1MSP", "Org2MSP", "Org3MSP"]

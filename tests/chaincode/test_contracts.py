@@ -9,20 +9,13 @@ bad calls get a 500 that names the function.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-try:
-    import fedledger_chaincode.app  # noqa: F401
-except ModuleNotFoundError:  # editable install predates the chaincode package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chaincode"))
-
-from fedledger_chaincode.app import build_chaincode  # noqa: E402
-from fedledger_chaincode.contract import (  # noqa: E402
+from fedledger_chaincode.app import build_chaincode
+from fedledger_chaincode.contract import (
     Context,
     Contract,
     ContractChaincode,
@@ -31,7 +24,7 @@ from fedledger_chaincode.contract import (  # noqa: E402
     transaction,
 )
 
-from .fakestub import FakeLedger, Result  # noqa: E402
+from .fakestub import FakeLedger, Result
 
 ORGS = ["Org1MSP", "Org2MSP", "Org3MSP"]
 KEY_PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(

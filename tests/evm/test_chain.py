@@ -122,8 +122,8 @@ def test_confirmations_wait_for_more_blocks(embedded_chain):
     def miner() -> None:
         for _ in range(2):
             time.sleep(0.3)
+            mined.append(1)  # before mining: the wait may return as soon as the block exists
             chain.mine(1)
-            mined.append(chain.block_number())
 
     thread = threading.Thread(target=miner)
     thread.start()

@@ -169,11 +169,14 @@ class Bridge:
             self._build(first, first + ready - 1)
             pending -= set(range(first, first + ready))
 
+    def _batch_of(self, first: int, last: int) -> AnchorBatch:
+        consortium = consortium_leaves(self.consortium.evaluate, range(first, last + 1))
+        private = [agent.private_state() for agent in self.agents]
+        return AnchorBatch.build(first, last, consortium, private)
+
     def _build(self, first: int, last: int) -> Anchor:
         rounds = list(range(first, last + 1))
-        consortium = consortium_leaves(self.consortium.evaluate, rounds)
-        private = [agent.private_state() for agent in self.agents]
-        batch = AnchorBatch.build(first, last, consortium, private)
+        batch = self._batch_of(first, last)
         with self.outbox.session() as session:
             anchor = Anchor(first_round=first, last_round=last, root=batch.root_hex,
                             leaves_json=json.dumps(list(batch.tree.leaves), sort_keys=True),
@@ -206,6 +209,23 @@ class Bridge:
         return anchor
 
     def _sign(self, anchor: Anchor) -> Anchor:
+        signatures, refusals = self._collect(anchor)
+        if len(signatures) < self.threshold and refusals:
+            # A round's records can still grow after it went final (the last orgs'
+            # attestations, its model version): orgs then refuse a batch that misses
+            # them. Rebuild it from the ledger as it is now; signatures over the old
+            # root are worthless for the new one.
+            anchor = self._rebuild(anchor)
+            signatures, refusals = self._collect(anchor)
+        status = AnchorStatus.SIGNED if len(signatures) >= self.threshold else anchor.status
+        anchor = self.outbox.update(anchor.id, signatures_json=json.dumps(signatures, sort_keys=True),
+                                    status=status)
+        if status != AnchorStatus.SIGNED:
+            raise BridgeError(f"{len(signatures)} of {self.threshold} signatures; refusals: "
+                              f"{refusals}", step="sign")
+        return anchor
+
+    def _collect(self, anchor: Anchor) -> tuple[dict[str, str], list[str]]:
         batch = AnchorBatch.from_leaves(anchor.first_round, anchor.last_round, anchor.leaves)
         signatures: dict[str, str] = dict(anchor.signatures)
         refusals = []
@@ -219,13 +239,14 @@ class Bridge:
                 refusals.append(str(exc))
                 continue
             signatures[agent.address] = "0x" + signature.hex()
-        status = AnchorStatus.SIGNED if len(signatures) >= self.threshold else anchor.status
-        anchor = self.outbox.update(anchor.id, signatures_json=json.dumps(signatures, sort_keys=True),
-                                    status=status)
-        if status != AnchorStatus.SIGNED:
-            raise BridgeError(f"{len(signatures)} of {self.threshold} signatures; refusals: "
-                              f"{refusals}", step="sign")
-        return anchor
+        return signatures, refusals
+
+    def _rebuild(self, anchor: Anchor) -> Anchor:
+        batch = self._batch_of(anchor.first_round, anchor.last_round)
+        log.info("rebuilt anchor for rounds %d..%d: root %s -> %s", anchor.first_round,
+                 anchor.last_round, anchor.root, batch.root_hex)
+        return self.outbox.update(anchor.id, root=batch.root_hex, signatures_json="{}",
+                                  leaves_json=json.dumps(list(batch.tree.leaves), sort_keys=True))
 
     def _prepare(self, anchor: Anchor) -> Anchor:
         on_chain_next = self.registry.next_round()

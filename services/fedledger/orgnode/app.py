@@ -20,6 +20,10 @@ from fedledger.web.errors import install_error_handlers
 def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         node = await run_in_threadpool(OrgNode, settings, start_worker=start_worker)
         app.state.node = node
         try:

@@ -54,6 +54,10 @@ class OrgNodeSettings(_Section):
     coordinator_url: str | None = Field(None, description="None: no round worker")
     poll_s: float = Field(2.0, gt=0, description="round worker poll interval")
     max_backoff_s: float = Field(30.0, gt=0)
+    torch_threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for training and evaluation; None: "
+        "torch's default (all cores). Set it when several org nodes share one machine: "
+        "oversubscribed OpenMP threads made local training ~4x slower in a measurement")
 
     anchor_key_file: Path | None = Field(None, description="file holding the hex EVM private key")
     chain_id: int | None = Field(None, ge=1, description="chain the anchors go to")

