@@ -64,7 +64,7 @@ async def _read_capped(upload: UploadFile, cap: int) -> bytes:
 
 
 @router.post("/datasets/upload", status_code=201)
-async def upload_dataset(request: Request, caller: Admin) -> dict:
+async def register_uploaded_dataset(request: Request, caller: Admin) -> dict:
     node = request.app.state.node
     cap = node.settings.max_upload_bytes
     length = request.headers.get("content-length")
