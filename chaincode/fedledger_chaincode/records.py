@@ -167,6 +167,16 @@ class Round(Record):
     aggregate_digest: Hash | None = None
 
 
+class CommitmentRoot(Record):
+    """A data commitment a model version was trained on (root only, no sample ids)."""
+
+    org: Id
+    dataset_id: Id
+    shard: ShardIndex
+    slice: Count
+    root: Hash
+
+
 class Submission(Record):
     """One org's update for one round: a content address, never the tensors."""
 
@@ -179,6 +189,20 @@ class Submission(Record):
     #: The submitter's signature (hex), recorded for auditors who verify it against
     #: the org's ``attestation_key_pem``; the message format belongs to the client.
     signature: SignatureHex
+    #: The salted data commitments (roots only) of the data this update was trained on:
+    #: the submitter's own (dataset, shard, slice) trees. Model versions list them as
+    #: their lineage, and an auditor proves a sample in or out of a version against them.
+    commitment_roots: list[CommitmentRoot] = Field(default_factory=list, max_length=4096)
+
+    @model_validator(mode="after")
+    def _own_roots(self) -> Submission:
+        for root in self.commitment_roots:
+            if root.org != self.org or root.shard != self.shard:
+                raise ValueError("commitment_roots must be the submitter's own, of the "
+                                 "round's shard")
+        _unique([(r.dataset_id, r.slice) for r in self.commitment_roots],
+                "commitment_roots (dataset, slice)")
+        return self
 
 
 class Vote(Record):
@@ -205,16 +229,6 @@ class ShardAdapter(Record):
     shard: ShardIndex
     round_id: RoundId
     adapter_digest: Hash
-
-
-class CommitmentRoot(Record):
-    """A data commitment a model version was trained on (root only, no sample ids)."""
-
-    org: Id
-    dataset_id: Id
-    shard: ShardIndex
-    slice: Count
-    root: Hash
 
 
 class ModelVersion(Record):
@@ -247,6 +261,9 @@ class UnlearningNotice(Record):
 
     notice_id: Id
     org: Id
+    #: The next round when the notice is filed: the anchor of that round's records
+    #: covers the notice (the ledger checks it is the round after the last opened one).
+    round_id: RoundId
     affected_shards: list[ShardIndex] = Field(min_length=1, max_length=1024)
     affected_rounds: list[RoundId] = Field(default_factory=list, max_length=100_000)
     old_version: Id

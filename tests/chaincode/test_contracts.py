@@ -291,7 +291,7 @@ def test_unlearning_notice_rejects_personal_data(consortium: FakeLedger):
     finalise_round(ledger, 2, h(62))
     ledger.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
     ledger.call("Org1MSP", "RegisterModelVersion", js(version("v2", 2, h(62), ["v1"])))
-    notice = {"notice_id": "n1", "org": "Org1MSP", "affected_shards": [0],
+    notice = {"notice_id": "n1", "org": "Org1MSP", "round_id": 3, "affected_shards": [0],
               "affected_rounds": [1, 2], "old_version": "v1", "new_version": "v2"}
     for leak in ({"subject_id": "alice"}, {"sample_ids": ["s1"]}):
         r = ledger.call("Org1MSP", "RecordUnlearningNotice", js({**notice, **leak}))
@@ -300,8 +300,28 @@ def test_unlearning_notice_rejects_personal_data(consortium: FakeLedger):
                    "own name")
     assert_refused(ledger, ledger.call("Org1MSP", "RecordUnlearningNotice", js(
         {**notice, "old_version": "v2", "new_version": "v1"})), "does not descend")
+    # the notice names the next round (its anchor covers it), not an anchored or a far one
+    for round_id in (2, 4):
+        assert_refused(ledger, ledger.call("Org1MSP", "RecordUnlearningNotice", js(
+            {**notice, "round_id": round_id})), "the next round, 3")
     r = ledger.call("Org1MSP", "RecordUnlearningNotice", js(notice))
     assert r.status == 200 and r.event == ("UnlearningNotice", notice)
+    assert ledger.call("Org2MSP", "ListUnlearningNotices", "3").json() == [notice]
+    assert ledger.call("Org2MSP", "ListUnlearningNotices", "2").json() == []
+
+
+def test_submission_commitment_roots_are_the_submitters_own(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening(committee=("Org1MSP", "Org3MSP"))))
+    root = {"org": "Org3MSP", "dataset_id": "ds1", "shard": 0, "slice": 0, "root": h(70)}
+    for bad in ({**root, "org": "Org1MSP"}, {**root, "shard": 1}):
+        r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[bad])))
+        assert_refused(ledger, r, "submitter's own")
+    r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[root, root])))
+    assert_refused(ledger, r, "duplicates")
+    r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[root])))
+    assert r.status == 200
+    assert ledger.call("Org1MSP", "ListSubmissions", "1").json()[0]["commitment_roots"] == [root]
 
 
 def test_anchor_receipts(consortium: FakeLedger):

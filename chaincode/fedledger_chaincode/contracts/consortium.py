@@ -332,7 +332,8 @@ class ConsortiumContract(Contract):
         """Public notice of an executed deletion by the caller's org (no personal data).
 
         Both model versions must be registered, and the new one must descend from the
-        old one (the replay starts from the old lineage).
+        old one (the replay starts from the old lineage). ``round_id`` must be the next
+        round to be opened, so the anchor of that round covers the notice.
         """
         _require_self(ctx, notice.org, "file a notice for")
         await _require_member(ctx)
@@ -343,6 +344,11 @@ class ConsortiumContract(Contract):
                 return existing
             raise ContractError(f"unlearning notice {notice.notice_id} already exists "
                                 "with different data")
+        last = await ctx.stub.get_state(ctx.key(keys.last_round()))
+        next_round = (int(last) if last else 0) + 1
+        if notice.round_id != next_round:
+            raise ContractError(f"an unlearning notice names the next round, {next_round}, "
+                                f"whose anchor will cover it; not {notice.round_id}")
         await self.get_model_version(ctx, notice.old_version)
         lineage = await self.get_lineage(ctx, notice.new_version)
         if notice.old_version not in {v.version_id for v in lineage}:
@@ -358,8 +364,12 @@ class ConsortiumContract(Contract):
                                  f"unlearning notice {notice_id}")
 
     @query
-    async def list_unlearning_notices(self, ctx: Context) -> list[UnlearningNotice]:
-        return await ctx.scan(keys.unlearning_notice(), UnlearningNotice)
+    async def list_unlearning_notices(self, ctx: Context,
+                                      round_id: RoundId | None = None) -> list[UnlearningNotice]:
+        """All notices, or those whose anchor round is ``round_id`` (the bridge anchors
+        them with that round)."""
+        notices = await ctx.scan(keys.unlearning_notice(), UnlearningNotice)
+        return notices if round_id is None else [n for n in notices if n.round_id == round_id]
 
     @transaction
     async def record_anchor_receipt(self, ctx: Context, receipt: AnchorReceipt) -> AnchorReceipt:

@@ -2,7 +2,8 @@
 
 Leaves are canonical JSON objects with a ``kind``:
 - consortium records of each round in the batch: ``round``, ``submission``, ``vote``,
-  ``attestation``, ``model_version`` (``{"kind", "round_id", "record"}``);
+  ``attestation``, ``model_version``, ``unlearning_notice`` (a notice names the round
+  after the last one opened when it was filed) (``{"kind", "round_id", "record"}``);
 - one ``private_state`` leaf per org: the root of a Merkle tree over that org's
   private-channel records (``{"kind", "org", "channel", "root", "records"}``), so a
   private record is proven against the public anchor through two paths without
@@ -25,7 +26,8 @@ from fedledger.merkle import InclusionProof, MerkleTree
 # (function, *args) -> JSON value: a query on a channel's chaincode (Contract.evaluate).
 Query = Callable[..., bytes]
 
-CONSORTIUM_KINDS = ("round", "submission", "vote", "attestation", "model_version")
+CONSORTIUM_KINDS = ("round", "submission", "vote", "attestation", "model_version",
+                    "unlearning_notice")
 PRIVATE_KINDS = ("dataset", "commitment", "training_record", "deletion_request",
                  "unlearning_record")
 
@@ -71,7 +73,8 @@ def consortium_leaves(query: Query, round_ids: Sequence[int]) -> list[dict[str, 
                        "record": _json(query("GetRound", arg))})
         for kind, function in (("submission", "ListSubmissions"), ("vote", "ListVotes"),
                                ("attestation", "ListAttestations"),
-                               ("model_version", "ListModelVersions")):
+                               ("model_version", "ListModelVersions"),
+                               ("unlearning_notice", "ListUnlearningNotices")):
             leaves += [{"kind": kind, "round_id": round_id, "record": record}
                        for record in _json(query(function, arg))]
     return leaves

@@ -38,6 +38,7 @@ from fedledger.learning.unlearning.sisa import (
     lora_rank,
     max_abs_diff,
     merge_shard_adapters,
+    shard_round_seed,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "per_sample_losses",
     "prove",
     "rank_auc",
+    "shard_round_seed",
     "unlearning_metrics",
     "verify_membership",
     "verify_non_membership",

@@ -10,8 +10,8 @@ shard is kept (in memory, and as a PEFT folder plus ``lineage.json`` when a chec
 directory is given).
 
 The served model is the exact average of the shard updates,
-``delta W = (1/S) sum_s B_s A_s``, re-factorised as one LoRA of rank up to S r
-(:class:`fedledger.learning.aggregation.ExactLoRA`).
+``delta W = (1/S) sum_s B_s A_s``, as one LoRA of rank S r whose factors stack the shard
+factors (:func:`merge_shard_adapters`).
 
 Deletion (``delete``): the shards holding the samples are dropped from the served merge
 at once (exact: the merge of the others), their lineages are rolled back to the
@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from peft import set_peft_model_state_dict
 
-from fedledger.learning.aggregation import ClientUpdate, ExactLoRA, build_strategy, scaled_lora_alpha
+from fedledger.learning.aggregation import ClientUpdate, build_strategy, scaled_lora_alpha
+from fedledger.learning.aggregation.exact_lora import pair_lora_keys
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
@@ -156,16 +157,37 @@ def lora_rank(state: Mapping[str, torch.Tensor]) -> int:
     raise ValueError("state has no lora_A tensor")
 
 
+def shard_round_seed(seed: int, shard: int, step: int, org: str) -> int:
+    """The training seed of ``org`` in round ``step`` of shard-group ``shard``. Derived by
+    name, never by a position that shifts when samples, orgs or rounds are removed, so a
+    replayed round draws the same seed as the round it replaces (the services use it too)."""
+    return derive_seed(seed, "sisa-train", f"shard={shard}", f"round={step}", f"org={org}")
+
+
 def merge_shard_adapters(states: Sequence[Mapping[str, torch.Tensor]]) -> AdapterState:
-    """The exact average of the LoRA products, ``(1/n) sum_s B_s A_s`` per module,
-    re-factorised at rank n r (lossless; :class:`ExactLoRA` with ``rank=None``). One
-    state is returned as is (S = 1 is plain FedAvg)."""
+    """The exact average of the LoRA products, ``(1/n) sum_s B_s A_s`` per module, as one
+    LoRA of rank ``n r`` by stacking: ``A = [A_1; ...; A_n]``, ``B = [B_1 | ... | B_n] / n``,
+    so ``B A = (1/n) sum_s B_s A_s``. Lossless, and no factorisation runs: the bytes
+    depend only on the inputs and their order, so any party that holds the shard
+    adapters recomputes the served adapter's digest exactly. Keys that are not LoRA
+    factors are averaged. One state is returned as is (S = 1 is plain FedAvg)."""
     if not states:
         raise ValueError("nothing to merge")
     if len(states) == 1:
         return {k: v.clone() for k, v in states[0].items()}
-    updates = [ClientUpdate(client_id=f"shard-{i}", tensors=s, num_samples=1) for i, s in enumerate(states)]
-    return ExactLoRA(rank=None).aggregate(updates).tensors
+    keys = tuple(states[0])
+    for i, state in enumerate(states[1:], start=1):
+        if tuple(state) != keys:
+            raise ValueError(f"shard adapter {i} has other tensor names than shard adapter 0")
+    pairs, others = pair_lora_keys(keys)
+    n = len(states)
+    merged: AdapterState = {}
+    for pair in pairs:
+        merged[pair.a_key] = torch.cat([s[pair.a_key] for s in states], dim=0)
+        merged[pair.b_key] = torch.cat([s[pair.b_key] for s in states], dim=1) / n
+    for key in others:
+        merged[key] = torch.stack([s[key] for s in states]).mean(dim=0)
+    return {k: merged[k] for k in keys}
 
 
 class SisaFederation:
@@ -297,8 +319,7 @@ class SisaFederation:
     # ------------------------------------------------------------------ training
 
     def seed(self, shard: int, round_no: int, org: str) -> int:
-        # by name: never by a position that shifts when samples or orgs are removed
-        return derive_seed(self.config.seed, "sisa-train", f"shard={shard}", f"round={round_no}", f"org={org}")
+        return shard_round_seed(self.config.seed, shard, round_no, org)
 
     def _shard_round(self, shard: int, round_no: int) -> None:
         start = self._states[shard][round_no - 1]
