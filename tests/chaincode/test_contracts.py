@@ -249,31 +249,41 @@ def test_attestation_needs_quorum_of_submissions(consortium: FakeLedger):
 
 
 def version(vid: str, round_id: int, digest: str, parents=(), **over) -> dict:
+    """A version serving the one shard adapter of its round (S = 1), unless overridden."""
+    adapters = [{"shard": 0, "round_id": round_id, "adapter_digest": digest}]
     return {"version_id": vid, "round_id": round_id, "adapter_digest": digest,
-            "parents": list(parents), **over}
+            "parents": list(parents), "shard_adapters": adapters, **over}
 
 
 def test_model_versions_and_lineage(consortium: FakeLedger):
     ledger = consortium
     finalise_round(ledger, 1, h(61))
     finalise_round(ledger, 2, h(62))
-    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion",
-                                       js(version("v1", 1, h(99)))), "aggregate digest")
+    finalise_round(ledger, 3, h(63), shard=1)
+    one_shard = version("v1", 1, h(99), shard_adapters=[
+        {"shard": 0, "round_id": 1, "adapter_digest": h(61)}])
+    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion", js(one_shard)),
+                   "the one shard adapter")
     r = ledger.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
     assert r.status == 200 and r.event[0] == "ModelVersionRegistered"
     assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion",
                                        js(version("v2", 2, h(62), ["nope"]))), "nope")
     ledger.call("Org1MSP", "RegisterModelVersion", js(version("v2", 2, h(62), ["v1"])))
-    merged = version("v3", 2, h(70), ["v2", "v1"],
-                     shard_adapters=[{"shard": 0, "round_id": 2, "adapter_digest": h(62)}])
+    merged = version("v3", 3, h(70), ["v2", "v1"],
+                     shard_adapters=[{"shard": 0, "round_id": 2, "adapter_digest": h(62)},
+                                     {"shard": 1, "round_id": 3, "adapter_digest": h(63)}])
     assert ledger.call("Org2MSP", "RegisterModelVersion", js(merged)).status == 200
     lineage = ledger.call("Org3MSP", "GetLineage", "v3").json()
     assert [v["version_id"] for v in lineage] == ["v3", "v2", "v1"]
     bad_link = version("v4", 2, h(70), shard_adapters=[
-        {"shard": 0, "round_id": 1, "adapter_digest": h(62)}])
+        {"shard": 0, "round_id": 1, "adapter_digest": h(62)},
+        {"shard": 1, "round_id": 3, "adapter_digest": h(63)}])
     assert_refused(ledger, ledger.call("Org2MSP", "RegisterModelVersion", js(bad_link)),
                    "differs")
     assert_refused(ledger, ledger.call("Org1MSP", "GetLineage", "v9"), "v9 not found")
+    # every shard left out (a deletion replaying them): the base model alone, as given
+    base_only = version("v5", 2, h(80), ["v3"], shard_adapters=[])
+    assert ledger.call("Org2MSP", "RegisterModelVersion", js(base_only)).status == 200
 
 
 def test_model_version_needs_final_round(consortium: FakeLedger):

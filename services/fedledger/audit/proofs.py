@@ -64,24 +64,50 @@ def anchor_ref(anchor: Anchor, *, chain_id: int, contract: str) -> AnchorRef:
                      tx_hash=tx_hash.lower(), block_number=anchor.block_number)
 
 
-def consortium_proof(anchor: Anchor, leaf: dict[str, Any], *, chain_id: int,
-                     contract: str) -> ProofPackage:
+def receipt_ref(receipt: dict[str, Any]) -> AnchorRef:
+    """The :class:`AnchorRef` of an ``AnchorReceipt`` record of the consortium channel."""
+    return AnchorRef(first_round=receipt["first_round"], last_round=receipt["last_round"],
+                     root=receipt["merkle_root"], chain_id=receipt["chain_id"],
+                     contract=receipt["contract_address"], tx_hash=receipt["tx_hash"],
+                     block_number=receipt["block_number"])
+
+
+def consortium_package(leaves: list[dict[str, Any]], ref: AnchorRef,
+                       leaf: dict[str, Any]) -> ProofPackage:
+    """The package of a consortium record ``leaf`` of an anchored batch's ``leaves``."""
     if leaf.get("kind") not in CONSORTIUM_KINDS:
         raise ValueError(f"not a consortium record leaf: kind {leaf.get('kind')!r}")
-    tree = LeafTree.of(anchor.leaves)
-    return ProofPackage(record=leaf, proof=tree.prove(leaf).to_dict(),
-                        anchor=anchor_ref(anchor, chain_id=chain_id, contract=contract))
+    tree = LeafTree.of(leaves)
+    if tree.root_hex != ref.root:
+        raise ValueError("the leaves are not those of the anchored root")
+    return ProofPackage(record=leaf, proof=tree.prove(leaf).to_dict(), anchor=ref)
 
 
-def private_proof(anchor: Anchor, leaf: dict[str, Any], private_tree: LeafTree,
-                  state_leaf: dict[str, Any], *, chain_id: int, contract: str) -> ProofPackage:
+def private_package(leaves: list[dict[str, Any]], ref: AnchorRef, leaf: dict[str, Any],
+                    private_tree: LeafTree, state_leaf: dict[str, Any]) -> ProofPackage:
+    """The package of a private record ``leaf``: its path to the org's private-state root
+    (``private_tree``, published as ``state_leaf``), and that leaf's path to the anchor."""
     if leaf.get("kind") not in PRIVATE_KINDS:
         raise ValueError(f"not a private record leaf: kind {leaf.get('kind')!r}")
     if state_leaf.get("root") != private_tree.root_hex:
         raise ValueError("the private-state leaf is not the root of the given private tree")
-    tree = LeafTree.of(anchor.leaves)
+    tree = LeafTree.of(leaves)
+    if tree.root_hex != ref.root:
+        raise ValueError("the leaves are not those of the anchored root")
     return ProofPackage(
         record=leaf,
         private=PrivatePath(state=state_leaf, proof=private_tree.prove(leaf).to_dict()),
-        proof=tree.prove(state_leaf).to_dict(),
-        anchor=anchor_ref(anchor, chain_id=chain_id, contract=contract))
+        proof=tree.prove(state_leaf).to_dict(), anchor=ref)
+
+
+def consortium_proof(anchor: Anchor, leaf: dict[str, Any], *, chain_id: int,
+                     contract: str) -> ProofPackage:
+    return consortium_package(anchor.leaves, anchor_ref(anchor, chain_id=chain_id,
+                                                        contract=contract), leaf)
+
+
+def private_proof(anchor: Anchor, leaf: dict[str, Any], private_tree: LeafTree,
+                  state_leaf: dict[str, Any], *, chain_id: int, contract: str) -> ProofPackage:
+    return private_package(anchor.leaves, anchor_ref(anchor, chain_id=chain_id,
+                                                     contract=contract),
+                           leaf, private_tree, state_leaf)

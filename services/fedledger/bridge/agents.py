@@ -9,7 +9,7 @@ tree gets no signatures.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 
@@ -26,14 +26,28 @@ from fedledger.bridge.tree import (
 from fedledger.evm.typed_data import anchor_typed_data, sign_typed
 
 
+class AnchorStore(Protocol):
+    """Where an agent keeps what it will need to prove records later: the private-state
+    trees it published and the batches it signed (their leaves)."""
+
+    def save_private_state(self, root: str, leaves: list[dict[str, Any]]) -> None: ...
+
+    def private_state_leaves(self, root: str) -> list[dict[str, Any]] | None: ...
+
+    def save_signed_batch(self, first_round: int, last_round: int, root: str,
+                          leaves: list[dict[str, Any]]) -> None: ...
+
+
 class OrgAnchorAgent:
     def __init__(self, msp_id: str, *, private_channel: str, private_query: Query,
-                 consortium_query: Query, account: LocalAccount) -> None:
+                 consortium_query: Query, account: LocalAccount,
+                 store: AnchorStore | None = None) -> None:
         self.msp_id = msp_id
         self.private_channel = private_channel
         self._private_query = private_query
         self._consortium_query = consortium_query
         self.account = account
+        self.store = store
         self._published: dict[str, LeafTree] = {}  # private root hex -> its tree
 
     @property
@@ -43,16 +57,22 @@ class OrgAnchorAgent:
     def private_state(self) -> dict[str, Any]:
         """Publish the digest of this org's private-channel records now."""
         tree = LeafTree.of(private_leaves(self._private_query))
+        if tree.root_hex not in self._published and self.store is not None:
+            self.store.save_private_state(tree.root_hex, list(tree.leaves))
         self._published[tree.root_hex] = tree
         return private_state_leaf(self.msp_id, self.private_channel, tree)
 
     def private_tree(self, root_hex: str) -> LeafTree:
         """A tree this agent published (to prove one of its private records)."""
-        try:
-            return self._published[root_hex]
-        except KeyError:
+        tree = self._published.get(root_hex)
+        if tree is None and self.store is not None:
+            leaves = self.store.private_state_leaves(root_hex)
+            if leaves is not None:
+                tree = self._published[root_hex] = LeafTree.of(leaves)
+        if tree is None:
             raise BridgeError(f"{self.msp_id} did not publish private root {root_hex}",
-                              step="prove") from None
+                              step="prove")
+        return tree
 
     def approve(self, batch: AnchorBatch, *, chain_id: int, registry: str) -> bytes:
         """Sign the batch's anchor after checking it; BridgeError says what is wrong."""
@@ -66,9 +86,20 @@ class OrgAnchorAgent:
                 f"{len(expected - proposed)} of its ledger's leaves missing", step="approve")
         mine = [leaf for leaf in batch.tree.leaves
                 if leaf["kind"] == "private_state" and leaf["org"] == self.msp_id]
-        if len(mine) != 1 or mine[0]["root"] not in self._published:
+        if len(mine) != 1 or not self._published_root(mine[0]["root"]):
             raise BridgeError(f"{self.msp_id} refuses: its private-state leaf is missing or "
                               "not one it published", step="approve")
         typed = anchor_typed_data(chain_id, registry, batch.first_round, batch.last_round,
                                   batch.root)
-        return sign_typed(self.account, typed)
+        signature = sign_typed(self.account, typed)
+        if self.store is not None:
+            self.store.save_signed_batch(batch.first_round, batch.last_round, batch.root_hex,
+                                         list(batch.tree.leaves))
+        return signature
+
+    def _published_root(self, root_hex: str) -> bool:
+        try:
+            self.private_tree(root_hex)
+        except BridgeError:
+            return False
+        return True

@@ -21,7 +21,7 @@ from fedledger.web.params import RoundId
 from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
 
 from .blobs import HEX64, BlobStore, BlobTooLarge
-from .models import BlobRow, ModelVersionRow, RoundRow
+from .models import BlobRow, ModelVersionRow, RoundRow, UnlearningJobRow
 from .rounds import RoundService
 from .settings import CoordinatorSettings
 
@@ -35,6 +35,26 @@ class OpenRoundRequest(BaseModel):
     deadline_s: int | None = Field(None, gt=0, description="seconds until the deadline")
     quorum: int | None = Field(None, ge=1, description="minimum ledger submissions")
     local_steps: int | None = Field(None, gt=0, description="override train.local_steps")
+    shard: int | None = Field(None, ge=0, description="the shard-group to train (default: "
+                              "the one with the shortest lineage)")
+
+
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, description="why the org will not submit")
+
+
+class UnlearningRequest(BaseModel):
+    """What an org tells the consortium about a deletion: no sample, no subject."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notice_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$",
+                           description="opaque id the org chose (no personal data)")
+    first_steps: dict[Annotated[int, Field(ge=0, le=1023)], Annotated[int, Field(ge=1)]] = Field(
+        max_length=1024,
+        description="shard-group -> the first step of its lineage that used the data")
 
 
 # ---------------------------------------------------------------------- dependencies
@@ -104,7 +124,7 @@ def health(request: Request) -> dict[str, Any]:
 @router.post("/rounds", status_code=201, dependencies=[Operator])
 def open_round(body: OpenRoundRequest, service: Service) -> dict[str, Any]:
     round_id = service.open_round(deadline_s=body.deadline_s, quorum=body.quorum,
-                                  local_steps=body.local_steps)
+                                  local_steps=body.local_steps, shard=body.shard)
     with service.sessions() as session:
         return service.view(session, service.get(session, round_id))
 
@@ -143,6 +163,28 @@ def close_round(round_id: RoundId, service: Service) -> dict[str, Any]:
     service.close_requested(round_id)
     with service.sessions() as session:
         return service.view(session, service.get(session, round_id))
+
+
+async def require_signed_org(request: Request) -> str:
+    """The calling org of a signed request with a JSON body (its hash checked)."""
+    body = await request.body()
+    declared = request.headers.get(CONTENT_SHA256)
+    actual = hashlib.sha256(body).hexdigest()
+    if declared is not None and declared != actual:
+        raise Unauthorized("the body does not match X-Content-Sha256")
+    return verify_org(request, actual)
+
+
+SignedOrg = Annotated[str, Depends(require_signed_org)]
+
+
+@router.post("/rounds/{round_id}/decline")
+def decline_round(round_id: RoundId, body: DeclineRequest, org: SignedOrg,
+                  service: Service) -> JSONResponse:
+    """An invited org will not submit (signed by it): the round need not wait for it."""
+    created = service.decline(round_id, org, body.reason)
+    return JSONResponse({"round_id": round_id, "org": org, "reason": body.reason},
+                        status_code=201 if created else 200)
 
 
 @router.put("/rounds/{round_id}/updates", status_code=201)
@@ -208,8 +250,57 @@ def get_blob(sha256: str, service: Service) -> Response:
 @router.get("/models")
 def list_models(service: Service) -> list[dict[str, Any]]:
     with service.sessions() as session:
-        rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.round_id)).all()
+        rows = session.scalars(select(ModelVersionRow).order_by(
+            ModelVersionRow.created_at, ModelVersionRow.version_id)).all()
         return [service.model_view(session, row) for row in rows]
+
+
+@router.get("/models/served")
+def served_model(service: Service) -> dict[str, Any]:
+    """The version served now (the last one registered)."""
+    with service.sessions() as session:
+        row = service.served_version(session)
+        if row is None:
+            raise NotFound("no model version yet")
+        return service.model_view(session, row)
+
+
+@router.get("/lineage")
+def get_lineage(service: Service) -> dict[str, Any]:
+    """Every shard-group's current lineage: per step, the round and the adapter after it,
+    and the participation record (``invited``) replays reuse."""
+    from .lineage import steps_of
+
+    with service.sessions() as session:
+        return {"shards": service.shards, "lineages": {
+            str(s): [{"step": r.step, "round_id": r.round_id, "digest": r.digest,
+                      "invited": r.invited} for r in steps_of(session, s)]
+            for s in range(service.shards)}}
+
+
+# ---------------------------------------------------------------------- unlearning
+
+
+@router.post("/unlearning", status_code=201)
+def request_unlearning(body: UnlearningRequest, org: SignedOrg, service: Service) -> JSONResponse:
+    """An org asks the consortium to forget data of its own (signed by it)."""
+    _, created = service.unlearning.request(org, body.notice_id, body.first_steps)
+    with service.sessions() as session:
+        view = service.unlearning.view(service.unlearning.get(session, body.notice_id))
+    return JSONResponse(view, status_code=201 if created else 200)
+
+
+@router.get("/unlearning")
+def list_unlearning(service: Service) -> list[dict[str, Any]]:
+    with service.sessions() as session:
+        rows = session.scalars(select(UnlearningJobRow).order_by(UnlearningJobRow.id)).all()
+        return [service.unlearning.view(row) for row in rows]
+
+
+@router.get("/unlearning/{notice_id}")
+def get_unlearning(notice_id: str, service: Service) -> dict[str, Any]:
+    with service.sessions() as session:
+        return service.unlearning.view(service.unlearning.get(session, notice_id))
 
 
 @router.get("/models/{version_id}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedledger.canonical import canonical_json
-from fedledger.fabric.errors import CommitError, EvaluateError, FabricError
+from fedledger.fabric.errors import EvaluateError, FabricError
 from fedledger.fabric.gateway import Contract, Gateway
 
 from .settings import GatewaySettings, IdentitySettings
@@ -59,13 +59,8 @@ class Ledger:
     # -- plumbing
 
     def _submit(self, name: str, *args: str) -> Written:
-        submitted = self.contract.submit_async(name, *args)
-        status = submitted.status()
-        if not status.successful:
-            raise CommitError(f"transaction {status.tx_id} committed as {status.code_name} "
-                              f"in block {status.block_number}", code=status.code_name,
-                              block_number=status.block_number, tx_id=status.tx_id)
-        return Written(_json(submitted.result), submitted.tx_id)
+        result, tx_id = self.contract.submit_with_id(name, *args)
+        return Written(_json(result), tx_id)
 
     def _evaluate(self, name: str, *args: str) -> Any:
         return _json(self.contract.evaluate(name, *args))

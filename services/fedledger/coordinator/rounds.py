@@ -44,24 +44,35 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedledger.canonical import canonical_digest
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.errors import AggregationError, LearningError, UpdateRejectedError
-from fedledger.learning.updates import load_update_bytes, sha256_hex
+from fedledger.learning.unlearning.sisa import merge_shard_adapters
+from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
 from fedledger.web.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 
+from . import lineage
 from .aggregate import AdapterContext, adapter_context, aggregate_updates, strategy_of
 from .blobs import BlobStore, PendingBlob
 from .committee import select_committee
 from .ledger import Ledger
-from .models import AggregateRow, AttestationRow, BlobRow, ModelVersionRow, RoundRow, SubmissionRow
+from .models import (
+    AggregateRow,
+    AttestationRow,
+    BlobRow,
+    DeclineRow,
+    ModelVersionRow,
+    RoundRow,
+    ShardStepRow,
+    SubmissionRow,
+    UnlearningJobRow,
+    utcnow,
+)
 from .settings import CoordinatorSettings
+from .unlearning import UnlearningService
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("opening", "open", "closed", "aggregated")
+UNLEARNING_ACTIVE = ("pending", "replaying")
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def format_deadline(moment: datetime) -> str:
@@ -101,11 +112,19 @@ class RoundService:
         self.ledger = ledger
         self.lock = threading.RLock()
         self.wake = threading.Event()
+        self.unlearning = UnlearningService(self)
 
     # ------------------------------------------------------------------ config
 
-    def round_config(self, local_steps: int | None = None) -> dict[str, Any]:
-        """The experiment sections a round trains with (canonical-JSON-able)."""
+    @property
+    def shards(self) -> int:
+        return self.settings.experiment.federation.shards
+
+    def round_config(self, local_steps: int | None = None, *, shard: int = 0,
+                     step: int = 1) -> dict[str, Any]:
+        """The experiment sections a round trains with (canonical-JSON-able); ``sisa``
+        says which shard-group and which step of its lineage (the org nodes derive the
+        training seed from them)."""
         exp = self.settings.experiment
         train = exp.train.model_dump(mode="json")
         if local_steps is not None:
@@ -117,6 +136,7 @@ class RoundService:
             "train": train,
             "data": exp.data.model_dump(mode="json"),
             "strategy": exp.federation.strategy.model_dump(mode="json"),
+            "sisa": {"shards": self.shards, "shard": shard, "step": step},
         }
 
     def context(self, config: dict[str, Any]) -> AdapterContext:
@@ -139,12 +159,16 @@ class RoundService:
         agg = session.get(AggregateRow, row.round_id)
         atts = session.scalars(select(AttestationRow).where(AttestationRow.round_id == row.round_id)
                                .order_by(AttestationRow.org)).all()
+        declines = session.scalars(select(DeclineRow).where(DeclineRow.round_id == row.round_id)
+                                   .order_by(DeclineRow.org)).all()
         return {
             "round_id": row.round_id, "status": row.status, "deadline": row.deadline,
             "quorum": row.quorum, "committee": list(row.committee), "config": row.config,
-            "config_digest": row.config_digest, "shard": row.shard,
+            "config_digest": row.config_digest, "shard": row.shard, "step": row.step,
+            "replay_of": row.replay_of,
             "base": ({"version_id": row.base_version_id, "adapter_hash": row.base_adapter_hash}
                      if row.base_adapter_hash else None),
+            "declines": [{"org": d.org, "reason": d.reason} for d in declines],
             "submissions": [{"org": s.org, "update_hash": s.update_hash,
                              "num_samples": s.ledger_samples if s.ledger_samples is not None
                              else s.declared_samples,
@@ -179,65 +203,108 @@ class RoundService:
             lineage.append(parent.version_id)
             current = parent
         return {"version_id": version.version_id, "round_id": version.round_id,
-                "adapter_digest": version.adapter_digest, "adapter_hash": version.adapter_digest,
-                "parents": list(version.parents), "lineage": lineage, "tx_id": version.tx_id,
+                "kind": version.kind, "adapter_digest": version.adapter_digest,
+                "adapter_hash": version.adapter_digest, "parents": list(version.parents),
+                "lineage": lineage, "shard_adapters": list(version.shard_adapters),
+                "commitment_roots": list(version.commitment_roots),
+                "unlearning_id": version.unlearning_id, "tx_id": version.tx_id,
                 "created_at": version.created_at.isoformat()}
+
+    @staticmethod
+    def served_version(session: Session) -> ModelVersionRow | None:
+        """The version served now: the last one registered."""
+        return session.scalars(select(ModelVersionRow).order_by(
+            ModelVersionRow.created_at.desc(), ModelVersionRow.version_id.desc())).first()
 
     # ------------------------------------------------------------------ open
 
     def open_round(self, *, deadline_s: int | None, quorum: int | None,
-                   local_steps: int | None) -> int:
+                   local_steps: int | None, shard: int | None = None) -> int:
+        """Open the next round of ``shard`` (default: the shard-group with the shortest
+        lineage) at the next step of its lineage."""
         with self.lock, self.sessions() as session:
             busy = session.scalars(select(RoundRow).where(RoundRow.status.in_(ACTIVE))).first()
             if busy is not None:
                 raise Conflict(f"round {busy.round_id} is still {busy.status}; a new round opens "
                                "once it is final or failed", details={"round_id": busy.round_id})
-            try:
-                orgs = self.ledger.list_orgs()
-                ledger_last = self.ledger.last_round_id()
-            except FabricError as exc:
-                raise ledger_error(exc) from exc
-            if self.ledger.msp_id not in orgs:
-                raise Conflict(f"the operator org {self.ledger.msp_id} is not registered on the "
-                               "consortium channel")
-            db_last = session.scalar(select(func.max(RoundRow.round_id))) or 0
-            round_id = max(db_last, ledger_last) + 1
+            unlearning = session.scalars(select(UnlearningJobRow).where(
+                UnlearningJobRow.status.in_(UNLEARNING_ACTIVE))).first()
+            if unlearning is not None:
+                raise Conflict(f"deletion {unlearning.notice_id} is being executed (replay "
+                               "rounds); new rounds open once it is done",
+                               code="unlearning_in_progress",
+                               details={"notice_id": unlearning.notice_id})
+            if shard is None:
+                shard = lineage.choose_shard(session, self.shards)
+            elif not 0 <= shard < self.shards:
+                raise ServiceError(f"shard {shard} does not exist: the federation has "
+                                   f"{self.shards} shard-group(s)", code="invalid_shard",
+                                   details={"shards": self.shards})
+            step = lineage.last_step(session, shard) + 1
+            config = self.round_config(local_steps, shard=shard, step=step)
+            return self._create_round(session, shard=shard, step=step, config=config,
+                                      committee=None, quorum=quorum, deadline_s=deadline_s)
+
+    def _create_round(self, session: Session, *, shard: int, step: int, config: dict[str, Any],
+                      committee: list[str] | None, quorum: int | None, deadline_s: int | None,
+                      replay_of: int | None = None, unlearning_id: int | None = None) -> int:
+        """Write the round (``opening``), open it on the ledger, mark it ``open``. The
+        base is the shard's adapter after ``step - 1``; ``committee`` None: drawn from
+        the registered orgs with public randomness."""
+        try:
+            orgs = self.ledger.list_orgs()
+            ledger_last = self.ledger.last_round_id()
+        except FabricError as exc:
+            raise ledger_error(exc) from exc
+        if self.ledger.msp_id not in orgs:
+            raise Conflict(f"the operator org {self.ledger.msp_id} is not registered on the "
+                           "consortium channel")
+        db_last = session.scalar(select(func.max(RoundRow.round_id))) or 0
+        round_id = max(db_last, ledger_last) + 1
+        config_digest = canonical_digest(config)
+        if committee is None:
             previous = session.scalars(select(RoundRow).where(RoundRow.status == "final")
                                        .order_by(RoundRow.round_id.desc())).first()
-            config = self.round_config(local_steps)
-            config_digest = canonical_digest(config)
             prev_agg = session.get(AggregateRow, previous.round_id) if previous else None
             # Public randomness: the last final aggregate, or this round's config digest.
             seed = prev_agg.digest if prev_agg else config_digest
             committee = select_committee(orgs, seed=seed, round_id=round_id,
                                          size=self.settings.committee_size)
-            if quorum is None:
-                quorum = self.settings.default_quorum or len(committee) // 2 + 1
-            if quorum > len(committee):
-                raise ServiceError(f"quorum {quorum} exceeds the committee size {len(committee)}",
-                                   code="invalid_quorum",
-                                   details={"quorum": quorum, "committee": committee})
-            deadline = format_deadline(utcnow() + timedelta(
-                seconds=deadline_s or self.settings.default_deadline_s))
-            now = utcnow()
-            row = RoundRow(round_id=round_id, status="opening", shard=0, deadline=deadline,
-                           quorum=quorum, committee=committee, config=config,
-                           config_digest=config_digest,
-                           base_version_id=previous.version_id if previous else None,
-                           base_adapter_hash=prev_agg.digest if prev_agg else None,
-                           created_at=now, updated_at=now)
-            session.add(row)
+        if quorum is None:
+            quorum = self.settings.default_quorum or len(committee) // 2 + 1
+        if quorum > len(committee):
+            raise ServiceError(f"quorum {quorum} exceeds the committee size {len(committee)}",
+                               code="invalid_quorum",
+                               details={"quorum": quorum, "committee": committee})
+        base_digest = lineage.adapter_at(session, shard, step - 1)
+        base_step = session.get(ShardStepRow, (shard, step - 1)) if step > 1 else None
+        base_version = None
+        if base_step is not None and base_step.round_id is not None:
+            base_version = session.scalars(select(ModelVersionRow.version_id).where(
+                ModelVersionRow.round_id == base_step.round_id)
+                .order_by(ModelVersionRow.created_at.desc())).first()
+        deadline = format_deadline(utcnow() + timedelta(
+            seconds=deadline_s or self.settings.default_deadline_s))
+        now = utcnow()
+        row = RoundRow(round_id=round_id, status="opening", shard=shard, step=step,
+                       deadline=deadline, quorum=quorum, committee=committee, config=config,
+                       config_digest=config_digest, base_version_id=base_version,
+                       base_adapter_hash=base_digest, replay_of=replay_of,
+                       unlearning_id=unlearning_id, created_at=now, updated_at=now)
+        session.add(row)
+        session.commit()
+        try:
+            written = self.ledger.open_round(self._opening(row))
+        except FabricError as exc:
+            session.delete(row)
             session.commit()
-            try:
-                written = self.ledger.open_round(self._opening(row))
-            except FabricError as exc:
-                session.delete(row)
-                session.commit()
-                raise ledger_error(exc) from exc
-            row.status, row.open_tx, row.updated_at = "open", written.tx_id, utcnow()
-            session.commit()
-            log.info("opened round %s (tx %s) committee=%s", round_id, written.tx_id, committee)
-            return round_id
+            raise ledger_error(exc) from exc
+        row.status, row.open_tx, row.updated_at = "open", written.tx_id, utcnow()
+        session.commit()
+        log.info("opened round %s (shard %s step %s%s, tx %s) committee=%s", round_id, shard,
+                 step, f", replays round {replay_of}" if replay_of else "", written.tx_id,
+                 committee)
+        return round_id
 
     @staticmethod
     def _opening(row: RoundRow) -> dict[str, Any]:
@@ -284,7 +351,34 @@ class RoundService:
             if org not in row.committee:
                 raise Forbidden(f"{org} is not in the committee of round {round_id}",
                                 details={"committee": list(row.committee)})
+            if session.get(DeclineRow, (round_id, org)) is not None:
+                raise Conflict(f"{org} declined round {round_id}; it cannot submit to it",
+                               code="declined")
             return False
+
+    def decline(self, round_id: int, org: str, reason: str) -> bool:
+        """Record that ``org`` will not submit to the open round ``round_id`` (True if
+        new; the same decline again is a no-op). Refused after an upload."""
+        with self.lock, self.sessions() as session:
+            row = self.get(session, round_id)
+            if session.get(DeclineRow, (round_id, org)) is not None:
+                return False
+            if org not in row.committee:
+                raise Forbidden(f"{org} is not in the committee of round {round_id}",
+                                details={"committee": list(row.committee)})
+            if row.status != "open":
+                raise Conflict(f"round {round_id} is {row.status}, not open",
+                               code="round_not_open", details={"status": row.status})
+            uploaded = session.scalars(select(SubmissionRow).where(
+                SubmissionRow.round_id == round_id, SubmissionRow.org == org)).first()
+            if uploaded is not None:
+                raise Conflict(f"{org} already uploaded an update for round {round_id}",
+                               details={"update_hash": uploaded.update_hash})
+            session.add(DeclineRow(round_id=round_id, org=org, reason=reason[:1000],
+                                   created_at=utcnow()))
+            session.commit()
+        self.wake.set()
+        return True
 
     def accept_upload(self, round_id: int, org: str, declared: str, num_samples: int | None,
                       pending: PendingBlob) -> bool:
@@ -358,6 +452,7 @@ class RoundService:
             if (record is not None and record["update_hash"] == sub.update_hash
                     and sub.ledger_samples is None):
                 sub.ledger_samples = record["num_samples"]
+                sub.commitment_roots = record.get("commitment_roots") or []
         return list(subs)
 
     @staticmethod
@@ -372,12 +467,19 @@ class RoundService:
             row.close_tx = self.ledger.close_round(row.round_id).tx_id
         # Nothing can be submitted any more: this is the final set.
         counted = self._counted(self._sync_submissions(session, row), list(row.committee))
-        if len(counted) < row.quorum:
+        if not counted and self._declined(session, row) >= set(row.committee):
+            self._fail(row, f"{reason}: every committee org declined (no data)")
+        elif len(counted) < row.quorum:
             self._fail(row, f"{reason}: {len(counted)} submission(s) on the ledger, quorum is "
                             f"{row.quorum}")
         else:
             row.status, row.updated_at = "closed", utcnow()
         log.info("round %s closed (%s): %s", row.round_id, reason, row.status)
+
+    @staticmethod
+    def _declined(session: Session, row: RoundRow) -> set[str]:
+        return set(session.scalars(select(DeclineRow.org).where(
+            DeclineRow.round_id == row.round_id)))
 
     def _fail(self, row: RoundRow, error: str) -> None:
         row.status, row.error, row.updated_at = "failed", error, utcnow()
@@ -437,19 +539,69 @@ class RoundService:
             self._fail(row, f"the ledger finalised digest {on_ledger.get('aggregate_digest')}, "
                             f"not the published aggregate {agg.digest}")
             return
-        version_id = f"v{row.round_id}"
-        version = {"version_id": version_id, "round_id": row.round_id,
-                   "adapter_digest": agg.digest,
-                   "parents": [row.base_version_id] if row.base_version_id else []}
-        written = self.ledger.register_model_version(version)
-        if session.get(ModelVersionRow, version_id) is None:
-            session.add(ModelVersionRow(version_id=version_id, round_id=row.round_id,
-                                        adapter_digest=agg.digest, parents=version["parents"],
-                                        tx_id=written.tx_id, created_at=utcnow()))
-        row.version_id, row.model_tx = version_id, written.tx_id
+        included = [i["org"] for i in agg.included]
+        lineage.record_step(session, shard=row.shard, step=row.step, round_id=row.round_id,
+                            digest=agg.digest, included=included)
+        # Final only once the version is registered: a ledger failure on the way leaves
+        # the round aggregated, and the next tick repeats these idempotent steps.
+        if row.unlearning_id is not None:
+            self.unlearning.on_replay_final(session, row)
+        else:
+            version_id, tx_id = self.register_version(session, round_id=row.round_id,
+                                                      kind="round")
+            row.version_id, row.model_tx = version_id, tx_id
         row.status, row.updated_at = "final", utcnow()
-        log.info("round %s final: model version %s (tx %s)", row.round_id, version_id,
-                 written.tx_id)
+        log.info("round %s final (shard %s step %s)%s", row.round_id, row.shard, row.step,
+                 f": model version {row.version_id} (tx {row.model_tx})" if row.version_id
+                 else "")
+
+    # ------------------------------------------------------------------ model versions
+
+    def pending_shards(self, session: Session) -> set[int]:
+        """Shards that unfinished deletions will replay: left out of every served merge."""
+        shards: set[int] = set()
+        for job in session.scalars(select(UnlearningJobRow).where(
+                UnlearningJobRow.status.in_(UNLEARNING_ACTIVE))):
+            shards |= {int(s) for s in job.first_steps}
+        return shards
+
+    def register_version(self, session: Session, *, round_id: int, kind: str,
+                         unlearning_id: int | None = None) -> tuple[str, str | None]:
+        """Register the model served now: the exact merge of every trained shard adapter
+        except the shards of unfinished deletions (the LoRA init, i.e. the base model,
+        when none is left), with its lineage and data commitments, as a version of
+        ``round_id`` (a final round) whose parent is the version served before."""
+        adapters = lineage.served_adapters(session, self.shards, self.pending_shards(session))
+        context = self.context(self.round_config())
+        if adapters:
+            merged = merge_shard_adapters([self._load_update(a["adapter_digest"], context)
+                                           for a in adapters])
+        else:
+            merged = context.initial_state
+        data = update_bytes(merged)
+        digest = sha256_hex(data)
+        self.blobs.put(data)
+        if session.get(BlobRow, digest) is None:
+            session.add(BlobRow(sha256=digest, size=len(data), kind="model", created_at=utcnow()))
+            session.flush()
+        previous = self.served_version(session)
+        taken = session.scalar(select(func.count()).select_from(ModelVersionRow).where(
+            ModelVersionRow.round_id == round_id)) or 0
+        version_id = f"v{round_id}" if not taken else f"v{round_id}.{taken}"
+        roots = lineage.commitment_roots(session, [a["shard"] for a in adapters])
+        record = {"version_id": version_id, "round_id": round_id, "adapter_digest": digest,
+                  "parents": [previous.version_id] if previous else [],
+                  "shard_adapters": adapters, "commitment_roots": roots}
+        written = self.ledger.register_model_version(record)
+        session.add(ModelVersionRow(
+            version_id=version_id, round_id=round_id, adapter_digest=digest,
+            parents=record["parents"], kind=kind, shard_adapters=adapters,
+            commitment_roots=roots, unlearning_id=unlearning_id, tx_id=written.tx_id,
+            created_at=utcnow()))
+        session.flush()
+        log.info("model version %s (%s): shards %s, digest %s", version_id, kind,
+                 [a["shard"] for a in adapters], digest)
+        return version_id, written.tx_id
 
     # ------------------------------------------------------------------ worker
 
@@ -460,6 +612,7 @@ class RoundService:
                                   .order_by(RoundRow.round_id)).all()
         for round_id in ids:
             self._step(round_id)
+        self.unlearning.tick()
 
     def _step(self, round_id: int) -> None:
         with self.lock, self.sessions() as session:
@@ -470,8 +623,10 @@ class RoundService:
                 elif row.status == "open":
                     counted = self._counted(self._sync_submissions(session, row),
                                             list(row.committee))
-                    if len(counted) == len(row.committee):
-                        self._close(session, row, reason="every committee org submitted")
+                    answered = {s.org for s in counted} | self._declined(session, row)
+                    if answered >= set(row.committee):
+                        self._close(session, row, reason="every committee org submitted "
+                                                         "or declined")
                     elif utcnow() >= parse_deadline(row.deadline):
                         self._close(session, row, reason="deadline reached")
                 elif row.status == "closed":

@@ -303,6 +303,12 @@ class Contract:
     def submit(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
                endorsing_orgs: Sequence[str] | None = None) -> bytes:
         """Endorse, order and wait for the commit; raises CommitError unless VALID."""
+        return self.submit_with_id(name, *args, transient=transient,
+                                   endorsing_orgs=endorsing_orgs)[0]
+
+    def submit_with_id(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
+                       endorsing_orgs: Sequence[str] | None = None) -> tuple[bytes, str]:
+        """:meth:`submit`, also returning the committed transaction's id."""
         submitted = self.submit_async(name, *args, transient=transient,
                                       endorsing_orgs=endorsing_orgs)
         status = submitted.status()
@@ -311,4 +317,4 @@ class Contract:
                 f"transaction {status.tx_id} committed as {status.code_name} "
                 f"in block {status.block_number}",
                 code=status.code_name, block_number=status.block_number, tx_id=status.tx_id)
-        return submitted.result
+        return submitted.result, submitted.tx_id

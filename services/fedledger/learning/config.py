@@ -110,6 +110,12 @@ class FederationConfig(_Section):
         1, gt=0, description="score the global model every N rounds (round 0 and the last always)"
     )
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    shards: int = Field(
+        1, ge=1, le=64,
+        description="SISA shard-groups over the deployment: each org splits its data into this "
+        "many shards and each shard is its own federated lineage; a deletion replays one "
+        "shard's rounds. 1 = plain FedAvg (a deletion replays every round)",
+    )
 
 
 class ExperimentConfig(_Section):

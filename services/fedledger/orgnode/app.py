@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fedledger.orgnode import anchoring
 from fedledger.orgnode.node import OrgNode
-from fedledger.orgnode.routes import datasets, records, users, work
+from fedledger.orgnode.routes import audit, datasets, deletions, records, users, work
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.errors import install_error_handlers
 
@@ -38,6 +38,6 @@ def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastA
     def health(request: Request) -> dict[str, str]:
         return {"status": "ok", "service": "orgnode", "org": settings.msp_id}
 
-    for module in (users, datasets, work, records, anchoring):
+    for module in (users, datasets, deletions, work, records, audit, anchoring):
         app.include_router(module.router)
     return app

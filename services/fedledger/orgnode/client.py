@@ -81,21 +81,49 @@ class CoordinatorClient:
                      "Content-Type": "application/octet-stream"})
         return response.json()["update_hash"]
 
+    def decline(self, round_id: int, reason: str) -> None:
+        """This org will not submit to ``round_id`` (no data, or its policy)."""
+        self._call("POST", f"/rounds/{round_id}/decline", json={"reason": reason[:1000]})
+
+    def request_unlearning(self, notice_id: str, first_steps: dict[int, int]) -> dict[str, Any]:
+        """Ask the consortium to replay the shards of a deletion (no personal data)."""
+        return self._call("POST", "/unlearning", json={
+            "notice_id": notice_id,
+            "first_steps": {str(k): v for k, v in sorted(first_steps.items())}}).json()
+
+    def unlearning(self, notice_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/unlearning/{notice_id}").json()
+
+    def model(self, version_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/models/{version_id}").json()
+
+    def served_model(self) -> dict[str, Any] | None:
+        response = self._call("GET", "/models/served", missing_ok=True)
+        return None if response is None else response.json()
+
     def blob(self, sha256: str, *, max_bytes: int) -> bytes:
         """A content-addressed blob, read up to ``max_bytes`` (CoordinatorRefused above)."""
+        return self._download(f"/blobs/{sha256}", f"blob {sha256}", max_bytes)
+
+    def model_adapter(self, version_id: str, *, max_bytes: int) -> bytes:
+        """The served adapter of a model version (safetensors bytes)."""
+        return self._download(f"/models/{version_id}/adapter", f"model version {version_id}",
+                              max_bytes)
+
+    def _download(self, path: str, what: str, max_bytes: int) -> bytes:
         try:
-            with self._http.stream("GET", f"/blobs/{sha256}") as response:
+            with self._http.stream("GET", path) as response:
                 if response.status_code >= 400:
                     response.read()
-                    self._check(response, f"/blobs/{sha256}")
+                    self._check(response, path)
                 data = bytearray()
                 for chunk in response.iter_bytes():
                     data += chunk
                     if len(data) > max_bytes:
-                        raise CoordinatorRefused(f"blob {sha256} exceeds {max_bytes} bytes", 413)
+                        raise CoordinatorRefused(f"{what} exceeds {max_bytes} bytes", 413)
                 return bytes(data)
         except httpx.TransportError as exc:
-            raise CoordinatorUnavailable(f"coordinator unreachable (GET /blobs): {exc}") from None
+            raise CoordinatorUnavailable(f"coordinator unreachable (GET {path}): {exc}") from None
 
     @staticmethod
     def _check(response: httpx.Response, path: str) -> None:

@@ -2,9 +2,11 @@
 ``data_dir/datasets``); the private channel gets the dataset's description and one
 salted sorted-Merkle commitment per shard over its sample ids.
 
-Sample -> shard is a keyed hash of the sample id (``shard_of``), so a sample's shard
-never depends on which other samples exist. The salt stays on the node: it is shown
-only to auditors who check a (non-)membership proof.
+Sample -> shard is a keyed hash of the sample id
+(:func:`fedledger.learning.unlearning.shard_of` with the org's secret ``shard_key``), so
+a sample's shard never depends on which other samples exist. The salt and the committed
+ids stay on the node (table ``commitments``, one row per root, old roots kept for
+proofs); the salt is shown only to auditors who check a (non-)membership proof.
 """
 
 from __future__ import annotations
@@ -13,47 +15,87 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fedledger.fabric.errors import FabricError
-from fedledger.learning.data import DATASETS, read_dataset, unit_hash
+from fedledger.learning.config import DataConfig
+from fedledger.learning.data import DATASETS, read_dataset, split_samples, unit_hash
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import DatasetError
+from fedledger.learning.unlearning import shard_of
 from fedledger.merkle import SortedMerkleTree
 from fedledger.orgnode.ledger import OrgLedger, ledger_error
-from fedledger.orgnode.models import DatasetRow
+from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletedSample
 from fedledger.web.errors import Conflict, ServiceError
 
 UPLOAD_SUFFIXES = (".jsonl", ".ndjson", ".csv")
 COLUMNS = {"text": "string", "label": "string"}
 
 
-def shard_of(sample_id: str, shards: int, seed: int = 0) -> int:
-    """The shard of a sample: a keyed hash of its id, uniform over ``shards``."""
-    if shards == 1:
-        return 0
-    return min(int(unit_hash("shard", seed, sample_id) * shards), shards - 1)
-
-
 @dataclass(frozen=True)
 class ShardCommitment:
     shard: int
     root: str
-    count: int
+    sample_ids: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.sample_ids)
 
 
-def commit_samples(samples: Iterable[Sample], salt: bytes, shards: int, seed: int = 0
+def commit_ids(ids: Iterable[str], salt: bytes) -> str:
+    """The salted sorted-Merkle root (hex) of a set of sample ids."""
+    return SortedMerkleTree(sorted(set(ids)), salt=salt).root.hex()
+
+
+def commit_samples(samples: Iterable[Sample], salt: bytes, shards: int, key: str
                    ) -> list[ShardCommitment]:
     """One ``SortedMerkleTree`` root per shard over the sample ids (empty shards too)."""
     ids: dict[int, list[str]] = {s: [] for s in range(shards)}
     for sample in samples:
-        ids[shard_of(sample.sample_id, shards, seed)].append(sample.sample_id)
-    return [ShardCommitment(s, SortedMerkleTree(ids[s], salt=salt).root.hex(), len(ids[s]))
+        ids[shard_of(sample.sample_id, shards, key)].append(sample.sample_id)
+    return [ShardCommitment(s, commit_ids(ids[s], salt), tuple(sorted(ids[s])))
             for s in range(shards)]
+
+
+def select_training(datasets: Sequence[tuple[str, Sequence[Sample]]], data: DataConfig, *,
+                    shard: int, shards: int, key: str,
+                    deleted: Collection[tuple[str, str]] = ()) -> list[tuple[str, Sample]]:
+    """What the org trains shard ``shard`` on: the train split (by sample-id hash with
+    the data seed) of every dataset, the samples of that shard, minus ``deleted``
+    ((dataset id, sample id) pairs), in hash order, capped at ``max_train_per_org``.
+    Every choice depends on a sample's own id, so removing a sample changes nothing
+    else: what a retrain from scratch without it would select."""
+    chosen: list[tuple[str, Sample]] = []
+    for dataset_id, samples in datasets:
+        train = split_samples(samples, val_fraction=data.val_fraction,
+                              test_fraction=data.test_fraction, seed=data.seed).train
+        chosen += [(dataset_id, s) for s in train
+                   if shard_of(s.sample_id, shards, key) == shard
+                   and (dataset_id, s.sample_id) not in deleted]
+    chosen.sort(key=lambda p: (unit_hash("org-train", data.seed, p[1].sample_id),
+                               p[1].sample_id, p[0]))
+    if data.max_train_per_org is not None:
+        chosen = chosen[: data.max_train_per_org]
+    return chosen
+
+
+def current_commitment(session: Session, dataset_id: str, shard: int,
+                       slice_index: int = 0) -> CommitmentRow | None:
+    """The newest commitment of a (dataset, shard, slice)."""
+    return session.scalars(select(CommitmentRow).where(
+        CommitmentRow.dataset_id == dataset_id, CommitmentRow.shard == shard,
+        CommitmentRow.slice == slice_index).order_by(CommitmentRow.id.desc())).first()
+
+
+def deleted_pairs(session: Session) -> set[tuple[str, str]]:
+    """(dataset id, sample id) of every sample that is no longer training data."""
+    return {(d.dataset_id, d.sample_id) for d in session.scalars(select(DeletedSample))}
 
 
 # --- sample files -------------------------------------------------------------------
@@ -139,7 +181,7 @@ def parse_upload(filename: str, data: bytes, dataset_id: str, max_bytes: int
 
 def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id: str,
              name: str, source: str, domain: str, samples: Sequence[Sample],
-             labels: Sequence[str], shards: int, shard_seed: int) -> DatasetRow:
+             labels: Sequence[str], shards: int, shard_key: str) -> DatasetRow:
     """Record the dataset on the private channel (RegisterDataset, RecordCommitment per
     shard), then store its samples and row. Nothing is stored if a ledger call fails."""
     if not samples:
@@ -160,11 +202,12 @@ def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id:
     except FabricError as exc:
         raise ledger_error("reading the dataset registry", exc) from None
     salt = secrets.token_bytes(32)
-    commitments = commit_samples(samples, salt, shards, shard_seed)
+    commitments = commit_samples(samples, salt, shards, shard_key)
+    tx_ids: dict[int, str] = {}
     try:
         ledger.submit_private("RegisterDataset", record)
         for c in commitments:
-            ledger.submit_private("RecordCommitment", {
+            tx_ids[c.shard] = ledger.submit_private_tx("RecordCommitment", {
                 "dataset_id": dataset_id, "shard": c.shard, "slice": 0, "merkle_root": c.root,
                 "count": c.count})
     except FabricError as exc:
@@ -175,6 +218,10 @@ def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id:
                      commitments=[{"shard": c.shard, "slice": 0, "merkle_root": c.root,
                                    "count": c.count} for c in commitments])
     session.add(row)
+    session.add_all(CommitmentRow(dataset_id=dataset_id, shard=c.shard, slice=0, root=c.root,
+                                  count=c.count, sample_ids=list(c.sample_ids),
+                                  tx_id=tx_ids.get(c.shard))
+                    for c in commitments)
     session.commit()
     return row
 

@@ -82,9 +82,21 @@ class OrgLedger:
     def submit_consortium(self, function: str, record: dict[str, Any]) -> Any:
         return json.loads(self.consortium.submit(function, canonical_json(record)))
 
+    def submit_private_tx(self, function: str, *args: dict[str, Any] | str) -> str:
+        """Submit on the private channel; the committed transaction's id."""
+        return self.private.submit_with_id(function, *map(_arg, args))[1]
+
+    def submit_consortium_tx(self, function: str, *args: dict[str, Any] | str) -> str:
+        """Submit on the consortium channel; the committed transaction's id."""
+        return self.consortium.submit_with_id(function, *map(_arg, args))[1]
+
     def sign_hex(self, record: dict[str, Any]) -> str:
         """The org's signature (DER, hex) over a record's canonical JSON."""
         return self.identity.sign(canonical_json(record)).hex()
+
+
+def _arg(value: dict[str, Any] | str) -> bytes | str:
+    return canonical_json(value) if isinstance(value, dict) else value
 
 
 def _public_pem(identity: SigningIdentity) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,3 +84,108 @@ class ModelVersionRow(Base):
     included: Mapped[list] = mapped_column(JSON, default=list)
     path: Mapped[str] = mapped_column(String(1024))
     attested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CommitmentRow(Base):
+    """One salted sorted-Merkle commitment of a (dataset, shard, slice): the ids it
+    commits to stay here, with the root on the private channel. A deletion adds a row
+    that supersedes the current one; old rows stay, so a proof against any model
+    version's root can be made later."""
+
+    __tablename__ = "commitments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(String(128), index=True)
+    shard: Mapped[int] = mapped_column(Integer)
+    slice: Mapped[int] = mapped_column(Integer, default=0)
+    root: Mapped[str] = mapped_column(String(64), index=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sample_ids: Mapped[list] = mapped_column(JSON)
+    supersedes: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The deletion request that made this root (None: the dataset's registration).
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    tx_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SubjectSample(Base):
+    """Which samples belong to a data subject (kept here only, never on a ledger)."""
+
+    __tablename__ = "subject_samples"
+
+    dataset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(128), index=True)
+
+
+class DeletedSample(Base):
+    """A sample that is no longer training data (from the moment its request is
+    accepted); its text is erased from the dataset file once the request completes."""
+
+    __tablename__ = "deleted_samples"
+
+    dataset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeletionRow(Base):
+    """A data-deletion request and how far its execution got.
+
+    ``status``: ``executing`` (filed on the private channel, samples excluded, new
+    commitments recorded, the consortium asked to replay), ``replaying`` (the
+    coordinator serves the interim version and runs the replay rounds), ``recording``
+    (the new version is served; metrics and records being written), ``completed``,
+    ``failed`` (``error`` says why)."""
+
+    __tablename__ = "deletion_requests"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(128))
+    subject_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    sample_ids: Mapped[list] = mapped_column(JSON)
+    whole_dataset: Mapped[bool] = mapped_column(Boolean, default=False)
+    legal_basis: Mapped[str] = mapped_column(String(512))
+    requester: Mapped[str] = mapped_column(String(512))
+    #: sha256 of the request's canonical content: the same request again is this one.
+    content_digest: Mapped[str] = mapped_column(String(64), index=True)
+    notice_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: {"<shard>": first lineage step that used the data}
+    first_steps: Mapped[dict] = mapped_column(JSON, default=dict)
+    affected_shards: Mapped[list] = mapped_column(JSON, default=list)
+    coordinator: Mapped[dict] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: [{"at", "event", "tx_id"?, ...}] in order: what happened, with ledger tx ids.
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class PublishedState(Base):
+    """A private-state tree this org published to the bridge (its leaves), kept so a
+    private record can be proven against an anchor later, also after a restart."""
+
+    __tablename__ = "published_states"
+
+    root: Mapped[str] = mapped_column(String(64), primary_key=True)
+    leaves: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SignedBatch(Base):
+    """An anchor batch this org checked and signed (its leaves), to build proof packages
+    from later without asking the bridge."""
+
+    __tablename__ = "signed_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    first_round: Mapped[int] = mapped_column(Integer, index=True)
+    last_round: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(String(64), unique=True)
+    leaves: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

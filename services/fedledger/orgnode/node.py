@@ -16,6 +16,7 @@ from fedledger.fabric.msp import MSPManager
 from fedledger.orgnode.client import CoordinatorClient
 from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger
 from fedledger.orgnode.models import Policy, User
+from fedledger.orgnode.proofstore import SqlAnchorStore
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.orgnode.worker import RoundWorker
 from fedledger.web.database import make_engine, migrate
@@ -41,6 +42,7 @@ class OrgNode:
             self.ledger.ensure_ready(self.anchor_address)
         except LedgerUnavailable as exc:  # the worker and the API retry it later
             log.warning("org node %s: %s", settings.msp_id, exc.message)
+        self.anchor_store = SqlAnchorStore(self.sessions)
         self.verifier = (RequestVerifier(MSPManager.from_dirs(settings.msp_dirs))
                          if settings.msp_dirs else None)
         self.agent = None
@@ -48,7 +50,8 @@ class OrgNode:
             self.agent = OrgAnchorAgent(
                 settings.msp_id, private_channel=settings.private_channel,
                 private_query=self.ledger.private.evaluate,
-                consortium_query=self.ledger.consortium.evaluate, account=self.account)
+                consortium_query=self.ledger.consortium.evaluate, account=self.account,
+                store=self.anchor_store)
         self.worker: RoundWorker | None = None
         if settings.coordinator_url:
             client = CoordinatorClient(settings.coordinator_url, self.ledger.identity,

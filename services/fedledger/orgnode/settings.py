@@ -67,8 +67,11 @@ class OrgNodeSettings(_Section):
         None, description="sha256 (hex) of the admin token `fedledger up` printed")
     bootstrap_admin_name: str = "admin"
 
-    shards: int = Field(1, ge=1, le=1024, description="S: SISA shards per dataset")
-    shard_seed: int = Field(0, description="key of the sample id -> shard hash")
+    shards: int = Field(1, ge=1, le=64, description="S: SISA shards per dataset (the "
+                        "deployment's federation.shards; every round says which it trains)")
+    shard_key: str = Field("fedledger-sisa", min_length=1, max_length=256,
+                           description="this org's secret key of the sample id -> shard hash "
+                           "(whoever knows it can tell which shard holds a sample)")
     max_upload_bytes: int = Field(16 * 1024 * 1024, gt=0, description="dataset upload cap")
     max_update_bytes: int = Field(64 * 1024 * 1024, gt=0, description="adapter blob cap")
     http_timeout_s: float = Field(30.0, gt=0)

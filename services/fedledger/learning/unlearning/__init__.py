@@ -27,7 +27,7 @@ from fedledger.learning.unlearning.metrics import (
     rank_auc,
     unlearning_metrics,
 )
-from fedledger.learning.unlearning.shards import ShardScheme, even_slice_rounds, keyed_unit
+from fedledger.learning.unlearning.shards import ShardScheme, even_slice_rounds, keyed_unit, shard_of
 from fedledger.learning.unlearning.sisa import (
     ShardRoundRecord,
     SisaConfig,
@@ -38,7 +38,10 @@ from fedledger.learning.unlearning.sisa import (
     lora_rank,
     max_abs_diff,
     merge_shard_adapters,
+    served_adapter,
+    served_spec,
     shard_round_seed,
+    stride,
 )
 
 __all__ = [
@@ -63,7 +66,11 @@ __all__ = [
     "per_sample_losses",
     "prove",
     "rank_auc",
+    "served_adapter",
+    "served_spec",
+    "shard_of",
     "shard_round_seed",
+    "stride",
     "unlearning_metrics",
     "verify_membership",
     "verify_non_membership",

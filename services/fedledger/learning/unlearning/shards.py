@@ -37,6 +37,12 @@ def keyed_unit(purpose: str, secret: str, sample_id: str) -> float:
     return int.from_bytes(digest, "big") / _TWO_64
 
 
+def shard_of(sample_id: str, shards: int, key: str) -> int:
+    """The shard of ``sample_id`` among ``shards``, keyed by the deployment's (or org's)
+    secret ``key``."""
+    return min(int(keyed_unit("shard", key, sample_id) * shards), shards - 1)
+
+
 def even_slice_rounds(slices: int, rounds: int) -> tuple[int, ...]:
     """Slices spread evenly over the rounds: slice j first used at 1 + floor(j * T / n)."""
     return tuple(1 + (j * rounds) // slices for j in range(slices))
@@ -75,7 +81,7 @@ class ShardScheme:
             )
 
     def shard_of(self, sample_id: str) -> int:
-        return int(keyed_unit("shard", self.key, sample_id) * self.shards)
+        return shard_of(sample_id, self.shards, self.key)
 
     def slice_of(self, sample_id: str) -> int:
         if self.slices == 1:

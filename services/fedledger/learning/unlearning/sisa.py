@@ -28,17 +28,18 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from peft import set_peft_model_state_dict
+from peft import PeftModel, set_peft_model_state_dict
 
 from fedledger.learning.aggregation import ClientUpdate, build_strategy, scaled_lora_alpha
 from fedledger.learning.aggregation.exact_lora import pair_lora_keys
-from fedledger.learning.config import ExperimentConfig
+from fedledger.learning.config import ExperimentConfig, LoraConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
 from fedledger.learning.evaluation import EvalResult, evaluate
@@ -55,7 +56,7 @@ from fedledger.learning.unlearning.commitments import (
 )
 from fedledger.learning.unlearning.metrics import UnlearningMetrics, unlearning_metrics
 from fedledger.learning.unlearning.shards import ShardScheme
-from fedledger.learning.updates import save_adapter, sha256_hex, update_bytes
+from fedledger.learning.updates import AdapterSpec, save_adapter, sha256_hex, update_bytes
 
 LINEAGE_FILE = "lineage.json"
 
@@ -162,6 +163,43 @@ def shard_round_seed(seed: int, shard: int, step: int, org: str) -> int:
     name, never by a position that shifts when samples, orgs or rounds are removed, so a
     replayed round draws the same seed as the round it replaces (the services use it too)."""
     return derive_seed(seed, "sisa-train", f"shard={shard}", f"round={step}", f"org={org}")
+
+
+def served_spec(spec: AdapterSpec, shards: int) -> AdapterSpec:
+    """The layout of a merge of ``shards`` adapters of layout ``spec`` (rank ``shards r``):
+    what a received served adapter is checked against. 0 shards: the base model, served
+    as the LoRA init (``spec`` itself)."""
+    if shards <= 1:
+        return spec
+    pairs, _ = pair_lora_keys(tuple(spec.shapes))
+    shapes = dict(spec.shapes)
+    for pair in pairs:
+        rank, columns = shapes[pair.a_key]
+        rows, _ = shapes[pair.b_key]
+        shapes[pair.a_key] = (rank * shards, columns)
+        shapes[pair.b_key] = (rows, rank * shards)
+    return AdapterSpec(shapes, dtype=spec.dtype)
+
+
+@contextmanager
+def served_adapter(model: PeftModel, lora: LoraConfig, state: Mapping[str, torch.Tensor]
+                   ) -> Iterator[None]:
+    """Run ``model`` with a served adapter of any rank (a merge of shard adapters) inside
+    the block; the training adapter (``default``) is active again after it."""
+    rank = lora_rank(state)
+    if rank == lora.r:
+        model.set_adapter("default")
+        load_adapter_state(model, state)
+    else:
+        name = f"sisa_served_r{rank}"
+        if name not in model.peft_config:
+            model.add_adapter(name, peft_lora_config(lora, r=rank))
+        set_peft_model_state_dict(model, dict(state), adapter_name=name)
+        model.set_adapter(name)
+    try:
+        yield
+    finally:
+        model.set_adapter("default")
 
 
 def merge_shard_adapters(states: Sequence[Mapping[str, torch.Tensor]]) -> AdapterState:
@@ -417,33 +455,13 @@ class SisaFederation:
         state = self.served_state() if state is None else state
         return save_adapter(folder, state, self.served_adapter_config(state))
 
-    def load_served(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Make the model run ``state`` (any rank); :meth:`restore_training_adapter` undoes it."""
-        model = self.fed.model
-        rank = lora_rank(state)
-        if rank == self.config.lora.r:
-            model.set_adapter("default")
-            load_adapter_state(model, state)
-            return
-        name = f"sisa_served_r{rank}"
-        if name not in model.peft_config:
-            model.add_adapter(name, peft_lora_config(self.config.lora, r=rank))
-        set_peft_model_state_dict(model, dict(state), adapter_name=name)
-        model.set_adapter(name)
-
-    def restore_training_adapter(self) -> None:
-        self.fed.model.set_adapter("default")
-
     def evaluate_state(self, state: Mapping[str, torch.Tensor], samples: Sequence[Sample] | None = None) -> EvalResult:
         """Accuracy / loss of a (served) adapter, default on the union test set."""
-        self.load_served(state)
-        try:
+        with served_adapter(self.fed.model, self.config.lora, state):
             return evaluate(
                 self.fed.model, self.fed.task, list(samples) if samples is not None else self.fed.data.union_test(),
                 batch_size=self.config.train.eval_batch_size, device=self.config.train.device,
             )
-        finally:
-            self.restore_training_adapter()
 
     def metrics_of(
         self, state: Mapping[str, torch.Tensor], forget: Sequence[Sample], *, cap: int = 128
@@ -453,15 +471,12 @@ class SisaFederation:
         (capped, also the MIA's held-out non-members)."""
         retain = [s for org in self.orgs for s in self.remaining(org)]
         test = self.fed.data.union_test()
-        self.load_served(state)
-        try:
+        with served_adapter(self.fed.model, self.config.lora, state):
             return unlearning_metrics(
-                self.fed.model, self.fed.task, forget=forget, retain=_stride(retain, cap),
-                test=_stride(test, cap), batch_size=self.config.train.eval_batch_size,
+                self.fed.model, self.fed.task, forget=forget, retain=stride(retain, cap),
+                test=stride(test, cap), batch_size=self.config.train.eval_batch_size,
                 device=self.config.train.device,
             )
-        finally:
-            self.restore_training_adapter()
 
     # ------------------------------------------------------------------ deletion
 
@@ -571,7 +586,8 @@ class SisaFederation:
         return other
 
 
-def _stride(samples: Sequence[Sample], cap: int) -> list[Sample]:
+def stride(samples: Sequence[Sample], cap: int) -> list[Sample]:
+    """At most ``cap`` samples, evenly spaced (all of them when there are fewer)."""
     if len(samples) <= cap:
         return list(samples)
     step = len(samples) / cap

@@ -37,7 +37,7 @@ def _register(request: Request, *, dataset_id: str, name: str, source: str, doma
         row = datasets.register(
             session, node.ledger, data_dir=node.settings.data_dir, dataset_id=dataset_id, name=name,
             source=source, domain=domain, samples=samples, labels=labels,
-            shards=node.settings.shards, shard_seed=node.settings.shard_seed)
+            shards=node.settings.shards, shard_key=node.settings.shard_key)
         return datasets.dataset_public(row)
 
 

@@ -12,7 +12,8 @@ from fedledger.orgnode.ledger import ledger_error
 
 router = APIRouter(tags=["records"])
 
-Kind = Literal["datasets", "commitments", "training_records", "deletion_requests"]
+Kind = Literal["datasets", "commitments", "training_records", "deletion_requests",
+               "unlearning_records"]
 
 
 @router.get("/records/{kind}")
@@ -26,6 +27,10 @@ def records(kind: Kind, request: Request, caller: Auditor) -> list[dict]:
                     for c in ledger.query_private("ListCommitments", d["dataset_id"])]
         if kind == "training_records":
             return ledger.query_private("ListTrainingRecords")
-        return ledger.query_private("ListDeletionRequests")
+        requests = ledger.query_private("ListDeletionRequests")
+        if kind == "deletion_requests":
+            return requests
+        return [ledger.query_private("GetUnlearningRecord", r["request_id"])
+                for r in requests if r["status"] == "completed"]
     except FabricError as exc:
         raise ledger_error(f"reading {kind}", exc) from None

@@ -1,0 +1,213 @@
+"""The compliance auditor's queries of one org (API: :mod:`fedledger.orgnode.routes.audit`).
+
+Everything here reads this org's own database and ledger view: an org node holds only
+its own private channel and requests, so an auditor of org A learns nothing of org B.
+
+* :func:`request_status` -- request R: the ledger's records (request, unlearning
+  record, notice), the execution history with transaction ids, metrics, versions;
+* :func:`subject_requests` -- every request about data subject S;
+* :func:`lineage` -- model version V and its ancestors from the consortium channel;
+* :func:`sample_evidence` -- is sample x committed in version V: a membership or
+  non-membership proof against the root V lists;
+* :func:`request_bundle` / :func:`sample_bundle` -- the same as
+  :class:`~fedledger.audit.bundle.AuditBundle` s, with every record proven under an
+  anchored root, for ``fedledger verify``.
+
+Proof packages are built from what this org keeps (:mod:`fedledger.orgnode.proofstore`:
+the batches it signed, the private-state trees it published) and the anchor receipts on
+the consortium channel; nothing is asked of the bridge.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from fedledger.audit.bundle import AuditBundle, SampleEvidence
+from fedledger.audit.proofs import ProofPackage, consortium_package, private_package, receipt_ref
+from fedledger.bridge.tree import LeafTree, leaf_bytes
+from fedledger.fabric.errors import FabricError
+from fedledger.learning.unlearning import shard_of
+from fedledger.merkle import MembershipProof, SortedMerkleTree
+from fedledger.orgnode.deletions import deletion_public
+from fedledger.orgnode.ledger import ledger_error
+from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletionRow, SignedBatch
+from fedledger.web.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from fedledger.orgnode.node import OrgNode
+
+
+class NotAnchored(Conflict):
+    code = "not_anchored"
+
+
+def _query(node: OrgNode, channel: str, function: str, *args: str) -> Any:
+    try:
+        if channel == "private":
+            return node.ledger.query_private(function, *args)
+        return node.ledger.query_consortium(function, *args)
+    except FabricError as exc:
+        if "not found" in exc.message:
+            return None
+        raise ledger_error(f"{function}", exc) from None
+
+
+def _request_row(node: OrgNode, request_id: str) -> DeletionRow:
+    with node.sessions() as session:
+        row = session.get(DeletionRow, request_id)
+        if row is None:
+            raise NotFound(f"no deletion request {request_id} at {node.settings.msp_id}",
+                           details={"request_id": request_id})
+        session.expunge(row)
+        return row
+
+
+def request_status(node: OrgNode, request_id: str) -> dict[str, Any]:
+    """Status and history of request R, with what the ledgers hold about it."""
+    row = _request_row(node, request_id)
+    notice = _query(node, "consortium", "GetUnlearningNotice", row.notice_id)
+    return {**deletion_public(row), "org": node.settings.msp_id,
+            "ledger": {"request": _query(node, "private", "GetDeletionRequest", request_id),
+                       "unlearning_record": _query(node, "private", "GetUnlearningRecord",
+                                                   request_id),
+                       "notice": notice}}
+
+
+def subject_requests(node: OrgNode, subject_id: str) -> list[dict[str, Any]]:
+    with node.sessions() as session:
+        ids = list(session.scalars(select(DeletionRow.request_id).where(
+            DeletionRow.subject_id == subject_id).order_by(DeletionRow.created_at)))
+    on_ledger = {r["request_id"]: r for r in
+                 _query(node, "private", "ListDeletionRequests", subject_id) or []}
+    out = [request_status(node, request_id) for request_id in ids]
+    known = set(ids)
+    # Requests on the ledger this node has no row for (filed by another tool) still show.
+    out += [{"request_id": rid, "status": rec["status"], "ledger": {"request": rec}}
+            for rid, rec in sorted(on_ledger.items()) if rid not in known]
+    return out
+
+
+def model_version(node: OrgNode, version_id: str) -> dict[str, Any]:
+    version = _query(node, "consortium", "GetModelVersion", version_id)
+    if version is None:
+        raise NotFound(f"model version {version_id} is not on the consortium channel")
+    return version
+
+
+def lineage(node: OrgNode, version_id: str) -> list[dict[str, Any]]:
+    model_version(node, version_id)
+    return _query(node, "consortium", "GetLineage", version_id)
+
+
+def sample_evidence(node: OrgNode, version: dict[str, Any], dataset_id: str,
+                    sample_id: str) -> SampleEvidence:
+    """Is ``sample_id`` of this org's ``dataset_id`` committed in ``version``: a proof
+    against the root the version lists for its (dataset, shard, slice)."""
+    org = node.settings.msp_id
+    with node.sessions() as session:
+        dataset = session.get(DatasetRow, dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset {dataset_id} not found at {org}")
+        shard = shard_of(sample_id, dataset.shards, node.settings.shard_key)
+        listed = [r for r in version.get("commitment_roots", [])
+                  if r["org"] == org and r["dataset_id"] == dataset_id and r["shard"] == shard]
+        if not listed:
+            return SampleEvidence(org=org, dataset_id=dataset_id, sample_id=sample_id,
+                                  shard=shard, slice=0, member=False)
+        entry = listed[0]
+        commitment = session.scalars(select(CommitmentRow).where(
+            CommitmentRow.dataset_id == dataset_id, CommitmentRow.shard == shard,
+            CommitmentRow.root == entry["root"])).first()
+        if commitment is None:
+            raise Conflict(f"model version {version['version_id']} lists root "
+                           f"{entry['root']} for {dataset_id} shard {shard}, which {org} "
+                           "never committed")
+        salt = bytes.fromhex(dataset.salt)
+        proof = SortedMerkleTree(list(commitment.sample_ids), salt=salt).prove(sample_id)
+    return SampleEvidence(org=org, dataset_id=dataset_id, sample_id=sample_id, shard=shard,
+                          slice=entry["slice"], member=isinstance(proof, MembershipProof),
+                          root=entry["root"], salt=salt.hex(), proof=proof.to_dict())
+
+
+# --------------------------------------------------------------------------- proofs
+
+
+def _anchored_batches(node: OrgNode) -> list[tuple[dict[str, Any], SignedBatch]]:
+    """(receipt, the batch this org signed for it), newest first."""
+    receipts = _query(node, "consortium", "ListAnchorReceipts") or []
+    out = []
+    for receipt in sorted(receipts, key=lambda r: r["first_round"], reverse=True):
+        batch = node.anchor_store.signed_batch(receipt["merkle_root"])
+        if batch is not None:
+            out.append((receipt, batch))
+    return out
+
+
+def consortium_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPackage:
+    target = leaf_bytes(leaf)
+    for receipt, batch in _anchored_batches(node):
+        if any(leaf_bytes(candidate) == target for candidate in batch.leaves):
+            return consortium_package(list(batch.leaves), receipt_ref(receipt), leaf)
+    raise NotAnchored(f"the {leaf['kind']} record of round {leaf.get('round_id')} is not in "
+                      "an anchor yet (anchors follow final rounds: retry after the next one)")
+
+
+def private_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPackage:
+    """The newest anchor whose private-state leaf of this org covers ``leaf``."""
+    target = leaf_bytes(leaf)
+    agent = node.agent
+    for receipt, batch in _anchored_batches(node):
+        for state in batch.leaves:
+            if state.get("kind") != "private_state" or state.get("org") != node.settings.msp_id:
+                continue
+            leaves = node.anchor_store.private_state_leaves(state["root"])
+            if leaves is None or not any(leaf_bytes(x) == target for x in leaves):
+                continue
+            tree = agent.private_tree(state["root"]) if agent else LeafTree.of(leaves)
+            return private_package(list(batch.leaves), receipt_ref(receipt), leaf, tree, state)
+    raise NotAnchored(f"this org's {leaf['kind']} record is not in an anchor yet (the "
+                      "private state is anchored with the next final round)")
+
+
+def _model_version_package(node: OrgNode, version: dict[str, Any]) -> ProofPackage:
+    return consortium_record_package(node, {"kind": "model_version",
+                                            "round_id": version["round_id"], "record": version})
+
+
+def request_bundle(node: OrgNode, request_id: str) -> AuditBundle:
+    """What happened to request R, as proofs against the public chain."""
+    row = _request_row(node, request_id)
+    if row.status != "completed":
+        raise Conflict(f"deletion request {request_id} is {row.status}: a proof comes once "
+                       "it is completed", code="not_completed")
+    request = _query(node, "private", "GetDeletionRequest", request_id)
+    unlearning = _query(node, "private", "GetUnlearningRecord", request_id)
+    new_version = (row.coordinator or {}).get("new_version")
+    if new_version is None:
+        raise Conflict(f"deletion request {request_id} completed before any model version "
+                       "existed: there is no version to prove it against", code="no_version")
+    version = model_version(node, new_version)
+    records = {
+        "deletion_request": private_record_package(node, {"kind": "deletion_request",
+                                                          "record": request}),
+        "unlearning_record": private_record_package(node, {"kind": "unlearning_record",
+                                                           "record": unlearning}),
+    }
+    notice = _query(node, "consortium", "GetUnlearningNotice", row.notice_id)
+    if notice is not None:
+        records["unlearning_notice"] = consortium_record_package(node, {
+            "kind": "unlearning_notice", "round_id": notice["round_id"], "record": notice})
+    samples = [sample_evidence(node, version, row.dataset_id, sid) for sid in row.sample_ids]
+    return AuditBundle(kind="deletion_request", org=node.settings.msp_id, request_id=request_id,
+                       model_version=_model_version_package(node, version), records=records,
+                       samples=samples)
+
+
+def sample_bundle(node: OrgNode, version_id: str, dataset_id: str, sample_id: str
+                  ) -> AuditBundle:
+    version = model_version(node, version_id)
+    evidence = sample_evidence(node, version, dataset_id, sample_id)
+    return AuditBundle(kind="sample", org=node.settings.msp_id,
+                       model_version=_model_version_package(node, version), samples=[evidence])
