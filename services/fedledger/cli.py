@@ -226,24 +226,32 @@ def up(
 
 @app.command()
 def verify(
-    package: Annotated[Path, typer.Argument(help="proof package (JSON) of one record")],
+    package: Annotated[Path, typer.Argument(help="proof package (one record) or audit bundle "
+                                            "(a deletion request, a sample), JSON")],
     rpc_url: Annotated[str, typer.Option(help="JSON-RPC URL of the public chain")],
     contract: Annotated[str, typer.Option(help="address of the AnchorRegistry you trust")],
 ) -> None:
-    """Check a record's proof package against the public chain alone: its Merkle paths,
-    and the Anchored event of the registry at CONTRACT for its root and rounds."""
+    """Check a proof package or an audit bundle against the public chain alone: the
+    Merkle paths, the sample proofs, the links between the records, and the Anchored
+    event of the registry at CONTRACT for every root."""
+    import json
+
     from pydantic import ValidationError
 
+    from fedledger.audit.bundle import AuditBundle, verify_bundle_with_rpc
     from fedledger.audit.proofs import ProofPackage
     from fedledger.audit.verify import verify_with_rpc
 
     try:
-        parsed = ProofPackage.model_validate_json(package.read_bytes())
-    except (OSError, ValidationError) as exc:
-        console.print(f"[red]error:[/red] {package}: not a proof package: {exc}")
+        raw = json.loads(package.read_bytes())
+        is_bundle = isinstance(raw, dict) and "model_version" in raw
+        parsed = (AuditBundle if is_bundle else ProofPackage).model_validate(raw)
+    except (OSError, ValueError, ValidationError) as exc:
+        console.print(f"[red]error:[/red] {package}: not a proof package or audit bundle: {exc}")
         raise typer.Exit(2) from None
     try:
-        result = verify_with_rpc(parsed, rpc_url, contract)
+        result = (verify_bundle_with_rpc(parsed, rpc_url, contract) if is_bundle
+                  else verify_with_rpc(parsed, rpc_url, contract))
     except Exception as exc:  # noqa: BLE001 - RPC/network failures are reported, not raised
         console.print(f"[red]error:[/red] could not query {rpc_url}: {exc}")
         raise typer.Exit(2) from None
@@ -256,6 +264,91 @@ def verify(
     console.print(table)
     console.print("[green]verified[/green]" if result.ok else "[red]NOT verified[/red]")
     raise typer.Exit(0 if result.ok else 1)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The compliance auditor's queries of an "
+                        "org node (role auditor; token from --token or $FEDLEDGER_TOKEN).")
+app.add_typer(audit_app, name="audit")
+NodeOption = Annotated[str, typer.Option("--node", help="the org node's URL")]
+TokenOption = Annotated[str, typer.Option("--token", envvar="FEDLEDGER_TOKEN",
+                                          help="an auditor's (or admin's) bearer token")]
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")]
+
+
+def _audit_get(node: str, token: str, path: str, output: Path | None,
+               params: dict[str, str] | None = None) -> None:
+    import json
+
+    import httpx
+
+    try:
+        response = httpx.get(node.rstrip("/") + path, params=params, timeout=120,
+                             headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] {node} unreachable: {exc}")
+        raise typer.Exit(2) from None
+    if response.status_code != 200:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        console.print(f"[red]error {response.status_code}:[/red] {message}")
+        raise typer.Exit(1)
+    text = (response.text if not response.headers.get("content-type", "").startswith(
+        "application/json") else json.dumps(response.json(), indent=2) + "\n")
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+
+
+@audit_app.command("request")
+def audit_request(request_id: str, node: NodeOption, token: TokenOption,
+                  output: OutputOption = None) -> None:
+    """Status and history of deletion request REQUEST_ID."""
+    _audit_get(node, token, f"/audit/requests/{request_id}", output)
+
+
+@audit_app.command("subject")
+def audit_subject(subject_id: str, node: NodeOption, token: TokenOption,
+                  output: OutputOption = None) -> None:
+    """Every deletion request about data subject SUBJECT_ID."""
+    _audit_get(node, token, f"/audit/subjects/{subject_id}", output)
+
+
+@audit_app.command("lineage")
+def audit_lineage(version_id: str, node: NodeOption, token: TokenOption,
+                  output: OutputOption = None) -> None:
+    """Model version VERSION_ID and its ancestors (shard adapters, data commitments)."""
+    _audit_get(node, token, f"/audit/models/{version_id}/lineage", output)
+
+
+@audit_app.command("sample")
+def audit_sample(version_id: str, dataset_id: str, sample_id: str, node: NodeOption,
+                 token: TokenOption, output: OutputOption = None,
+                 proof: Annotated[bool, typer.Option(help="an anchored bundle for "
+                                                     "`fedledger verify`")] = False) -> None:
+    """Is SAMPLE_ID of DATASET_ID committed in VERSION_ID: (non-)membership proof."""
+    _audit_get(node, token, f"/audit/models/{version_id}/samples", output,
+               {"dataset_id": dataset_id, "sample_id": sample_id, "proof": str(proof).lower()})
+
+
+@audit_app.command("proof")
+def audit_proof(request_id: str, node: NodeOption, token: TokenOption,
+                output: OutputOption = None) -> None:
+    """The proof bundle of a completed deletion request (check it with `fedledger verify`)."""
+    _audit_get(node, token, f"/audit/requests/{request_id}/proof", output)
+
+
+@audit_app.command("report")
+def audit_report(request_id: str, node: NodeOption, token: TokenOption,
+                 output: OutputOption = None,
+                 html: Annotated[bool, typer.Option(help="HTML instead of Markdown")] = False
+                 ) -> None:
+    """A human-readable report of a deletion request."""
+    _audit_get(node, token, f"/audit/requests/{request_id}/report", output,
+               {"format": "html" if html else "markdown"})
 
 
 if __name__ == "__main__":

@@ -68,9 +68,9 @@ def request_markdown(status: dict[str, Any], verification: Verification | None =
                       [label, _number(metrics["before"].get(key)),
                        _number(metrics["after"].get(key))]
                       for key, label in METRIC_NAMES.items()]),
-                  "", f"Forget set: {metrics['after'].get('n_forget')} sample(s); retain: "
-                  f"{metrics['after'].get('n_retain')}; test (held out): "
-                  f"{metrics['after'].get('n_test')}.", ""]
+                  "", (f"Forget set: {metrics['after'].get('n_forget')} sample(s); retain: "
+                       f"{metrics['after'].get('n_retain')}; test (held out): "
+                       f"{metrics['after'].get('n_test')}."), ""]
     timings = {**(job.get("timings") or {}), **(status.get("timings") or {})}
     shown = {k: v for k, v in timings.items() if k.endswith("_s")}
     if shown:
@@ -93,9 +93,9 @@ def request_markdown(status: dict[str, Any], verification: Verification | None =
                            for name, passed, detail in verification.checks]), ""]
     else:
         lines += ["## How to verify", "",
-                  "Download the proof bundle (`GET /audit/requests/{id}/proof`, or "
-                  "`fedledger audit proof`) and run `fedledger verify BUNDLE.json --rpc-url URL "
-                  "--contract REGISTRY`: it needs nothing but the public chain.", ""]
+                  ("Download the proof bundle (`GET /audit/requests/{id}/proof`, or "
+                   "`fedledger audit proof`) and run `fedledger verify BUNDLE.json --rpc-url "
+                   "URL --contract REGISTRY`: it needs nothing but the public chain."), ""]
     return "\n".join(lines)
 
 

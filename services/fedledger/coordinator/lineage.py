@@ -14,7 +14,7 @@ which is exact: the merge of the others never saw the data).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -54,7 +54,7 @@ def record_step(session: Session, *, shard: int, step: int, round_id: int | None
     """Set ``shard``'s lineage at ``step``; the participation record (``invited``) is kept
     from the first time the step was recorded."""
     row = session.get(ShardStepRow, (shard, step))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if row is None:
         row = ShardStepRow(shard=shard, step=step, invited=sorted(set(included)))
         session.add(row)

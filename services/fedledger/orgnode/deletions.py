@@ -45,6 +45,7 @@ from fedledger.learning.errors import LearningError
 from fedledger.learning.tasks import build_task
 from fedledger.learning.unlearning import served_adapter, served_spec, stride, unlearning_metrics
 from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
+from fedledger.orgnode.client import CoordinatorRefused, CoordinatorUnavailable
 from fedledger.orgnode.datasets import (
     commit_ids,
     current_commitment,
@@ -53,7 +54,6 @@ from fedledger.orgnode.datasets import (
     select_training,
     write_samples,
 )
-from fedledger.orgnode.client import CoordinatorRefused, CoordinatorUnavailable
 from fedledger.orgnode.evaluation import test_samples
 from fedledger.orgnode.ledger import LedgerUnavailable, ledger_error
 from fedledger.orgnode.models import (

@@ -33,7 +33,7 @@ async def request_proof(request_id: LedgerId, request: Request, caller: Auditor)
 
 @router.get("/requests/{request_id}/report")
 async def request_report(request_id: LedgerId, request: Request, caller: Auditor,
-                         format: Literal["markdown", "html"] = "markdown") -> Response:  # noqa: A002
+                         format: Literal["markdown", "html"] = "markdown") -> Response:
     status = await run_in_threadpool(audit.request_status, request.app.state.node, request_id)
     markdown = request_markdown(status)
     if format == "html":
