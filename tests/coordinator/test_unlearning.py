@@ -168,3 +168,27 @@ def test_rounds_wait_for_an_unfinished_deletion(app_client) -> None:
     refused = client.post("/rounds", json={}, headers=OPERATOR)
     assert refused.status_code == 409 and refused.json()["error"] == "unlearning_in_progress"
     assert "n-busy" in refused.json()["message"]
+
+
+def test_with_one_shard_the_interim_version_is_the_base_model(app_client, devnet, consortium,
+                                                              context) -> None:
+    from fedledger.learning.updates import update_bytes
+
+    client = app_client()
+    round_id = open_round(client, deadline_s=600, quorum=1)["round_id"]
+    submit(client, devnet, consortium, round_id, "Org1MSP", 0, context.spec, 7)
+    for org in ("Org2MSP", "Org3MSP"):
+        decline(client, devnet, round_id, org)
+    version = client.get(f"/models/{finish(client, consortium, round_id)['version_id']}").json()
+    # S = 1: the version serves the round's aggregate itself
+    assert version["adapter_digest"] == version["shard_adapters"][0]["adapter_digest"]
+    asked = client.post("/unlearning", json={"notice_id": "n-s1", "first_steps": {"0": 1}},
+                        auth=auth(devnet, "Org1MSP"))
+    assert asked.status_code == 201, asked.text
+    job = wait_job(client, "n-s1", "replaying")
+    interim = client.get(f"/models/{job['interim_version']}").json()
+    assert interim["shard_adapters"] == [] and interim["commitment_roots"] == []
+    assert interim["adapter_digest"] == sha256_hex(update_bytes(context.initial_state))
+    on_ledger = json.loads(consortium["Org2MSP"].evaluate("GetModelVersion",
+                                                          interim["version_id"]))
+    assert on_ledger["adapter_digest"] == interim["adapter_digest"]
