@@ -242,10 +242,10 @@ class RoundService:
                                    details={"shards": self.shards})
             step = lineage.last_step(session, shard) + 1
             config = self.round_config(local_steps, shard=shard, step=step)
-            return self._create_round(session, shard=shard, step=step, config=config,
+            return self.create_round(session, shard=shard, step=step, config=config,
                                       committee=None, quorum=quorum, deadline_s=deadline_s)
 
-    def _create_round(self, session: Session, *, shard: int, step: int, config: dict[str, Any],
+    def create_round(self, session: Session, *, shard: int, step: int, config: dict[str, Any],
                       committee: list[str] | None, quorum: int | None, deadline_s: int | None,
                       replay_of: int | None = None, unlearning_id: int | None = None) -> int:
         """Write the round (``opening``), open it on the ledger, mark it ``open``. The

@@ -189,7 +189,7 @@ class UnlearningService:
         else:
             config = self.rounds.round_config(shard=item["shard"], step=item["step"])
         config["replay"] = {"notice_id": job.notice_id, "of_round": item["of_round"]}
-        round_id = self.rounds._create_round(
+        round_id = self.rounds.create_round(
             session, shard=item["shard"], step=item["step"], config=config,
             committee=list(item["invited"]), quorum=1, deadline_s=None,
             replay_of=item["of_round"], unlearning_id=job.id)

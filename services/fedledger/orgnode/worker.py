@@ -217,11 +217,10 @@ class RoundWorker:
             replay = bool((round_.get("config") or {}).get("replay"))
             if not invited:
                 reason = f"{self.settings.msp_id} is not in the committee of round {round_id}"
-            elif replay:
-                pass
-            elif policy is not None and policy.mode == "never":
+            elif not replay and policy is not None and policy.mode == "never":
                 reason = "participation policy is 'never'"
-            elif policy is not None and policy.mode == "schedule" and round_id not in policy.rounds:
+            elif (not replay and policy is not None and policy.mode == "schedule"
+                  and round_id not in policy.rounds):
                 reason = f"participation policy schedule {policy.rounds} excludes round {round_id}"
             job = Job(round_id=round_id, status="skipped" if reason else "queued",
                       progress=1.0 if reason else 0.0, error=reason, round=round_, metrics={},
@@ -357,7 +356,7 @@ class RoundWorker:
             return
         config = self._config(job)
         self._update(job.id, status="training", progress=0.0, error=None)
-        shard, step = ledger_round["shard"], self._step_of(job)
+        shard, lineage_step = ledger_round["shard"], self._step_of(job)
         try:
             samples, per_dataset, labels = self.training_samples(config, shard,
                                                                  self._shards_of(job))
@@ -382,9 +381,10 @@ class RoundWorker:
                 self._update(job.id, progress=round(0.8 * (step + 1) / steps, 4))
 
         result = train_local(trainer.model, task, samples, config.train, start_state=start,
-                             seed=shard_round_seed(config.seed, shard, step,
+                             seed=shard_round_seed(config.seed, shard, lineage_step,
                                                    self.settings.msp_id),
-                             description=f"round {job.round_id} (shard {shard} step {step})",
+                             description=f"round {job.round_id} (shard {shard} step "
+                                         f"{lineage_step})",
                              on_step=on_step)
         blob = update_bytes(result.state)
         update_hash = sha256_hex(blob)
