@@ -663,7 +663,10 @@ class Demo:
 
     def summary(self) -> None:
         """Accuracy per round and org, the mean, and each round's transactions."""
-        table = Table(title="global model accuracy on each org's test split", header_style="bold")
+        what = ("global model" if self.options.shards == 1
+                else "each round's aggregate (its shard-group's adapter)")
+        table = Table(title=f"accuracy of the {what} on each org's test split",
+                      header_style="bold")
         table.add_column("round", justify="right")
         for org in self.d.orgs:
             table.add_column(f"{org.name}\n{org.domain[:10]}", justify="right")
