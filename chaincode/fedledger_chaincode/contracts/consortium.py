@@ -175,9 +175,10 @@ class ConsortiumContract(Contract):
         """
         _require_self(ctx, vote.validator, "vote as")
         round_ = await _get_round(ctx, vote.round_id)
-        if vote.validator not in round_.committee:
-            raise ContractError(f"{vote.validator} is not in the committee of round "
-                                f"{vote.round_id}")
+        voters = round_.validators or round_.committee
+        if vote.validator not in voters:
+            raise ContractError(f"{vote.validator} is not a validator of round "
+                                f"{vote.round_id} (validators: {voters})")
         key = keys.vote(vote.round_id, vote.validator, vote.target_org)
         existing = await ctx.get_record(key, Vote)
         if existing is not None:
@@ -187,6 +188,10 @@ class ConsortiumContract(Contract):
                                 f"round {vote.round_id}; a vote cannot be changed")
         if round_.status not in ("open", "closed"):
             raise ContractError(f"round {vote.round_id} is {round_.status}: voting ended")
+        if round_.vote_deadline is not None and ctx.timestamp > parse_timestamp(
+                round_.vote_deadline):
+            raise ContractError(f"round {vote.round_id} vote deadline {round_.vote_deadline} "
+                                f"has passed (tx time {format_timestamp(ctx.timestamp)})")
         if vote.target_org == vote.validator:
             raise ContractError("a validator cannot vote on its own update")
         target_key = keys.submission(vote.round_id, round_.shard, vote.target_org)

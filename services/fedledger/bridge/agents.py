@@ -9,6 +9,7 @@ tree gets no signatures.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
@@ -23,7 +24,8 @@ from fedledger.bridge.tree import (
     private_leaves,
     private_state_leaf,
 )
-from fedledger.evm.typed_data import anchor_typed_data, sign_typed
+from fedledger.evm.typed_data import anchor_typed_data, outcome_typed_data, sign_typed
+from fedledger.incentives.outcome import ledger_outcome
 
 
 class AnchorStore(Protocol):
@@ -96,6 +98,20 @@ class OrgAnchorAgent:
             self.store.save_signed_batch(batch.first_round, batch.last_round, batch.root_hex,
                                          list(batch.tree.leaves))
         return signature
+
+    def approve_outcome(self, round_id: int, orgs: Sequence[str], deltas: Sequence[int], *,
+                        chain_id: int, staking: str) -> bytes:
+        """Sign a round's Staking outcome after recomputing it from this org's own view
+        of the ledger (:func:`fedledger.incentives.outcome.ledger_outcome`)."""
+        expected = ledger_outcome(self._consortium_query, round_id)
+        proposed = ([str(o).lower() for o in orgs], [int(d) for d in deltas])
+        if proposed != (list(expected.orgs), list(expected.deltas)):
+            raise BridgeError(f"{self.msp_id} refuses the outcome of round {round_id}: its "
+                              f"ledger gives {expected.entries()}, the bridge proposed "
+                              f"{dict(zip(*proposed, strict=False))}", step="approve_outcome")
+        typed = outcome_typed_data(chain_id, staking, round_id, list(expected.orgs),
+                                   list(expected.deltas))
+        return sign_typed(self.account, typed)
 
     def _published_root(self, root_hex: str) -> bool:
         try:

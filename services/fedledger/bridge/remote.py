@@ -18,6 +18,7 @@ org's registered anchor address before the bridge counts it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -25,12 +26,13 @@ from eth_utils import to_checksum_address
 
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.tree import AnchorBatch
-from fedledger.evm.typed_data import anchor_typed_data, recover_typed
+from fedledger.evm.typed_data import anchor_typed_data, outcome_typed_data, recover_typed
 from fedledger.fabric.identity import SigningIdentity
 from fedledger.web.signing import SignedAuth
 
 PRIVATE_STATE_PATH = "/anchoring/private-state"
 APPROVE_PATH = "/anchoring/approve"
+APPROVE_OUTCOME_PATH = "/anchoring/approve-outcome"
 
 
 def _reason(response: httpx.Response) -> str:
@@ -86,26 +88,39 @@ class RemoteAnchorAgent:
     def approve(self, batch: AnchorBatch, *, chain_id: int, registry: str) -> bytes:
         body = {"first_round": batch.first_round, "last_round": batch.last_round,
                 "leaves": list(batch.tree.leaves), "chain_id": chain_id, "registry": registry}
-        response = self._request("approve", "POST", APPROVE_PATH, json=body)
+        typed = anchor_typed_data(chain_id, registry, batch.first_round, batch.last_round,
+                                  batch.root)
+        return self._signature("approve", APPROVE_PATH, body, typed,
+                               f"rounds {batch.first_round}..{batch.last_round}")
+
+    def approve_outcome(self, round_id: int, orgs: Sequence[str], deltas: Sequence[int], *,
+                        chain_id: int, staking: str) -> bytes:
+        body = {"round_id": round_id, "orgs": list(orgs), "deltas": [str(d) for d in deltas],
+                "chain_id": chain_id, "staking": staking}
+        typed = outcome_typed_data(chain_id, staking, round_id, list(orgs), list(deltas))
+        return self._signature("approve_outcome", APPROVE_OUTCOME_PATH, body, typed,
+                               f"the outcome of round {round_id}")
+
+    def _signature(self, step: str, path: str, body: dict[str, Any], typed: dict[str, Any],
+                   what: str) -> bytes:
+        """Ask the org node to sign ``what``; the signature must recover to its key."""
+        response = self._request(step, "POST", path, json=body)
         if response.status_code == 409:
-            raise BridgeError(f"{self.msp_id} refuses rounds {batch.first_round}.."
-                              f"{batch.last_round}: {_reason(response)}", step="approve")
+            raise BridgeError(f"{self.msp_id} refuses {what}: {_reason(response)}", step=step)
         if response.status_code != 200:
-            raise BridgeError(f"{self.msp_id}'s node answered {response.status_code} to approve: "
-                              f"{_reason(response)}", step="approve")
+            raise BridgeError(f"{self.msp_id}'s node answered {response.status_code} to {step}: "
+                              f"{_reason(response)}", step=step)
         try:
             text = response.json()["signature"]
             signature = bytes.fromhex(text.removeprefix("0x"))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BridgeError(f"{self.msp_id} answered no signature: {response.text[:200]}",
-                              step="approve") from None
-        typed = anchor_typed_data(chain_id, registry, batch.first_round, batch.last_round,
-                                  batch.root)
+                              step=step) from None
         try:
             signer = recover_typed(typed, signature)
         except Exception:  # noqa: BLE001 - malformed signature bytes
             signer = None
         if signer is None or signer.lower() != self._address.lower():
             raise BridgeError(f"{self.msp_id}'s signature is not by its anchor key "
-                              f"{self._address} (recovers to {signer})", step="approve")
+                              f"{self._address} (recovers to {signer})", step=step)
         return signature

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 
 from fedledger.bridge.agents import OrgAnchorAgent
@@ -32,11 +33,12 @@ from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import Anchor, AnchorStatus, FinalRound, Outbox
 from fedledger.bridge.tree import AnchorBatch, consortium_leaves
 from fedledger.evm.chain import Chain, PreparedTx
-from fedledger.evm.contracts import AnchorRegistryClient
+from fedledger.evm.contracts import AnchorRegistryClient, StakingClient
 from fedledger.evm.errors import EvmError
 from fedledger.evm.typed_data import pack_signatures
 from fedledger.fabric.errors import EvaluateError, FabricError
 from fedledger.fabric.gateway import Contract, Network
+from fedledger.incentives.outcome import ledger_outcome
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "consortium-events"
@@ -118,7 +120,7 @@ class Bridge:
     def __init__(self, settings: BridgeSettings, *, consortium: Contract, chain: Chain,
                  registry: AnchorRegistryClient, submitter: LocalAccount,
                  agents: list[OrgAnchorAgent], keys: list[str], threshold: int,
-                 outbox: Outbox) -> None:
+                 outbox: Outbox, staking: StakingClient | None = None) -> None:
         self.settings = settings
         self.consortium = consortium
         self.chain = chain
@@ -128,6 +130,7 @@ class Bridge:
         self.keys = keys
         self.threshold = threshold
         self.outbox = outbox
+        self.staking = staking
         self.follower = EventFollower(consortium.network, settings.chaincode, outbox)
 
     # ------------------------------------------------------------------ driving
@@ -156,7 +159,50 @@ class Bridge:
         touched = []
         for anchor in self.outbox.unfinished():
             touched.append(self._advance(anchor))
+        self._settle()
         return touched
+
+    # ------------------------------------------------------------------ settlement
+
+    def _settle(self) -> None:
+        """Apply the Staking outcome of every anchored round, in order, exactly once: the
+        contract settles each round once and in order, and says which is next, so a
+        restarted bridge resumes there. A round without a validator committee has an
+        empty outcome (settled all the same: the contract allows no gaps)."""
+        if self.staking is None:
+            return
+        anchored = [a.last_round for a in self.outbox.anchors()
+                    if a.status == AnchorStatus.RECORDED]
+        if not anchored:
+            return
+        round_id = self.staking.next_round()
+        while round_id <= max(anchored):
+            self._settle_round(round_id)
+            round_id += 1
+
+    def _settle_round(self, round_id: int) -> None:
+        outcome = ledger_outcome(self.consortium.evaluate, round_id)
+        signatures: dict[str, bytes] = {}
+        refusals = []
+        for agent in self.agents:
+            try:
+                signatures[agent.address] = agent.approve_outcome(
+                    round_id, list(outcome.orgs), list(outcome.deltas),
+                    chain_id=self.chain.chain_id, staking=self.staking.address)
+            except BridgeError as exc:
+                refusals.append(str(exc))
+            if len(signatures) >= self.threshold:
+                break
+        if len(signatures) < self.threshold:
+            raise BridgeError(f"outcome of round {round_id}: {len(signatures)} of "
+                              f"{self.threshold} signatures; refusals: {refusals}",
+                              step="settle", rounds=(round_id, round_id))
+        packed = pack_signatures(self.keys, signatures)
+        receipt = self.staking.settle(round_id, list(outcome.orgs), list(outcome.deltas),
+                                      self.keys, packed, self.submitter)
+        log.info("settled round %d on Staking (tx %s): %s", round_id,
+                 HexBytes(receipt["transactionHash"]).to_0x_hex(),
+                 outcome.entries() or "nothing moves")
 
     # ------------------------------------------------------------------ batching
 

@@ -16,13 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from fedledger.web.errors import Forbidden, NotFound, PayloadTooLarge, ServiceError, Unauthorized
+from fedledger.fabric.errors import FabricError
+from fedledger.web.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    Unavailable,
+)
 from fedledger.web.params import RoundId
 from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
 
 from .blobs import HEX64, BlobStore, BlobTooLarge
 from .models import BlobRow, ModelVersionRow, RoundRow, UnlearningJobRow
-from .rounds import RoundService
+from .rounds import RoundService, ledger_error
 from .settings import CoordinatorSettings
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -150,6 +158,40 @@ def current_round(service: Service) -> dict[str, Any]:
 def get_round(round_id: RoundId, service: Service) -> dict[str, Any]:
     with service.sessions() as session:
         return service.view(session, service.get(session, round_id))
+
+
+@router.get("/rounds/{round_id}/votes")
+def get_votes(round_id: RoundId, service: Service) -> dict[str, Any]:
+    """The validators' votes of a round as the ledger holds them, and the verdict."""
+    from fedledger.incentives.outcome import verdict_of
+
+    with service.sessions() as session:
+        row = service.get(session, round_id)
+        validation = row.validation
+    try:
+        votes = service.ledger.list_votes(round_id)
+        submissions = service.ledger.list_submissions(round_id)
+        on_ledger = service.ledger.get_round(round_id) or {}
+    except FabricError as exc:
+        raise ledger_error(exc) from exc
+    return {"round_id": round_id, "validation": validation, "votes": votes,
+            "verdict": verdict_of(on_ledger, submissions, votes)}
+
+
+@router.get("/stakes")
+def get_stakes(service: Service) -> dict[str, Any]:
+    """Every org's stake on the Staking contract, its pending withdrawal and its history
+    (deposits, rewards and slashes per round)."""
+    if service.stakes is None:
+        raise NotFound("no Staking contract is configured for this coordinator")
+    try:
+        addresses = service.ledger.anchor_addresses()
+    except FabricError as exc:
+        raise ledger_error(exc) from exc
+    try:
+        return service.stakes.view(addresses)
+    except Exception as exc:  # noqa: BLE001 - the chain is down or refuses: a 503 with why
+        raise Unavailable(f"cannot read the Staking contract: {exc}") from exc
 
 
 @router.get("/rounds/{round_id}/aggregate")

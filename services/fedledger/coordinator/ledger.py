@@ -70,6 +70,20 @@ class Ledger:
     def list_orgs(self) -> list[str]:
         return sorted(o["msp_id"] for o in self._evaluate("ListOrgs"))
 
+    def anchor_addresses(self) -> dict[str, str]:
+        """MSP id -> the org's registered anchor (and staking) address."""
+        return {o["msp_id"]: o["anchor_address"] for o in self._evaluate("ListOrgs")}
+
+    def list_votes(self, round_id: int) -> list[dict[str, Any]]:
+        return self._evaluate("ListVotes", str(round_id))
+
+    def latest_anchor_root(self) -> str | None:
+        """The Merkle root of the newest anchor receipt (public randomness), if any."""
+        receipts = self._evaluate("ListAnchorReceipts")
+        if not receipts:
+            return None
+        return max(receipts, key=lambda r: r["last_round"])["merkle_root"]
+
     def get_round(self, round_id: int) -> dict[str, Any] | None:
         try:
             return self._evaluate("GetRound", str(round_id))

@@ -40,6 +40,10 @@ class RoundRow(Base):
     #: The round this one replays for a deletion (None: a normal round).
     replay_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
     unlearning_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The voting defense of the round (None: none): {"validators", "vote_deadline",
+    #: "reward_wei", "slash_wei", and how the validators were drawn: "seed",
+    #: "seed_source", "weights", "stakes_block"}.
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     deadline: Mapped[str] = mapped_column(String(32))
     quorum: Mapped[int] = mapped_column(Integer)
     committee: Mapped[list[str]] = mapped_column(JSON)

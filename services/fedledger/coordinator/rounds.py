@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
 from fedledger.fabric.errors import FabricError
+from fedledger.incentives.outcome import verdict_of
 from fedledger.learning.errors import AggregationError, LearningError, UpdateRejectedError
 from fedledger.learning.unlearning.sisa import merge_shard_adapters
 from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
@@ -51,7 +52,7 @@ from fedledger.web.errors import Conflict, Forbidden, NotFound, ServiceError, Un
 from . import lineage
 from .aggregate import AdapterContext, adapter_context, aggregate_updates, strategy_of
 from .blobs import BlobStore, PendingBlob
-from .committee import select_committee
+from .committee import select_committee, select_validators
 from .ledger import Ledger
 from .models import (
     AggregateRow,
@@ -66,6 +67,7 @@ from .models import (
     utcnow,
 )
 from .settings import CoordinatorSettings
+from .stakes import Stakes
 from .unlearning import UnlearningService
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class RoundService:
         self.lock = threading.RLock()
         self.wake = threading.Event()
         self.unlearning = UnlearningService(self)
+        self.stakes = Stakes(settings.staking) if settings.staking else None
 
     # ------------------------------------------------------------------ config
 
@@ -136,6 +139,7 @@ class RoundService:
             "train": train,
             "data": exp.data.model_dump(mode="json"),
             "strategy": exp.federation.strategy.model_dump(mode="json"),
+            "defense": exp.federation.defense.model_dump(mode="json"),
             "sisa": {"shards": self.shards, "shard": shard, "step": step},
         }
 
@@ -169,6 +173,7 @@ class RoundService:
             "base": ({"version_id": row.base_version_id, "adapter_hash": row.base_adapter_hash}
                      if row.base_adapter_hash else None),
             "declines": [{"org": d.org, "reason": d.reason} for d in declines],
+            "validation": row.validation,
             "submissions": [{"org": s.org, "update_hash": s.update_hash,
                              "num_samples": s.ledger_samples if s.ledger_samples is not None
                              else s.declared_samples,
@@ -283,14 +288,18 @@ class RoundService:
             base_version = session.scalars(select(ModelVersionRow.version_id).where(
                 ModelVersionRow.round_id == base_step.round_id)
                 .order_by(ModelVersionRow.created_at.desc())).first()
-        deadline = format_deadline(utcnow() + timedelta(
-            seconds=deadline_s or self.settings.default_deadline_s))
+        closes_at = utcnow() + timedelta(seconds=deadline_s or self.settings.default_deadline_s)
+        deadline = format_deadline(closes_at)
+        defense = (config.get("defense") or {}) if replay_of is None else {}
+        validation = (self._validation(round_id, committee, defense, config_digest, closes_at)
+                      if defense.get("voting") else None)
         now = utcnow()
         row = RoundRow(round_id=round_id, status="opening", shard=shard, step=step,
                        deadline=deadline, quorum=quorum, committee=committee, config=config,
                        config_digest=config_digest, base_version_id=base_version,
                        base_adapter_hash=base_digest, replay_of=replay_of,
-                       unlearning_id=unlearning_id, created_at=now, updated_at=now)
+                       unlearning_id=unlearning_id, validation=validation, created_at=now,
+                       updated_at=now)
         session.add(row)
         session.commit()
         try:
@@ -306,11 +315,51 @@ class RoundService:
                  committee)
         return round_id
 
+    def _validation(self, round_id: int, committee: list[str], defense: dict[str, Any],
+                    config_digest: str, closes_at: datetime) -> dict[str, Any]:
+        """The round's validator committee, drawn among its committee by stake with
+        public randomness (the newest anchor's root, else the last final aggregate, else
+        the round's config digest), and what it is drawn from, so anyone can redo it."""
+        seed, source = None, None
+        try:
+            seed = self.ledger.latest_anchor_root()
+            source = "anchor_root" if seed else None
+            addresses = self.ledger.anchor_addresses()
+        except FabricError as exc:
+            raise ledger_error(exc) from exc
+        if seed is None:
+            with self.sessions() as session:
+                previous = session.scalars(select(AggregateRow).join(
+                    RoundRow, RoundRow.round_id == AggregateRow.round_id).where(
+                    RoundRow.status == "final").order_by(AggregateRow.round_id.desc())).first()
+            seed, source = ((previous.digest, "last_final_aggregate") if previous
+                            else (config_digest, "config_digest"))
+        members = {org: addresses[org] for org in committee if org in addresses}
+        if self.stakes is not None:
+            try:
+                weights, block = self.stakes.weights(members)
+            except Exception as exc:  # noqa: BLE001 - the chain is down: say so, open nothing
+                raise Unavailable(f"cannot read the stakes on the Staking contract: {exc}") from exc
+        else:
+            weights, block = {org: 1 for org in members}, None
+        validators = select_validators(weights, seed=seed, round_id=round_id,
+                                       size=int(defense.get("validators", 3)))
+        vote_deadline = closes_at + timedelta(seconds=int(defense.get("vote_window_s", 300)))
+        return {"validators": validators, "vote_deadline": format_deadline(vote_deadline),
+                "reward_wei": int(defense.get("reward_wei", 0)),
+                "slash_wei": int(defense.get("slash_wei", 0)), "seed": seed,
+                "seed_source": source, "weights": {k: str(v) for k, v in weights.items()},
+                "stakes_block": block}
+
     @staticmethod
     def _opening(row: RoundRow) -> dict[str, Any]:
-        return {"round_id": row.round_id, "config_digest": row.config_digest,
-                "deadline": row.deadline, "quorum": row.quorum, "shard": row.shard,
-                "committee": list(row.committee)}
+        opening = {"round_id": row.round_id, "config_digest": row.config_digest,
+                   "deadline": row.deadline, "quorum": row.quorum, "shard": row.shard,
+                   "committee": list(row.committee)}
+        if row.validation:
+            opening.update({k: row.validation[k] for k in ("validators", "vote_deadline",
+                                                           "reward_wei", "slash_wei")})
+        return opening
 
     def _resolve_opening(self, session: Session, row: RoundRow) -> None:
         on_ledger = self.ledger.get_round(row.round_id)
@@ -493,8 +542,33 @@ class RoundService:
             raise AggregationError(f"stored blob {sha} is corrupt (hash mismatch)")
         return load_update_bytes(data, context.spec, max_bytes=self.settings.max_update_bytes)
 
+    def _votes_ready(self, row: RoundRow) -> bool:
+        """Without validators, at once; with them, when each has voted on every other
+        submission or the vote deadline has passed (the ledger takes no vote after it,
+        so the vote set everyone reads is final)."""
+        if not row.validation:
+            return True
+        if utcnow() > parse_deadline(row.validation["vote_deadline"]) + timedelta(seconds=2):
+            return True
+        submitters = {s["org"] for s in self.ledger.list_submissions(row.round_id)}
+        cast = {(v["validator"], v["target_org"]) for v in self.ledger.list_votes(row.round_id)}
+        return all((v, t) in cast for v in row.validation["validators"]
+                   for t in submitters if t != v)
+
     def _aggregate(self, session: Session, row: RoundRow) -> None:
         counted = self._counted(self._sync_submissions(session, row), list(row.committee))
+        if row.validation:
+            on_ledger = self.ledger.get_round(row.round_id)
+            verdict = verdict_of(on_ledger, [{"org": s.org} for s in counted],
+                                 self.ledger.list_votes(row.round_id))
+            refused = {s.org for s in counted if not verdict[s.org]}
+            counted = [s for s in counted if verdict[s.org]]
+            if not counted:
+                self._fail(row, f"the validator committee rejected every update "
+                                f"({sorted(refused)})")
+                return
+        else:
+            refused = set()
         context = self.context(row.config)
         name, params = strategy_of(row.config)
         try:
@@ -515,7 +589,9 @@ class RoundService:
             round_id=row.round_id, digest=outcome.digest, strategy=name, params=_plain(params),
             included=[{"org": s.org, "update_hash": s.update_hash, "num_samples": s.ledger_samples}
                       for s in counted],
-            result=_plain({"accepted": outcome.accepted, "rejected": outcome.rejected,
+            result=_plain({"accepted": outcome.accepted,
+                           "rejected": {**{org: "rejected by the validator committee"
+                                           for org in sorted(refused)}, **outcome.rejected},
                            "details": outcome.details}),
             created_at=utcnow()))
         row.status, row.updated_at = "aggregated", utcnow()
@@ -630,7 +706,8 @@ class RoundService:
                     elif utcnow() >= parse_deadline(row.deadline):
                         self._close(session, row, reason="deadline reached")
                 elif row.status == "closed":
-                    self._aggregate(session, row)
+                    if self._votes_ready(row):
+                        self._aggregate(session, row)
                 elif row.status == "aggregated":
                     self._check_final(session, row)
                 session.commit()

@@ -1,6 +1,7 @@
-"""Coordinator settings: one pydantic model, read from the JSON file ``fedledger up`` writes.
+"""Coordinator settings: one pydantic model, read from the JSON file ``fedledger up`` writes
+or from ``FEDLEDGER_*`` environment variables (docker-compose; :mod:`fedledger.web.environment`).
 
-    settings = CoordinatorSettings.from_file("coordinator.json")
+    settings = CoordinatorSettings.from_file("coordinator.json")   # or .from_env()
     app = create_app(settings)
 
 Secrets: the operator token is given either in clear (``operator_token``, development)
@@ -10,6 +11,7 @@ or as its sha256 (``operator_token_sha256``); only the hash is kept in memory.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +20,7 @@ from fedledger.config import FedLedgerConfig
 from fedledger.fabric.devca import load_network_crypto
 from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.fabric.msp import MSPManager
+from fedledger.web.environment import env_secret, env_values, url_with_password
 
 
 class _Section(BaseModel):
@@ -72,6 +75,14 @@ class OrgMSPSettings(_Section):
         return MSPManager.from_dirs(self.resolved())
 
 
+class StakingSettings(_Section):
+    """The Staking contract the validator committee is drawn by (read-only here)."""
+
+    rpc_url: str = Field(description="JSON-RPC URL of the chain")
+    chain_id: int = Field(gt=0, description="checked against eth_chainId")
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="the Staking contract")
+
+
 class CoordinatorSettings(_Section):
     """Everything one coordinator process needs."""
 
@@ -93,6 +104,8 @@ class CoordinatorSettings(_Section):
     default_quorum: int | None = Field(None, ge=1, description="None: a majority of the committee")
     poll_s: float = Field(1.0, gt=0, description="ledger poll interval of the round worker")
     follow_events: bool = Field(True, description="wake the worker on chaincode events")
+    staking: StakingSettings | None = Field(None, description="None: validators drawn with "
+                                            "equal weights, no stakes shown")
 
     @model_validator(mode="after")
     def _token(self) -> CoordinatorSettings:
@@ -110,3 +123,19 @@ class CoordinatorSettings(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> CoordinatorSettings:
         return cls.model_validate_json(Path(path).read_text())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CoordinatorSettings:
+        """The same settings from ``FEDLEDGER_*`` variables, e.g. ``FEDLEDGER_GATEWAY__ENDPOINT``,
+        ``FEDLEDGER_EXPERIMENT_FILE`` (the experiment YAML),
+        ``FEDLEDGER_OPERATOR_TOKEN_SHA256_FILE`` (a secret file), and
+        ``FEDLEDGER_DB_PASSWORD_FILE``: the password filled into ``FEDLEDGER_DB_URL``."""
+        import os
+
+        environ = os.environ if environ is None else environ
+        values = env_values(cls, environ, handled={"DB_PASSWORD_FILE"})
+        password = env_secret(environ, "DB_PASSWORD_FILE")
+        if password:
+            values["db_url"] = url_with_password(
+                values.get("db_url", cls.model_fields["db_url"].default), password)
+        return cls.model_validate(values)

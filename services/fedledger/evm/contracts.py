@@ -39,6 +39,20 @@ class AnchorRecord:
         return iter((self.first_round, self.last_round, self.root, self.tx_hash, self.block_number))
 
 
+@dataclass(frozen=True)
+class StakeEvent:
+    """A change of an org's stake: ``staked``, ``rewarded`` or ``slashed`` (round 0 for a
+    deposit)."""
+
+    kind: str
+    round: int
+    org: str
+    amount: int
+    block_number: int
+    log_index: int
+    tx_hash: str
+
+
 def _keys(keys: Sequence[Any]) -> list[str]:
     return [to_checksum_address(k if isinstance(k, str) else k.address) for k in keys]
 
@@ -164,6 +178,20 @@ class StakingClient(_ThresholdClient):
 
     def withdrawal_delay(self) -> int:
         return int(self.chain.call(self.functions.withdrawalDelay()))
+
+    def history(self, from_block: int | str = 0, to_block: int | str = "latest"
+                ) -> list[StakeEvent]:
+        """Every ``Staked``, ``Rewarded`` and ``Slashed`` event, oldest first."""
+        events = []
+        for name in ("Staked", "Rewarded", "Slashed"):
+            for ev in self.chain.get_logs(getattr(self.contract.events, name),
+                                          from_block=from_block, to_block=to_block):
+                a = ev["args"]
+                events.append(StakeEvent(name.lower(), int(a.get("round", 0)), a["org"],
+                                         int(a["amount"]), int(ev["blockNumber"]),
+                                         int(ev["logIndex"]),
+                                         HexBytes(ev["transactionHash"]).to_0x_hex()))
+        return sorted(events, key=lambda e: (e.block_number, e.log_index))
 
     def outcome_digest(self, round: int, orgs: Sequence[Any], deltas: Sequence[int]) -> bytes:  # noqa: A002
         return bytes(self.chain.call(self.functions.outcomeDigest(int(round), _keys(orgs),

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from eth_utils import to_checksum_address
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -50,7 +51,7 @@ from fedledger.bridge.service import Bridge
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
-from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry
+from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry, deploy_staking
 from fedledger.evm.rpc_server import create_rpc_app
 from fedledger.evm.typed_data import sorted_keys
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
@@ -125,6 +126,18 @@ class Host:
         self.registry = deploy_anchor_registry(self.chain, keys, threshold, deployer)
         log.info("EVM JSON-RPC on %s, AnchorRegistry %s (%d of %d)", self.rpc.url,
                  self.registry.address, threshold, len(keys))
+        self.staking = None
+        if s.staking.enabled:
+            self.staking = deploy_staking(self.chain, keys, threshold, deployer,
+                                          withdrawal_delay_s=s.staking.withdrawal_delay_s)
+            if s.staking.reward_pool_wei:
+                self.staking.fund_rewards(deployer, s.staking.reward_pool_wei)
+            for org in s.orgs:  # the orgs stake from their own anchor keys, and pay gas
+                if s.staking.fund_orgs_wei:
+                    self.chain.transfer(deployer, to_checksum_address(org.anchor_address),
+                                        s.staking.fund_orgs_wei)
+            log.info("Staking %s, reward pool %d wei", self.staking.address,
+                     s.staking.reward_pool_wei)
 
         operator = s.operator_org
         _reset_sqlite(s.outbox_url)  # a new embedded chain: nothing of an old outbox holds
@@ -137,7 +150,8 @@ class Host:
                        for o in s.orgs if o.node_url]
         self.bridge = Bridge(s.bridge, consortium=consortium, chain=self.chain,
                              registry=self.registry, submitter=deployer, agents=self.agents,
-                             keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url))
+                             keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url),
+                             staking=self.staking)
         self.bridge.start()
         self._bridge_thread = threading.Thread(target=self._run_bridge, name="bridge", daemon=True)
         self._bridge_thread.start()
@@ -147,7 +161,9 @@ class Host:
             "gateway": endpoints.gateway, "tls_ca_cert": str(endpoints.tls_ca_cert),
             "server_name": endpoints.server_name, "chaincode": endpoints.chaincode,
             "rpc_url": self.rpc.url, "chain_id": self.chain.chain_id,
-            "registry": self.registry.address, "deployer": deployer.address, "keys": keys,
+            "registry": self.registry.address,
+            "staking": self.staking.address if self.staking else None,
+            "deployer": deployer.address, "keys": keys,
             "threshold": threshold, "status_url": status_url,
             "bridge_identity": operator.msp_id, "channels": described["channels"],
             "orgs": described["orgs"], "fabric_root": str(s.fabric_root), "pid": os.getpid(),

@@ -12,17 +12,23 @@ writes (``python -m fedledger.host --config PATH``).
       "threshold": null                        # null: a majority of the orgs
     }
 
+``HostSettings.from_env()`` builds the same model from ``FEDLEDGER_*`` environment
+variables (:mod:`fedledger.web.environment`; e.g. ``FEDLEDGER_ROOT``,
+``FEDLEDGER_ORGS='[{"name": "Org1", ...}]'``, ``FEDLEDGER_BRIDGE__BATCH_ROUNDS``).
+
 The host never holds an org's anchor key: it only needs each org's anchor ADDRESS (the
 registry's key set) and the URL of the org node that signs with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedledger.bridge.service import BridgeSettings
+from fedledger.web.environment import env_values
 
 
 class _Section(BaseModel):
@@ -36,6 +42,17 @@ class HostOrg(_Section):
                                 description="the org's EVM anchor key address (registry key)")
     node_url: str | None = Field(None, description="the org node (anchoring endpoints); None: "
                                  "the org signs no anchors")
+
+
+class HostStaking(_Section):
+    """The Staking contract the host deploys beside the AnchorRegistry (same org keys and
+    threshold), and what it funds on the embedded chain."""
+
+    enabled: bool = True
+    reward_pool_wei: int = Field(10**20, ge=0, description="funded into the reward pool")
+    fund_orgs_wei: int = Field(10**19, ge=0, description="sent to each org's anchor address "
+                               "(to stake and pay gas)")
+    withdrawal_delay_s: int = Field(7 * 24 * 3600, ge=0)
 
 
 class HostSettings(_Section):
@@ -53,6 +70,7 @@ class HostSettings(_Section):
                                       "root/bridge.db (reset at every start: the embedded "
                                       "chain starts empty)")
     threshold: int | None = Field(None, ge=1, description="anchor signatures needed; None: majority")
+    staking: HostStaking = Field(default_factory=HostStaking)
     rpc_timeout_s: float = Field(30.0, gt=0, description="bridge -> org node request timeout")
     host_json: Path | None = Field(None, description="where to write host.json; default root/host.json")
 
@@ -100,3 +118,8 @@ class HostSettings(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> HostSettings:
         return cls.model_validate_json(Path(path).read_text())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HostSettings:
+        """The same settings from ``FEDLEDGER_*`` environment variables."""
+        return cls.model_validate(env_values(cls, environ))

@@ -104,12 +104,35 @@ class StrategyConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict, description="strategy parameters")
 
 
+class DefenseConfig(_Section):
+    """The poisoning defense of a round besides its (robust) strategy: a validator
+    committee, drawn by stake, scores every update on its own held-out data and votes;
+    only accepted updates are aggregated, and the outcome moves stake (docs/defense.md)."""
+
+    voting: bool = Field(False, description="a validator committee votes on every update")
+    validators: int = Field(3, ge=1, le=64, description="validators drawn per round (by stake)")
+    max_loss_increase: float = Field(
+        0.05, description="a validator rejects an update whose held-out label loss exceeds "
+        "the round's starting point's by more than this (nats)")
+    max_norm_ratio: float = Field(3.0, gt=1, description="... or whose norm exceeds this many "
+                                  "times the median update norm of the round")
+    min_cosine: float = Field(-0.2, ge=-1, le=1, description="... or whose cosine to the mean "
+                              "of the other updates is below this")
+    vote_window_s: int = Field(300, gt=0, description="seconds after the submission deadline "
+                               "until which votes count")
+    reward_wei: int = Field(10**15, ge=0, description="stake reward of an accepted proposer or "
+                            "an agreeing validator")
+    slash_wei: int = Field(10**16, ge=0, description="stake slashed from a rejected proposer "
+                           "or a validator voting against the verdict")
+
+
 class FederationConfig(_Section):
     rounds: int = Field(3, gt=0, description="federated rounds")
     eval_every: int = Field(
         1, gt=0, description="score the global model every N rounds (round 0 and the last always)"
     )
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    defense: DefenseConfig = Field(default_factory=DefenseConfig)
     shards: int = Field(
         1, ge=1, le=64,
         description="SISA shard-groups over the deployment: each org splits its data into this "

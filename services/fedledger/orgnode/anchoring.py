@@ -95,3 +95,35 @@ def approve(body: ApproveRequest, request: Request, caller: Signed) -> dict[str,
     except (TypeError, ValueError, KeyError) as exc:
         raise ServiceError(f"malformed batch: {exc}") from None
     return {"signature": "0x" + signature.hex(), "address": agent.address}
+
+
+class OutcomeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    round_id: int = Field(ge=1)
+    orgs: list[str] = Field(max_length=1024)
+    deltas: list[int] = Field(max_length=1024)
+    chain_id: int = Field(ge=1)
+    staking: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+@router.post("/approve-outcome")
+def approve_outcome(body: OutcomeRequest, request: Request, caller: Signed) -> dict[str, str]:
+    """Sign a round's Staking outcome after recomputing it from this org's ledger view."""
+    node = request.app.state.node
+    agent = _agent(request)
+    staking = node.settings.staking
+    if staking is not None and (body.chain_id != staking.chain_id
+                                or body.staking.lower() != staking.address.lower()):
+        raise Conflict(f"{node.settings.msp_id} signs outcomes for Staking {staking.address} "
+                       f"on chain {staking.chain_id}, not {body.staking} on {body.chain_id}")
+    if len(body.orgs) != len(body.deltas):
+        raise ServiceError(f"{len(body.orgs)} orgs but {len(body.deltas)} deltas")
+    try:
+        signature = agent.approve_outcome(body.round_id, body.orgs, body.deltas,
+                                          chain_id=body.chain_id, staking=body.staking)
+    except BridgeError as exc:
+        raise Conflict(exc.message, code="refused", details={"step": exc.step}) from None
+    except FabricError as exc:
+        raise ledger_error("reading the ledger", exc) from None
+    return {"signature": "0x" + signature.hex(), "address": agent.address}

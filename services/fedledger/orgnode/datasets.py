@@ -85,6 +85,20 @@ def select_training(datasets: Sequence[tuple[str, Sequence[Sample]]], data: Data
     return chosen
 
 
+def select_heldout(datasets: Sequence[tuple[str, Sequence[Sample]]], data: DataConfig, *,
+                   deleted: Collection[tuple[str, str]] = (), cap: int = 64) -> list[Sample]:
+    """The validation split of every dataset (never trained on) minus ``deleted``, in
+    hash order, capped: what the org scores other orgs' updates on as a validator."""
+    chosen: list[tuple[str, Sample]] = []
+    for dataset_id, samples in datasets:
+        val = split_samples(samples, val_fraction=data.val_fraction,
+                            test_fraction=data.test_fraction, seed=data.seed).val
+        chosen += [(dataset_id, s) for s in val if (dataset_id, s.sample_id) not in deleted]
+    chosen.sort(key=lambda p: (unit_hash("org-heldout", data.seed, p[1].sample_id),
+                               p[1].sample_id, p[0]))
+    return [s for _, s in chosen[:cap]]
+
+
 def current_commitment(session: Session, dataset_id: str, shard: int,
                        slice_index: int = 0) -> CommitmentRow | None:
     """The newest commitment of a (dataset, shard, slice)."""

@@ -45,6 +45,7 @@ class OrgNode:
         self.anchor_store = SqlAnchorStore(self.sessions)
         self.verifier = (RequestVerifier(MSPManager.from_dirs(settings.msp_dirs))
                          if settings.msp_dirs else None)
+        self._staked = False
         self.agent = None
         if self.account is not None:
             self.agent = OrgAnchorAgent(
@@ -59,6 +60,28 @@ class OrgNode:
             self.worker = RoundWorker(self, client)
             if start_worker:
                 self.worker.start()
+
+    def ensure_stake(self) -> None:
+        """Top this org's stake up to ``staking.stake_wei`` from its anchor key (once it
+        holds it; a failure is retried at the next poll)."""
+        wanted = self.settings.staking
+        if wanted is None or not wanted.stake_wei or self._staked or self.account is None:
+            return
+        from fedledger.evm.backends import connect
+        from fedledger.evm.config import EvmConfig
+        from fedledger.evm.contracts import StakingClient
+
+        try:
+            chain = connect(EvmConfig(backend="rpc", rpc_url=wanted.rpc_url,
+                                      chain_id=wanted.chain_id))
+            staking = StakingClient(chain, wanted.address)
+            missing = wanted.stake_wei - staking.stake_of(self.account.address)
+            if missing > 0:
+                staking.stake(self.account, missing)
+                log.info("%s staked %d wei", self.settings.msp_id, missing)
+            self._staked = True
+        except Exception as exc:  # noqa: BLE001 - the chain may not be up yet: retry later
+            log.warning("%s could not stake yet: %s", self.settings.msp_id, exc)
 
     @property
     def anchor_address(self) -> str | None:

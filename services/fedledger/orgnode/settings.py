@@ -1,5 +1,6 @@
 """Settings of one org node: a pydantic model read from the JSON file ``fedledger up``
-writes (``python -m fedledger.orgnode --config PATH``).
+writes (``python -m fedledger.orgnode --config PATH``) or from ``FEDLEDGER_*`` environment
+variables (``OrgNodeSettings.from_env``, docker-compose; :mod:`fedledger.web.environment`).
 
 Secrets are never values in this file: the anchor key is read from ``anchor_key_file``
 (hex private key) and the bootstrap admin token is given as its sha256 only.
@@ -7,12 +8,17 @@ Secrets are never values in this file: the anchor key is read from ``anchor_key_
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
+from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -27,6 +33,29 @@ class GatewaySettings(_Section):
     endpoint: str = Field(description="host:port of the Fabric Gateway service")
     tls_ca_cert: Path | None = Field(None, description="PEM of the TLS CA; None = plaintext")
     server_name: str | None = Field(None, description="host name in the peer's TLS certificate")
+
+
+class AttackSettings(_Section):
+    """RED TEAM, for tests and benchmarks only: this node poisons its own updates
+    (``fedledger.learning.attacks``): ``boost`` scales its update, ``sign_flip`` turns it
+    around, ``backdoor`` trains on triggered and relabelled samples (then boosts by
+    ``factor``)."""
+
+    kind: Literal["boost", "sign_flip", "backdoor"]
+    factor: float = Field(10.0, gt=0)
+    trigger: str = "cf mn"
+    source_label: str = "negative"
+    target_label: str = "positive"
+    rate: float = Field(0.5, gt=0, le=1)
+
+
+class StakeSettings(_Section):
+    """The Staking contract this org keeps ``stake_wei`` staked on, from its anchor key."""
+
+    rpc_url: str
+    chain_id: int = Field(gt=0)
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    stake_wei: int = Field(0, ge=0)
 
 
 class OrgNodeSettings(_Section):
@@ -67,6 +96,9 @@ class OrgNodeSettings(_Section):
         None, description="sha256 (hex) of the admin token `fedledger up` printed")
     bootstrap_admin_name: str = "admin"
 
+    staking: StakeSettings | None = Field(None, description="stake on the Staking contract")
+    attack: AttackSettings | None = Field(None, description="RED TEAM (tests, benchmarks): "
+                                          "poison this node's updates")
     shards: int = Field(1, ge=1, le=64, description="S: SISA shards per dataset (the "
                         "deployment's federation.shards; every round says which it trains)")
     shard_key: str = Field("fedledger-sisa", min_length=1, max_length=256,
@@ -100,6 +132,45 @@ class OrgNodeSettings(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> OrgNodeSettings:
         return cls.model_validate_json(Path(path).read_text())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OrgNodeSettings:
+        """The same settings from ``FEDLEDGER_*`` variables (``FEDLEDGER_ORG``,
+        ``FEDLEDGER_GATEWAY__ENDPOINT``, ``FEDLEDGER_ANCHOR_KEY_FILE``,
+        ``FEDLEDGER_SHARD_KEY_FILE`` (a secret), ...), and three that fill several fields:
+
+        - ``FEDLEDGER_EXPERIMENT_FILE``: the deployment's experiment YAML (the
+          coordinator's); its model, lora, train, data sections and federation.shards
+          become this node's defaults, as ``fedledger up`` sets them;
+        - ``FEDLEDGER_CONTRACTS_FILE``: the JSON the contracts deployer wrote
+          (``python -m fedledger.bridge.deploy``): chain id and registry address;
+        - ``FEDLEDGER_DB_PASSWORD_FILE``: the password filled into ``FEDLEDGER_DB_URL``.
+
+        Variables that name a field themselves win over these."""
+        import os
+
+        from fedledger.config import load_config
+
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        experiment = environ.get("FEDLEDGER_EXPERIMENT_FILE")
+        if experiment:
+            config = load_config(experiment)
+            sections = json.loads(config.model_dump_json())
+            values.update({k: sections[k] for k in ("model", "lora", "train", "data")})
+            values["shards"] = config.federation.shards
+        contracts = environ.get("FEDLEDGER_CONTRACTS_FILE")
+        if contracts:
+            deployed = json.loads(read_secret(contracts))
+            values.update(chain_id=deployed["chain_id"], registry_address=deployed["registry"])
+        values.update(env_values(cls, environ, handled={
+            "EXPERIMENT_FILE", "CONTRACTS_FILE", "DB_PASSWORD_FILE"}))
+        password = env_secret(environ, "DB_PASSWORD_FILE")
+        if password:
+            if not values.get("db_url"):
+                raise ValueError("FEDLEDGER_DB_PASSWORD_FILE needs FEDLEDGER_DB_URL")
+            values["db_url"] = url_with_password(values["db_url"], password)
+        return cls.model_validate(values)
 
     def anchor_key(self) -> SecretStr | None:
         """The anchor key from its file (never logged: a SecretStr)."""

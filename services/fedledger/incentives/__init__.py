@@ -1,0 +1,2 @@
+"""Incentives: what a round's outcome moves on the Staking contract
+(:mod:`.outcome`)."""

@@ -1,0 +1,88 @@
+"""A round's outcome on the Staking contract, from the consortium ledger alone.
+
+For a round with a validator committee (``Round.validators``):
+
+* the verdict on each submission is the committee's (``learning.voting.committee_verdict``
+  over the validators' votes on the ledger, which are final after the vote deadline);
+* each accepted proposer earns ``reward_wei``, each rejected one loses ``slash_wei``;
+* each validator whose every vote agreed with the verdict earns ``reward_wei``; one that
+  voted against it on any update loses ``slash_wei``; one that did not vote, nothing.
+
+Amounts are summed per org and keyed by the org's registered anchor address; zero
+entries are dropped and the rest sorted by address, so the bridge and every org's agent
+build the same ``(orgs, deltas)`` and sign the same EIP-712 ``Outcome``. A round without
+a validator committee moves nothing (an empty outcome, still settled in order).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fedledger.learning.voting import committee_verdict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    round_id: int
+    orgs: tuple[str, ...]      # anchor addresses (lower case), sorted
+    deltas: tuple[int, ...]    # wei, signed
+    verdict: Mapping[str, bool]
+
+    def entries(self) -> dict[str, int]:
+        return dict(zip(self.orgs, self.deltas, strict=True))
+
+
+def verdict_of(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, Any]],
+               votes: Sequence[Mapping[str, Any]]) -> dict[str, bool]:
+    """The committee's verdict on every submitter (all accepted without a committee)."""
+    candidates = sorted({s["org"] for s in submissions})
+    validators = set(round_.get("validators") or [])
+    if not validators:
+        return {org: True for org in candidates}
+    cast: dict[str, dict[str, bool]] = {}
+    for vote in votes:
+        if vote["validator"] in validators:
+            cast.setdefault(vote["validator"], {})[vote["target_org"]] = bool(vote["accept"])
+    return committee_verdict(cast, candidates)
+
+
+def round_outcome(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, Any]],
+                  votes: Sequence[Mapping[str, Any]], addresses: Mapping[str, str]) -> Outcome:
+    """``addresses``: MSP id -> registered anchor address."""
+    round_id = int(round_["round_id"])
+    validators = set(round_.get("validators") or [])
+    verdict = verdict_of(round_, submissions, votes)
+    if not validators or round_.get("status") != "final":
+        return Outcome(round_id, (), (), verdict)
+    reward, slash = int(round_.get("reward_wei", 0)), int(round_.get("slash_wei", 0))
+    totals: dict[str, int] = {}
+
+    def add(org: str, amount: int) -> None:
+        address = addresses[org].lower()
+        totals[address] = totals.get(address, 0) + amount
+
+    for org, accepted in verdict.items():
+        add(org, reward if accepted else -slash)
+    by_validator: dict[str, list[bool]] = {}
+    for vote in votes:
+        if vote["validator"] in validators and vote["target_org"] in verdict:
+            agreed = bool(vote["accept"]) == verdict[vote["target_org"]]
+            by_validator.setdefault(vote["validator"], []).append(agreed)
+    for validator, agreements in by_validator.items():
+        add(validator, reward if all(agreements) else -slash)
+    entries = sorted((a, d) for a, d in totals.items() if d != 0)
+    return Outcome(round_id, tuple(a for a, _ in entries), tuple(d for _, d in entries), verdict)
+
+
+def ledger_outcome(query: Callable[..., bytes], round_id: int) -> Outcome:
+    """The outcome of ``round_id`` from a consortium-channel query function
+    (``Contract.evaluate``): what the bridge proposes and each org's agent recomputes."""
+    arg = str(round_id)
+    round_ = json.loads(query("GetRound", arg))
+    submissions = json.loads(query("ListSubmissions", arg))
+    votes = json.loads(query("ListVotes", arg))
+    addresses = {o["msp_id"]: o["anchor_address"] for o in json.loads(query("ListOrgs"))}
+    return round_outcome(round_, submissions, votes, addresses)
