@@ -59,3 +59,23 @@ def test_settings_from_file(tmp_path, make_settings) -> None:
     assert set(loaded.org_msps.resolved()) == {"Org1MSP", "Org2MSP", "Org3MSP"}
     with pytest.raises(ValidationError, match="operator_token"):
         make_settings(operator_token=None)
+
+
+def test_validators_are_drawn_by_stake_and_reproducibly():
+    from fedledger.coordinator.committee import select_validators
+
+    weights = {"Org1MSP": 10**18, "Org2MSP": 10**18, "Org3MSP": 0, "Org4MSP": 5 * 10**17}
+    drawn = select_validators(weights, seed="ab" * 32, round_id=3, size=2)
+    assert drawn == select_validators(dict(reversed(weights.items())), seed="ab" * 32,
+                                      round_id=3, size=2)
+    assert len(drawn) == 2 and drawn == sorted(drawn) and "Org3MSP" not in drawn
+    # over many rounds, more stake is drawn more often; no stake never (while others have it)
+    counts = {org: 0 for org in weights}
+    for round_id in range(1, 401):
+        for org in select_validators(weights, seed="cd" * 32, round_id=round_id, size=1):
+            counts[org] += 1
+    assert counts["Org3MSP"] == 0
+    assert counts["Org1MSP"] > counts["Org4MSP"] and counts["Org2MSP"] > counts["Org4MSP"]
+    assert counts["Org4MSP"] > 20
+    # nobody staked: uniform among all
+    assert len(select_validators(dict.fromkeys(weights, 0), seed="x", round_id=1, size=3)) == 3

@@ -1,0 +1,39 @@
+"""A round's Staking outcome from ledger records, worked out by hand."""
+
+from __future__ import annotations
+
+from fedledger.incentives.outcome import round_outcome, verdict_of
+
+ADDRESSES = {"Org1MSP": "0x" + "11" * 20, "Org2MSP": "0x" + "22" * 20,
+             "Org3MSP": "0x" + "33" * 20, "Org4MSP": "0x" + "44" * 20}
+ROUND = {"round_id": 7, "status": "final", "validators": ["Org1MSP", "Org2MSP", "Org4MSP"],
+         "reward_wei": 10, "slash_wei": 100}
+SUBMISSIONS = [{"org": o} for o in ("Org1MSP", "Org2MSP", "Org3MSP")]
+
+
+def vote(validator: str, target: str, accept: bool) -> dict:
+    return {"round_id": 7, "validator": validator, "target_org": target, "accept": accept,
+            "score": 0.0}
+
+
+def test_outcome_rewards_and_slashes_by_the_verdict():
+    votes = [vote("Org1MSP", "Org2MSP", True), vote("Org1MSP", "Org3MSP", False),
+             vote("Org2MSP", "Org1MSP", True), vote("Org2MSP", "Org3MSP", False),
+             vote("Org4MSP", "Org3MSP", True),   # against the verdict on Org3
+             vote("Org3MSP", "Org1MSP", False)]  # not a validator: ignored
+    outcome = round_outcome(ROUND, SUBMISSIONS, votes, ADDRESSES)
+    assert outcome.verdict == {"Org1MSP": True, "Org2MSP": True, "Org3MSP": False}
+    # Org1: proposer +10, validator agreeing +10; Org2 the same; Org3 proposer -100;
+    # Org4 validator disagreeing -100
+    assert outcome.entries() == {ADDRESSES["Org1MSP"]: 20, ADDRESSES["Org2MSP"]: 20,
+                                 ADDRESSES["Org3MSP"]: -100, ADDRESSES["Org4MSP"]: -100}
+    assert list(outcome.orgs) == sorted(outcome.orgs)
+
+
+def test_no_committee_or_not_final_moves_nothing():
+    plain = {**ROUND, "validators": []}
+    assert round_outcome(plain, SUBMISSIONS, [], ADDRESSES).entries() == {}
+    assert verdict_of(plain, SUBMISSIONS, []) == {o["org"]: True for o in SUBMISSIONS}
+    failed = {**ROUND, "status": "closed"}
+    assert round_outcome(failed, SUBMISSIONS, [vote("Org1MSP", "Org3MSP", False)],
+                         ADDRESSES).entries() == {}
