@@ -196,7 +196,7 @@ def test_without_node_ous_only_member_and_admincerts(net: NetworkCrypto,
     (msp_dir / "config.yaml").unlink()
     admin = load_signing_identity(net.orgs["Org1"].admin.msp_dir, "Org1MSP")
     user = load_signing_identity(net.orgs["Org1"].user.msp_dir, "Org1MSP")
-    (msp_dir / "admincerts").mkdir()
+    (msp_dir / "admincerts").mkdir(exist_ok=True)   # cryptogen leaves it empty
     (msp_dir / "admincerts" / "admin.pem").write_bytes(admin.identity.cert_pem)
     manager = MSPManager([MSP.from_dir(msp_dir, "Org1MSP")])
     assert manager.deserialize(user.serialize()).roles == {"member"}

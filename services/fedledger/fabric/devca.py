@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import IdentityError
 from .identity import load_certificate, load_private_key
@@ -281,34 +283,162 @@ def issue_identity(ca_dir: Path, name: str, ou: str, out_msp_dir: Path, *,
     return out_msp_dir
 
 
+# --------------------------------------------------------------------------- cryptogen config
+
+class _Spec(BaseModel):
+    # cryptogen's YAML keys, spelled as cryptogen spells them.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class NodeSpec(_Spec):
+    """One ``Specs`` entry (or the ``CA`` entry) of a cryptogen org."""
+
+    Hostname: str = ""
+    CommonName: str = ""
+    SANS: list[str] = Field(default_factory=list)
+
+
+class CASpec(NodeSpec):
+    """The ``CA`` entry. Only the names are supported: the subject fields (Country,
+    Province, ...) keep cryptogen's defaults (US, California, San Francisco)."""
+
+
+class NodeTemplate(_Spec):
+    Count: int = Field(0, ge=0)
+    Start: int = Field(0, ge=0)
+    Hostname: str = ""
+    SANS: list[str] = Field(default_factory=list)
+
+
+class UsersSpec(_Spec):
+    Count: int = Field(0, ge=0)
+
+
+class OrgSpec(_Spec):
+    """One entry of ``PeerOrgs`` / ``OrdererOrgs`` in a cryptogen config."""
+
+    Name: str
+    Domain: str
+    EnableNodeOUs: bool = Field(False, validate_default=True)
+    CA: CASpec = Field(default_factory=CASpec)
+    Template: NodeTemplate = Field(default_factory=NodeTemplate)
+    Specs: list[NodeSpec] = Field(default_factory=list)
+    Users: UsersSpec = Field(default_factory=UsersSpec)
+
+    @field_validator("EnableNodeOUs")
+    @classmethod
+    def _node_ous(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("EnableNodeOUs must be true: fedledger's MSPs tell roles by NodeOU")
+        return value
+
+
+class CryptoConfig(_Spec):
+    """A cryptogen config (``cryptogen generate --config FILE``): the same file drives
+    cryptogen and :func:`write_crypto_config`, which writes the same folder layout."""
+
+    OrdererOrgs: list[OrgSpec] = Field(default_factory=list)
+    PeerOrgs: list[OrgSpec] = Field(default_factory=list)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CryptoConfig:
+        return cls.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class RenderedNode:
+    """A node or user after cryptogen's templates: its folder name is ``common_name``."""
+
+    hostname: str
+    common_name: str
+    sans: tuple[str, ...]
+
+
+def _render(template: str, data: dict[str, object]) -> str:
+    """Go ``text/template`` field references (``{{.Hostname}}``, ``{{ .Domain }}``), the
+    only template feature cryptogen configs use."""
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in data:
+            raise IdentityError(f"unknown template field .{name} in {template!r}", step="devca")
+        return str(data[name])
+    return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", field, template)
+
+
+def render_nodes(spec: OrgSpec, prefix: str) -> list[RenderedNode]:
+    """The nodes cryptogen makes for an org (``prefix`` "peer" or "orderer"): the
+    explicit ``Specs``, then the template's ``Count`` hosts (default
+    ``{{.Prefix}}{{.Index}}`` from ``Start``); common name default ``{{.Hostname}}.{{.Domain}}``; SANs the common
+    name, the host name, then the spec's own SANs (templated)."""
+    specs = list(spec.Specs)
+    specs += [NodeSpec(Hostname=_render(spec.Template.Hostname or "{{.Prefix}}{{.Index}}",
+                                        {"Prefix": prefix, "Index": i + spec.Template.Start,
+                                         "Domain": spec.Domain}),
+                       SANS=list(spec.Template.SANS))
+              for i in range(spec.Template.Count)]
+    return [_render_node(spec.Domain, node) for node in specs]
+
+
+def _render_node(domain: str, node: NodeSpec) -> RenderedNode:
+    data: dict[str, object] = {"Hostname": node.Hostname, "Domain": domain}
+    cn = _render(node.CommonName or "{{.Hostname}}.{{.Domain}}", data)
+    data["CommonName"] = cn
+    return RenderedNode(node.Hostname, cn, (cn, node.Hostname, *(_render(s, data) for s in node.SANS)))
+
+
+def ca_common_name(spec: OrgSpec) -> str:
+    """``ca.<domain>`` unless the config's ``CA`` entry names it otherwise."""
+    return _render_node(spec.Domain, NodeSpec(Hostname=spec.CA.Hostname or "ca",
+                                              CommonName=spec.CA.CommonName)).common_name
+
+
+def default_crypto_config(org_names: Sequence[str], domain: str = "example.com",
+                          users: int = 1) -> CryptoConfig:
+    """The config of an N-org dev network: what ``fedledger devnet`` and ``fedledger up``
+    write, and (for Org1..Org3) exactly ``deploy/fabric/crypto-config.yaml``."""
+    _check_names(org_names)
+    local = ["localhost", "127.0.0.1"]
+    return CryptoConfig(
+        OrdererOrgs=[OrgSpec(Name=ORDERER_ORG, Domain=domain, EnableNodeOUs=True,
+                             Specs=[NodeSpec(Hostname="orderer", SANS=local)])],
+        PeerOrgs=[OrgSpec(Name=name, Domain=f"{name.lower()}.{domain}", EnableNodeOUs=True,
+                          Template=NodeTemplate(Count=1, SANS=local), Users=UsersSpec(Count=users))
+                  for name in org_names])
+
+
 # --------------------------------------------------------------------------- network
+
+def write_crypto_config(config: CryptoConfig, root: Path, valid_days: int = 3650) -> NetworkCrypto:
+    """Write what ``cryptogen generate --config`` writes for ``config`` under ``root``
+    (``peerOrganizations/``, ``ordererOrganizations/``). Like ``cryptogen extend``, an
+    org folder that exists keeps its CAs and identities; only nodes and users it lacks
+    are added. MSP ids are ``<Name>MSP`` (``OrdererMSP`` for the orderer org)."""
+    root = Path(root)
+    if len(config.OrdererOrgs) != 1:
+        raise IdentityError("the dev CA writes exactly one orderer org", step="devca")
+    _check_names([o.Name for o in config.PeerOrgs])
+    orgs = {spec.Name: _write_org(root / "peerOrganizations" / spec.Domain, spec, "peer",
+                                  valid_days)
+            for spec in config.PeerOrgs}
+    orderer_spec = config.OrdererOrgs[0]
+    orderer = _write_org(root / "ordererOrganizations" / orderer_spec.Domain, orderer_spec,
+                         "orderer", valid_days)
+    return NetworkCrypto(root, orderer_spec.Domain, orgs, orderer)
+
 
 def write_network_crypto(root: Path, org_names: Sequence[str], domain: str = "example.com",
                          users: int = 1, valid_days: int = 3650) -> NetworkCrypto:
-    """Write (or find) crypto material for peer orgs ``org_names`` plus the orderer org.
+    """Write (or find) crypto material for peer orgs ``org_names`` plus the orderer org:
+    :func:`write_crypto_config` of :func:`default_crypto_config`.
 
     Each org ``OrgN`` gets MSP id ``OrgNMSP``, domain ``orgn.<domain>``, one peer
     ``peer0``, an ``Admin`` and ``users`` users ``User1..``. An org folder that is
-    already non-empty is loaded, not overwritten (see the module docstring).
+    already non-empty keeps what it holds (see the module docstring).
     """
-    root = Path(root)
-    _check_names(org_names)
-    orgs: dict[str, OrgCrypto] = {}
-    for name in org_names:
-        org_domain = f"{name.lower()}.{domain}"
-        org_dir = root / "peerOrganizations" / org_domain
-        if _non_empty(org_dir):
-            orgs[name] = _load_org(org_dir, name, f"{name}MSP", org_domain, "peer")
-        else:
-            orgs[name] = _write_org(org_dir, name, f"{name}MSP", org_domain, "peer",
-                                    users, valid_days)
-    orderer_dir = root / "ordererOrganizations" / domain
-    if _non_empty(orderer_dir):
-        orderer = _load_org(orderer_dir, ORDERER_ORG, ORDERER_MSP_ID, domain, "orderer")
-    else:
-        orderer = _write_org(orderer_dir, ORDERER_ORG, ORDERER_MSP_ID, domain, "orderer",
-                             0, valid_days)
-    return NetworkCrypto(root, domain, orgs, orderer)
+    return write_crypto_config(default_crypto_config(org_names, domain, users), root, valid_days)
 
 
 def load_network_crypto(root: Path, org_names: Sequence[str],
@@ -339,43 +469,47 @@ def _check_names(org_names: Sequence[str]) -> None:
                                 step="devca")
 
 
-def _write_org(org_dir: Path, name: str, msp_id: str, org_domain: str, kind: str,
-               users: int, valid_days: int) -> OrgCrypto:
-    ca = new_ca(f"ca.{org_domain}", org_domain, valid_days)
-    tlsca = new_ca(f"tlsca.{org_domain}", org_domain, valid_days)
-    ca_file, tlsca_file = f"ca.{org_domain}-cert.pem", f"tlsca.{org_domain}-cert.pem"
-    _write(org_dir / "ca" / ca_file, ca.cert_pem)
-    _write_key(org_dir / "ca" / "priv_sk", ca.key)
-    _write(org_dir / "tlsca" / tlsca_file, tlsca.cert_pem)
-    _write_key(org_dir / "tlsca" / "priv_sk", tlsca.key)
-    # The org's verifying MSP: trust anchors and NodeOUs, no keys.
-    _write(org_dir / "msp" / "cacerts" / ca_file, ca.cert_pem)
-    _write(org_dir / "msp" / "tlscacerts" / tlsca_file, tlsca.cert_pem)
-    _write(org_dir / "msp" / "config.yaml", _node_ous_yaml(ca_file))
+def _write_org(org_dir: Path, spec: OrgSpec, kind: str, valid_days: int) -> OrgCrypto:
+    """One org as cryptogen's generatePeerOrg / generateOrdererOrg writes it, or (folder
+    present) as its extend does: missing nodes and users only."""
+    org_domain = spec.Domain
+    ca_name = ca_common_name(spec)
+    ca_file, tlsca_file = f"{ca_name}-cert.pem", f"tls{ca_name}-cert.pem"
+    if _non_empty(org_dir):
+        ca, tlsca = load_ca(org_dir / "ca"), load_ca(org_dir / "tlsca")
+    else:
+        ca = new_ca(ca_name, org_domain, valid_days)
+        tlsca = new_ca(f"tls{ca_name}", org_domain, valid_days)
+        _write(org_dir / "ca" / ca_file, ca.cert_pem)
+        _write_key(org_dir / "ca" / "priv_sk", ca.key)
+        _write(org_dir / "tlsca" / tlsca_file, tlsca.cert_pem)
+        _write_key(org_dir / "tlsca" / "priv_sk", tlsca.key)
+        # The org's verifying MSP: trust anchors and NodeOUs, no keys; cryptogen also
+        # makes an admincerts/ folder, left empty with NodeOUs.
+        (org_dir / "msp" / "admincerts").mkdir(parents=True, exist_ok=True)
+        _write(org_dir / "msp" / "cacerts" / ca_file, ca.cert_pem)
+        _write(org_dir / "msp" / "tlscacerts" / tlsca_file, tlsca.cert_pem)
+        _write(org_dir / "msp" / "config.yaml", _node_ous_yaml(ca_file))
     tlsca_pem = (tlsca_file, tlsca.cert_pem)
 
-    host = f"{'peer0' if kind == 'peer' else 'orderer'}.{org_domain}"
-    node_dir = org_dir / ("peers" if kind == "peer" else "orderers") / host
-    node_key = _new_key()
-    _write_local_msp(node_dir / "msp", ca_file, ca.cert_pem, tlsca_pem, f"{host}-cert.pem",
-                     ca.issue(common_name=host, key=node_key, ou=kind, valid_days=valid_days),
-                     node_key)
-    _write_tls(node_dir / "tls", tlsca, host, "server", valid_days,
-               sans=[host, host.split(".")[0], "localhost", "127.0.0.1"])
+    def identity(folder: Path, cn: str, ou: str, tls_role: str, sans: Sequence[str]) -> None:
+        if folder.exists():
+            return
+        key = _new_key()
+        _write_local_msp(folder / "msp", ca_file, ca.cert_pem, tlsca_pem, f"{cn}-cert.pem",
+                         ca.issue(common_name=cn, key=key, ou=ou, valid_days=valid_days), key)
+        _write_tls(folder / "tls", tlsca, cn, tls_role, valid_days, sans=sans)
 
-    def user(label: str, ou: str) -> None:
-        uname = f"{label}@{org_domain}"
-        udir = org_dir / "users" / uname
-        ukey = _new_key()
-        _write_local_msp(udir / "msp", ca_file, ca.cert_pem, tlsca_pem, f"{uname}-cert.pem",
-                         ca.issue(common_name=uname, key=ukey, ou=ou, valid_days=valid_days),
-                         ukey)
-        _write_tls(udir / "tls", tlsca, uname, "client", valid_days, sans=[uname])
-
-    user("Admin", "admin")
-    for i in range(1, users + 1):
-        user(f"User{i}", "client")
-    return _load_org(org_dir, name, msp_id, org_domain, kind)
+    nodes_dir = org_dir / ("peers" if kind == "peer" else "orderers")
+    for node in render_nodes(spec, kind):
+        identity(nodes_dir / node.common_name, node.common_name, kind, "server", node.sans)
+    users = [f"User{i}@{org_domain}" for i in range(1, spec.Users.Count + 1)] if kind == "peer" else []
+    for uname in users:
+        identity(org_dir / "users" / uname, uname, "client", "client", ())
+    identity(org_dir / "users" / f"Admin@{org_domain}", f"Admin@{org_domain}", "admin",
+             "client", ())
+    msp_id = ORDERER_MSP_ID if kind == "orderer" else f"{spec.Name}MSP"
+    return _load_org(org_dir, spec.Name, msp_id, org_domain, kind)
 
 
 def _load_org(org_dir: Path, name: str, msp_id: str, org_domain: str,
@@ -403,6 +537,7 @@ def _load_org(org_dir: Path, name: str, msp_id: str, org_domain: str,
 def _write_local_msp(msp_dir: Path, ca_file: str, ca_pem: bytes,
                      tlsca: tuple[str, bytes] | None, cert_file: str,
                      cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    (msp_dir / "admincerts").mkdir(parents=True, exist_ok=True)   # empty, as cryptogen's
     _write(msp_dir / "cacerts" / ca_file, ca_pem)
     if tlsca is not None:
         _write(msp_dir / "tlscacerts" / tlsca[0], tlsca[1])
@@ -504,7 +639,28 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 __all__ = [
-    "CertAuthority", "NetworkCrypto", "NodeCrypto", "ORDERER_MSP_ID", "OrgCrypto",
-    "UserCrypto", "issue_identity", "load_ca", "load_network_crypto", "new_ca",
+    "CertAuthority", "CryptoConfig", "NetworkCrypto", "NodeCrypto", "ORDERER_MSP_ID",
+    "OrgCrypto", "OrgSpec", "UserCrypto", "default_crypto_config", "issue_identity",
+    "load_ca", "load_network_crypto", "new_ca", "render_nodes", "write_crypto_config",
     "write_network_crypto",
 ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fedledger.fabric.devca --config crypto-config.yaml --output DIR``: what
+    ``cryptogen generate`` (or, on an existing DIR, ``cryptogen extend``) writes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fedledger.fabric.devca",
+                                     description=main.__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="cryptogen config (YAML)")
+    parser.add_argument("--output", required=True, type=Path, help="output folder")
+    args = parser.parse_args(argv)
+    crypto = write_crypto_config(CryptoConfig.from_file(args.config), args.output)
+    for org in crypto.all_orgs():
+        print(f"{org.msp_id}: {org.org_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,13 @@ endorsed by MAJORITY, and one ``<org>-private`` channel per org endorsed by that
 alone — then starts the chaincode server (chaincode-as-a-service), the dev peer and its
 Gateway endpoint on loopback. ``EmbeddedNetwork`` runs it on a background event loop
 so synchronous code (tests, CLI, services) can use the gateway client against it.
+
+The crypto material is what ``cryptogen generate`` writes for a cryptogen config
+(``crypto_config``; default: :func:`~fedledger.fabric.devca.default_crypto_config` of the
+orgs, which for Org1..Org3 is ``deploy/fabric/crypto-config.yaml``), so a dev network and
+the docker-compose deployment can share one folder. ``org_gateways=True`` also serves one
+Gateway per org, each with that org's peer TLS certificate and acting as that org's peer,
+as a network with one peer per org offers them (``Endpoints.org_gateways``).
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ import asyncio
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedledger.fabric.devca import NetworkCrypto, load_network_crypto, write_network_crypto
+from fedledger.fabric.devca import (
+    CryptoConfig,
+    NetworkCrypto,
+    default_crypto_config,
+    write_crypto_config,
+)
 from fedledger.fabric.devpeer.channel import ChannelDefinition
 from fedledger.fabric.devpeer.peer import DevPeer, PeerSettings
 from fedledger.fabric.devpeer.service import start_gateway_server
@@ -64,6 +76,8 @@ class Endpoints:
     tls_ca_cert: Path     # PEM of the TLS CA that signed the gateway's certificate
     server_name: str      # host name in that certificate
     chaincode: str        # host:port of the chaincode server
+    # org name -> host:port of a Gateway acting as that org's peer (org_gateways=True)
+    org_gateways: dict[str, str] = field(default_factory=dict)
 
 
 class DevNetwork:
@@ -72,8 +86,20 @@ class DevNetwork:
     def __init__(self, root: Path, orgs: Sequence[str] = ("Org1", "Org2", "Org3"), *,
                  host: str = "127.0.0.1", gateway_port: int = 0, chaincode_port: int = 0,
                  chaincode_address: str | None = None, max_batch: int = 500,
-                 batch_timeout: float = 0.002, tls: bool = True) -> None:
+                 batch_timeout: float = 0.002, tls: bool = True,
+                 crypto_config: CryptoConfig | Path | str | None = None,
+                 org_gateways: bool = False) -> None:
         self.root = Path(root)
+        if crypto_config is not None and not isinstance(crypto_config, CryptoConfig):
+            crypto_config = CryptoConfig.from_file(crypto_config)
+        if crypto_config is not None:
+            named = [o.Name for o in crypto_config.PeerOrgs]
+            if named != list(orgs):
+                raise FabricError(f"the crypto config's peer orgs {named} are not {list(orgs)}",
+                                  step="devnet")
+        self.crypto_config = crypto_config
+        self.org_gateways = org_gateways
+        self._org_servers: list = []
         self.host = host
         self.gateway_port = gateway_port
         self.chaincode_port = chaincode_port
@@ -102,10 +128,9 @@ class DevNetwork:
         return layout
 
     def _crypto(self) -> NetworkCrypto:
-        crypto_root = self.root / "crypto"
-        if crypto_root.exists() and any(crypto_root.iterdir()):
-            return load_network_crypto(crypto_root, self.layout.orgs, self.layout.domain)
-        return write_network_crypto(crypto_root, self.layout.orgs, self.layout.domain)
+        # Written once, then found: existing orgs keep their material (cryptogen extend).
+        config = self.crypto_config or default_crypto_config(self.layout.orgs, self.layout.domain)
+        return write_crypto_config(config, self.root / "crypto")
 
     def msp_manager(self) -> MSPManager:
         return MSPManager([MSP.from_dir(org.msp_dir, org.msp_id) for org in self.crypto.all_orgs()])
@@ -142,13 +167,26 @@ class DevNetwork:
             self.peer, address=f"{self.host}:{self.gateway_port}", msp_id=first.msp_id,
             tls_cert=first.peer.tls_cert.read_bytes() if self.tls else None,
             tls_key=first.peer.tls_key.read_bytes() if self.tls else None)
+        org_gateways = {self.layout.orgs[0]: f"{self.host}:{port}"} if self.org_gateways else {}
+        for name in self.layout.orgs[1:] if self.org_gateways else ():
+            org = self.crypto.org(name)
+            server, org_port = await start_gateway_server(
+                self.peer, address=f"{self.host}:0", msp_id=org.msp_id,
+                tls_cert=org.peer.tls_cert.read_bytes() if self.tls else None,
+                tls_key=org.peer.tls_key.read_bytes() if self.tls else None)
+            self._org_servers.append(server)
+            org_gateways[name] = f"{self.host}:{org_port}"
         self.endpoints = Endpoints(gateway=f"{self.host}:{port}", tls_ca_cert=first.tls_ca_cert,
-                                   server_name=first.peer.host, chaincode=chaincode_address)
+                                   server_name=first.peer.host, chaincode=chaincode_address,
+                                   org_gateways=org_gateways)
         # For tools that attach to a running network (benchmarks, services started apart).
         (self.root / "endpoints.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
         return self.endpoints
 
     async def stop(self) -> None:
+        for server in self._org_servers:
+            await server.stop(grace=0.5)
+        self._org_servers = []
         if self._server is not None:
             await self._server.stop(grace=0.5)
             self._server = None
@@ -167,6 +205,7 @@ class DevNetwork:
             "server_name": self.endpoints.server_name,
             "tls_ca_cert": str(self.endpoints.tls_ca_cert),
             "chaincode": self.endpoints.chaincode,
+            **({"org_gateways": self.endpoints.org_gateways} if self.endpoints.org_gateways else {}),
             "channels": {c.name: list(c.members) for c in self.layout.channels},
             "orgs": {
                 org: {"msp_id": self.crypto.org(org).msp_id,

@@ -1,0 +1,164 @@
+"""The crypto material `fedledger devnet` (fedledger.fabric.devca) writes has cryptogen's
+layout for the same config: every file and folder `cryptogen generate` makes, no more.
+
+Fabric's binaries are not available here, so the expected layout is computed by
+:func:`cryptogen_layout`, a transcription of what cryptogen (Fabric 2.5,
+cmd/cryptogen/main.go and internal/cryptogen/msp/msp.go) writes:
+
+- per org: ``ca/{<ca>-cert.pem, priv_sk}``, ``tlsca/{tls<ca>-cert.pem, priv_sk}``, the
+  verifying ``msp/{admincerts/, cacerts/<ca>-cert.pem, tlscacerts/tls<ca>-cert.pem,
+  config.yaml}`` (NodeOUs: admincerts stays empty);
+- per node (template ``{{.Prefix}}{{.Index}}`` from ``Start``, then ``Specs``; folder =
+  common name, default ``{{.Hostname}}.{{.Domain}}``) and per user (``User1..N@domain``
+  for peer orgs, ``Admin@domain`` for every org): a local ``msp/{admincerts/, cacerts/,
+  keystore/priv_sk, signcerts/<cn>-cert.pem, tlscacerts/, config.yaml}`` and ``tls/{ca.crt,
+  server|client.crt, server|client.key}`` (client for users and admins).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+
+from fedledger.fabric.devca import CryptoConfig, default_crypto_config
+from fedledger.fabric.devpeer.network import DevNetwork
+
+from .compose import DEPLOY, REPO
+
+CONFIG = DEPLOY / "fabric" / "crypto-config.yaml"
+
+
+def _render(template: str, **data: object) -> str:
+    for key, value in data.items():
+        template = template.replace("{{.%s}}" % key, str(value))
+    return template
+
+
+def cryptogen_layout(config: dict) -> set[str]:
+    """Relative paths (folders end with '/') cryptogen generate writes for ``config``."""
+    paths: set[str] = set()
+
+    def local_msp(base: str, cn: str, ca: str, tls_role: str) -> None:
+        for folder in ("msp/", "msp/admincerts/", "msp/cacerts/", "msp/keystore/",
+                       "msp/signcerts/", "msp/tlscacerts/", "tls/"):
+            paths.add(f"{base}/{folder}")
+        paths.update({f"{base}/", f"{base}/msp/cacerts/{ca}-cert.pem",
+                      f"{base}/msp/tlscacerts/tls{ca}-cert.pem", f"{base}/msp/keystore/priv_sk",
+                      f"{base}/msp/signcerts/{cn}-cert.pem", f"{base}/msp/config.yaml",
+                      f"{base}/tls/ca.crt", f"{base}/tls/{tls_role}.crt",
+                      f"{base}/tls/{tls_role}.key"})
+
+    def org(spec: dict, kind: str) -> None:
+        domain = spec["Domain"]
+        assert spec.get("EnableNodeOUs") is True
+        ca_host = (spec.get("CA") or {}).get("Hostname", "ca")
+        ca = f"{ca_host}.{domain}"
+        base = f"{'peer' if kind == 'peer' else 'orderer'}Organizations/{domain}"
+        paths.update({f"{base}/", f"{base}/ca/", f"{base}/ca/{ca}-cert.pem", f"{base}/ca/priv_sk",
+                      f"{base}/tlsca/", f"{base}/tlsca/tls{ca}-cert.pem", f"{base}/tlsca/priv_sk",
+                      f"{base}/msp/", f"{base}/msp/admincerts/", f"{base}/msp/cacerts/",
+                      f"{base}/msp/cacerts/{ca}-cert.pem", f"{base}/msp/tlscacerts/",
+                      f"{base}/msp/tlscacerts/tls{ca}-cert.pem", f"{base}/msp/config.yaml"})
+        template = spec.get("Template") or {}
+        hosts = [_render(template.get("Hostname") or "{{.Prefix}}{{.Index}}", Prefix=kind,
+                         Index=i + template.get("Start", 0), Domain=domain)
+                 for i in range(template.get("Count", 0))]
+        hosts += [s["Hostname"] for s in spec.get("Specs") or []]
+        nodes = "peers" if kind == "peer" else "orderers"
+        paths.add(f"{base}/{nodes}/")
+        for host in hosts:
+            cn = f"{host}.{domain}"
+            local_msp(f"{base}/{nodes}/{cn}", cn, ca, "server")
+        users = [f"User{i}@{domain}" for i in range(1, (spec.get("Users") or {}).get("Count", 0) + 1)
+                 ] if kind == "peer" else []
+        paths.add(f"{base}/users/")
+        for user in [*users, f"Admin@{domain}"]:
+            local_msp(f"{base}/users/{user}", user, ca, "client")
+
+    for spec in config.get("PeerOrgs") or []:
+        org(spec, "peer")
+    for spec in config.get("OrdererOrgs") or []:
+        org(spec, "orderer")
+    paths.update({"peerOrganizations/", "ordererOrganizations/"})
+    return paths
+
+
+def written_layout(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*")}
+
+
+def test_the_oracle_matches_fabric_samples_test_network_paths() -> None:
+    # Paths fabric-samples' test-network (cryptogen) and docs name, as a check of the oracle.
+    layout = cryptogen_layout(yaml.safe_load(CONFIG.read_text()))
+    for path in [
+        "peerOrganizations/org1.example.com/peers/peer0.org1.example.com/tls/ca.crt",
+        "peerOrganizations/org1.example.com/users/Admin@org1.example.com/msp/keystore/priv_sk",
+        "peerOrganizations/org1.example.com/tlsca/tlsca.org1.example.com-cert.pem",
+        "peerOrganizations/org2.example.com/users/User1@org2.example.com/tls/client.key",
+        "ordererOrganizations/example.com/orderers/orderer.example.com/tls/server.crt",
+        "ordererOrganizations/example.com/users/Admin@example.com/tls/client.crt",
+        "ordererOrganizations/example.com/msp/tlscacerts/tlsca.example.com-cert.pem",
+    ]:
+        assert path in layout, path
+
+
+def test_devca_writes_cryptogens_layout_for_the_deploy_config(tmp_path: Path) -> None:
+    out = tmp_path / "organizations"
+    # What the README documents: the devca module in cryptogen's place.
+    subprocess.run([sys.executable, "-m", "fedledger.fabric.devca", "--config", str(CONFIG),
+                    "--output", str(out)], check=True, capture_output=True, cwd=REPO, timeout=120)
+    assert written_layout(out) == cryptogen_layout(yaml.safe_load(CONFIG.read_text()))
+    # Node certificates as cryptogen makes them: SANs = CN, host name, the config's SANs.
+    cert = x509.load_pem_x509_certificate(
+        (out / "peerOrganizations/org2.example.com/peers/peer0.org2.example.com/tls/server.crt")
+        .read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["peer0.org2.example.com", "peer0", "localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_fedledger_devnet_writes_the_same_layout_as_the_deploy_config(tmp_path: Path) -> None:
+    # `fedledger devnet up --orgs 3` (DevNetwork without a config) writes exactly the
+    # deploy config's material, so either folder serves docker-compose.
+    assert default_crypto_config(["Org1", "Org2", "Org3"]) == CryptoConfig.from_file(CONFIG)
+    network = DevNetwork(tmp_path / "devnet", ["Org1", "Org2", "Org3"])
+    assert written_layout(network.crypto.root) == cryptogen_layout(
+        yaml.safe_load(CONFIG.read_text()))
+
+
+def test_layout_follows_the_config(tmp_path: Path) -> None:
+    # Template Start/Hostname, explicit Specs, more users, a CA host name, another domain.
+    config = {
+        "OrdererOrgs": [{"Name": "Orderer", "Domain": "net.test", "EnableNodeOUs": True,
+                         "Specs": [{"Hostname": "o1"}, {"Hostname": "o2"}]}],
+        "PeerOrgs": [{"Name": "Alpha", "Domain": "alpha.net.test", "EnableNodeOUs": True,
+                      "CA": {"Hostname": "rootca"},
+                      "Template": {"Count": 2, "Start": 3, "Hostname": "node{{.Index}}"},
+                      "Specs": [{"Hostname": "edge"}], "Users": {"Count": 2}}],
+    }
+    from fedledger.fabric.devca import write_crypto_config
+
+    crypto = write_crypto_config(CryptoConfig.model_validate(config), tmp_path / "c")
+    assert written_layout(tmp_path / "c") == cryptogen_layout(config)
+    assert [n.host for n in crypto.orgs["Alpha"].nodes] == [
+        "edge.alpha.net.test", "node3.alpha.net.test", "node4.alpha.net.test"]
+    # Extending with one more user adds only that user (cryptogen extend).
+    config["PeerOrgs"][0]["Users"]["Count"] = 3
+    before = (tmp_path / "c/peerOrganizations/alpha.net.test/ca/priv_sk").read_bytes()
+    write_crypto_config(CryptoConfig.model_validate(config), tmp_path / "c")
+    assert written_layout(tmp_path / "c") == cryptogen_layout(config)
+    assert (tmp_path / "c/peerOrganizations/alpha.net.test/ca/priv_sk").read_bytes() == before
+
+
+def test_configs_cryptogen_accepts_but_the_dev_ca_cannot_honour_are_refused() -> None:
+    with pytest.raises(ValueError, match="EnableNodeOUs"):
+        CryptoConfig.model_validate({"PeerOrgs": [{"Name": "A", "Domain": "a.x"}]})
+    with pytest.raises(ValueError):
+        CryptoConfig.model_validate({"PeerOrgs": [{"Name": "A", "Domain": "a.x",
+                                                   "EnableNodeOUs": True,
+                                                   "CA": {"Country": "DE"}}]})
