@@ -13,6 +13,9 @@
 #   OUT      output file (default ./<LABEL>.tar.gz)
 # With TLS, set CHAINCODE_TLS_ROOT_CERT to the PEM file of the CA that signed the
 # chaincode server's certificate; the peer then requires TLS.
+# The package is reproducible (GNU tar, fixed order, owners, modes and times, gzip -n):
+# the same ADDRESS and LABEL always give the same bytes, so the same package id
+# (LABEL:sha256 of the file) on every machine and every run.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 3 ]]; then
@@ -51,6 +54,12 @@ fi
 } > "$work/connection.json"
 printf '{\n  "type": "ccaas",\n  "label": "%s"\n}\n' "$label" > "$work/metadata.json"
 
-tar -C "$work" -czf "$work/code.tar.gz" connection.json
-tar -C "$work" -czf "$out" metadata.json code.tar.gz
+pack() {  # pack OUT FILE...: a reproducible .tar.gz of FILEs in $work
+    local target="$1"
+    shift
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u=rw,go=r \
+        -C "$work" -cf - "$@" | gzip -n -9 > "$target"
+}
+pack "$work/code.tar.gz" connection.json
+pack "$out" metadata.json code.tar.gz
 echo "$out"

@@ -1,0 +1,300 @@
+"""The bridge as its own process, against a real Fabric peer and any JSON-RPC chain.
+
+In ``fedledger up`` the bridge runs inside the host process, beside the dev peer and the
+embedded EVM (:mod:`fedledger.host.app`). In the docker-compose deployment it is its own
+container: it reaches the operator org's peer Gateway over TLS and the chain (anvil, or
+a public testnet) over JSON-RPC, and asks each org node for its anchor signature. The
+pieces are the same: :class:`~fedledger.bridge.service.Bridge`,
+:class:`~fedledger.bridge.remote.RemoteAnchorAgent`, the outbox, and the host's status
+API (``/health``, ``/anchors``, ``/anchors/{round}``, ``/proofs``, ``/info``).
+
+``python -m fedledger.bridge [--config FILE]`` (settings from ``FEDLEDGER_*`` environment
+variables when no file is given; :mod:`fedledger.web.environment`)::
+
+    FEDLEDGER_GATEWAY__ENDPOINT=peer0.org1.example.com:7051
+    FEDLEDGER_GATEWAY__TLS_CA_CERT=.../tlsca/tlsca.org1.example.com-cert.pem
+    FEDLEDGER_GATEWAY__SERVER_NAME=peer0.org1.example.com
+    FEDLEDGER_IDENTITY__MSP_ID=Org1MSP   FEDLEDGER_IDENTITY__MSP_DIR=.../User1@org1.example.com/msp
+    FEDLEDGER_EVM__BACKEND=rpc  FEDLEDGER_EVM__RPC_URL=http://anvil:8545  FEDLEDGER_EVM__CHAIN_ID=31337
+    FEDLEDGER_CONTRACTS_FILE=/var/lib/fedledger/evm/contracts.json   (from fedledger.bridge.deploy)
+    FEDLEDGER_ORG_NODES=Org1MSP=http://org1-node:8000,Org2MSP=...
+    FEDLEDGER_SUBMITTER_KEY_FILE=/run/secrets/bridge_key             (or a keystore + password file)
+    FEDLEDGER_DB_URL=postgresql+psycopg://fedledger@postgres:5432/bridge  FEDLEDGER_DB_PASSWORD_FILE=...
+
+The registry's key set and threshold are read from the chain; the contracts file names
+each org's anchor address, checked against that key set. The gas account's key comes
+from a file (a hex key, mode 600, e.g. a Docker secret) or an encrypted JSON keystore
+with its password in a file; never from the environment or the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedledger.bridge.errors import BridgeError
+from fedledger.bridge.outbox import Anchor, Outbox
+from fedledger.bridge.remote import RemoteAnchorAgent
+from fedledger.bridge.service import Bridge, BridgeSettings
+from fedledger.evm.backends import connect
+from fedledger.evm.chain import Chain
+from fedledger.evm.config import EvmConfig
+from fedledger.evm.contracts import AnchorRegistryClient
+from fedledger.fabric.identity import SigningIdentity, load_signing_identity
+from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
+from fedledger.web.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewaySettings(_Section):
+    """The operator org's peer Gateway the bridge follows and records receipts through."""
+
+    endpoint: str = Field(description="host:port of the peer's Gateway service")
+    tls_ca_cert: Path | None = Field(None, description="PEM of the peer's TLS CA (None: plaintext)")
+    server_name: str | None = Field(None, description="host name in the peer's TLS certificate")
+
+
+class IdentitySettings(_Section):
+    msp_id: str = Field(description="the operator org's MSP id, e.g. Org1MSP")
+    msp_dir: Path = Field(description="MSP folder of its client identity (signcerts/, keystore/)")
+
+    def load(self) -> SigningIdentity:
+        return load_signing_identity(self.msp_dir, self.msp_id)
+
+
+class SubmitterKey(_Section):
+    """The gas-paying account: a hex key in a file, or an encrypted keystore + password file."""
+
+    key_file: Path | None = Field(None, description="file holding the hex private key")
+    keystore_file: Path | None = Field(None, description="encrypted JSON keystore (V3)")
+    keystore_password_file: Path | None = Field(None, description="file holding its password")
+
+    @model_validator(mode="after")
+    def _one(self) -> SubmitterKey:
+        if (self.key_file is None) == (self.keystore_file is None):
+            raise ValueError("give the gas account as key_file or as keystore_file "
+                             "(+ keystore_password_file), not both or neither")
+        if self.keystore_file is not None and self.keystore_password_file is None:
+            raise ValueError("keystore_file needs keystore_password_file")
+        return self
+
+    def load(self) -> LocalAccount:
+        if self.key_file is not None:
+            text = read_secret(self.key_file)
+            return Account.from_key(text if text.startswith("0x") else "0x" + text)
+        assert self.keystore_file is not None and self.keystore_password_file is not None
+        keystore = json.loads(Path(self.keystore_file).read_text())
+        password = Path(self.keystore_password_file).read_text().rstrip("\r\n")
+        try:
+            return Account.from_key(Account.decrypt(keystore, password))
+        except ValueError as exc:
+            raise BridgeError(f"cannot decrypt {self.keystore_file}: {exc}",
+                              step="config") from None
+
+
+class StandaloneBridgeSettings(_Section):
+    """Everything one bridge process needs (see module docs)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535, description="status API port")
+    gateway: GatewaySettings
+    identity: IdentitySettings
+    evm: EvmConfig = Field(description="the chain; backend must be 'rpc'")
+    contracts_file: Path | None = Field(None, description="JSON written by "
+                                        "fedledger.bridge.deploy (registry, orgs' addresses)")
+    registry_address: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$",
+                                         description="overrides the contracts file's")
+    anchor_addresses: dict[str, str] = Field(
+        default_factory=dict, description="MSP id -> anchor address; overrides the contracts file's")
+    org_nodes: dict[str, str] = Field(
+        default_factory=dict, description="MSP id -> org node URL (its anchoring endpoints)")
+    submitter: SubmitterKey
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    db_url: str = Field("sqlite:///bridge.db", description="the outbox (SQLAlchemy URL)")
+    rpc_timeout_s: float = Field(30.0, gt=0, description="bridge -> org node request timeout")
+
+    @model_validator(mode="after")
+    def _rpc(self) -> StandaloneBridgeSettings:
+        if self.evm.backend != "rpc":
+            raise ValueError("the standalone bridge needs evm.backend 'rpc' (an RPC URL and chain id)")
+        if self.registry_address is None and self.contracts_file is None:
+            raise ValueError("give contracts_file or registry_address")
+        return self
+
+    def deployed(self) -> dict[str, Any]:
+        """The contracts file (empty when none is configured)."""
+        if self.contracts_file is None:
+            return {}
+        return json.loads(Path(self.contracts_file).read_text())
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StandaloneBridgeSettings:
+        return cls.model_validate_json(Path(path).read_text())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StandaloneBridgeSettings:
+        """From ``FEDLEDGER_*`` variables; ``FEDLEDGER_DB_PASSWORD_FILE`` fills the
+        password into ``FEDLEDGER_DB_URL``."""
+        environ = os.environ if environ is None else environ
+        values = env_values(cls, environ, handled={"DB_PASSWORD_FILE"})
+        password = env_secret(environ, "DB_PASSWORD_FILE")
+        if password:
+            values["db_url"] = url_with_password(
+                values.get("db_url", cls.model_fields["db_url"].default), password)
+        return cls.model_validate(values)
+
+
+class StandaloneBridge:
+    """Connects, builds the bridge and its agents, and runs it in a thread. It offers
+    what :func:`fedledger.host.app.create_status_app` serves (``health``, ``info``,
+    ``anchors``, ``anchor``, ``chain``, ``registry``)."""
+
+    def __init__(self, settings: StandaloneBridgeSettings) -> None:
+        self.settings = settings
+        self.chain: Chain | None = None
+        self.registry: AnchorRegistryClient | None = None
+        self.bridge: Bridge | None = None
+        self.agents: list[RemoteAnchorAgent] = []
+        self.info: dict[str, Any] = {}
+        self.last_bridge_error: str | None = None
+        self._gateway = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, status_url: str | None = None) -> dict[str, Any]:
+        from fedledger.fabric.gateway import Gateway
+
+        s = self.settings
+        deployed = s.deployed()
+        self.chain = connect(s.evm)
+        if deployed.get("chain_id") not in (None, self.chain.chain_id):
+            raise BridgeError(f"{s.contracts_file} was written for chain {deployed['chain_id']}, "
+                              f"the RPC serves chain {self.chain.chain_id}", step="config")
+        registry = s.registry_address or deployed.get("registry")
+        if not registry:
+            raise BridgeError(f"{s.contracts_file} names no registry", step="config")
+        self.registry = AnchorRegistryClient(self.chain, registry)
+        keys = [to_checksum_address(k)
+                for k in self.registry.current_keys(from_block=deployed.get("block", 0))]
+        if not keys:
+            raise BridgeError(f"no AnchorRegistry at {registry} on chain {self.chain.chain_id} "
+                              "(no key set event)", step="config")
+        threshold = self.registry.threshold()
+        addresses = {msp: to_checksum_address(a)
+                     for msp, a in {**deployed.get("orgs", {}), **s.anchor_addresses}.items()}
+        for msp in s.org_nodes:
+            if msp not in addresses:
+                raise BridgeError(f"no anchor address for {msp}", step="config")
+            if addresses[msp] not in keys:
+                raise BridgeError(f"{msp}'s anchor address {addresses[msp]} is not in the "
+                                  f"registry's key set", step="config")
+        submitter = s.submitter.load()
+
+        identity = s.identity.load()
+        tls = s.gateway.tls_ca_cert.read_bytes() if s.gateway.tls_ca_cert else None
+        self._gateway = Gateway.connect(s.gateway.endpoint, identity, tls_root_cert=tls,
+                                        server_name=s.gateway.server_name)
+        consortium = self._gateway.network(s.bridge.channel).contract(s.bridge.chaincode,
+                                                                      "consortium")
+        self.agents = [RemoteAnchorAgent(msp, addresses[msp], url, identity,
+                                         timeout_s=s.rpc_timeout_s)
+                       for msp, url in sorted(s.org_nodes.items())]
+        self.bridge = Bridge(s.bridge, consortium=consortium, chain=self.chain,
+                             registry=self.registry, submitter=submitter, agents=self.agents,
+                             keys=keys, threshold=threshold, outbox=Outbox(s.db_url))
+        self.bridge.start()
+        self._thread = threading.Thread(target=self._run, name="bridge", daemon=True)
+        self._thread.start()
+        self.info = {
+            "gateway": s.gateway.endpoint, "rpc_url": s.evm.rpc_url,
+            "chain_id": self.chain.chain_id, "registry": self.registry.address,
+            "staking": deployed.get("staking"), "submitter": submitter.address, "keys": keys,
+            "threshold": threshold, "status_url": status_url,
+            "bridge_identity": s.identity.msp_id, "orgs": sorted(s.org_nodes),
+            "pid": os.getpid(),
+        }
+        log.info("bridge: gateway %s, chain %d via %s, registry %s (%d of %d), gas account %s",
+                 s.gateway.endpoint, self.chain.chain_id, s.evm.rpc_url, self.registry.address,
+                 threshold, len(keys), submitter.address)
+        return self.info
+
+    def _run(self) -> None:
+        assert self.bridge is not None
+        while not self._stop.is_set():
+            try:
+                self.bridge.run(self._stop)
+            except Exception as exc:  # noqa: BLE001 - an org node down or refusing: retry
+                text = str(exc)
+                if text != self.last_bridge_error:
+                    log.warning("bridge: %s (will retry)", text)
+                self.last_bridge_error = text
+                self._stop.wait(self.settings.bridge.poll_interval_s)
+            else:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self._thread is not None:
+            self._thread.join(15)
+        for agent in self.agents:
+            agent.close()
+        if self._gateway is not None:
+            self._gateway.close()
+
+    def health(self) -> dict[str, Any]:
+        assert self.chain is not None and self.registry is not None
+        return {"status": "ok", "service": "bridge", "org": None,
+                "chain_id": self.chain.chain_id, "block": self.chain.block_number(),
+                "registry": self.registry.address, "gateway": self.settings.gateway.endpoint,
+                "rpc_url": self.settings.evm.rpc_url,
+                "bridge": {"running": bool(self._thread and self._thread.is_alive()),
+                           "agents": [a.msp_id for a in self.agents],
+                           "last_error": self.last_bridge_error}}
+
+    def anchors(self) -> list[dict[str, Any]]:
+        from fedledger.host.app import anchor_json
+
+        assert self.bridge is not None
+        return [anchor_json(a) for a in self.bridge.outbox.anchors()]
+
+    def anchor(self, round_id: int) -> Anchor:
+        assert self.bridge is not None
+        anchor = self.bridge.outbox.anchor_for_round(round_id)
+        if anchor is None:
+            raise NotFound(f"no anchor covers round {round_id} yet")
+        return anchor
+
+
+def run(settings: StandaloneBridgeSettings) -> None:
+    """Connect, then serve the status API in the foreground until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from fedledger.host.app import create_status_app
+
+    bridge = StandaloneBridge(settings)
+    try:
+        bridge.start(status_url=f"http://{settings.host}:{settings.port}")
+        app = create_status_app(bridge)  # type: ignore[arg-type] - the same interface
+        app.title = "fedledger bridge"
+        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                      log_level="warning", access_log=False)).run()
+    finally:
+        bridge.stop()
+        log.info("bridge stopped")

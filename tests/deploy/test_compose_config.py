@@ -1,0 +1,76 @@
+"""`docker compose config` accepts the deployment (base and testnet override), offline,
+and resolves every variable as tests/deploy/compose.py does (the other tests rely on it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .compose import (
+    COMPOSE_FILE,
+    DEPLOY,
+    INSTALL_HINT,
+    REPO,
+    compose_command,
+    environment,
+    load_compose,
+    need,
+)
+
+
+@pytest.fixture(scope="module")
+def compose() -> list[str]:
+    command = compose_command()
+    need("docker compose (v2)", command is not None, INSTALL_HINT)
+    assert command is not None
+    return command
+
+
+def _config(compose: list[str], *files: str, extra_env: dict[str, str] | None = None) -> dict:
+    # Only .env's values: no variable of the caller's shell may leak in.
+    env = {k: v for k, v in os.environ.items()
+           if k in ("PATH", "HOME", "DOCKER_CONFIG", "LANG", "TMPDIR")}
+    env.update(extra_env or {})
+    args = [a for f in files for a in ("-f", f)]
+    result = subprocess.run([*compose, *args, "config", "--format", "json"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_config_accepts_the_deployment(compose: list[str]) -> None:
+    resolved = _config(compose, str(COMPOSE_FILE))
+    assert resolved["name"] == "fedledger"
+    ours = load_compose()
+    assert set(resolved["services"]) == set(ours["services"])
+    for name, service in ours["services"].items():
+        # Interpolated the same way: every environment value, command and image.
+        assert resolved["services"][name].get("environment", {}) == environment(service), name
+        assert resolved["services"][name]["image"] == service["image"], name
+    assert set(resolved["volumes"]) == set(ours["volumes"])
+    assert set(resolved["secrets"]) == set(ours["secrets"])
+
+
+def test_compose_config_accepts_the_testnet_override(compose: list[str]) -> None:
+    resolved = _config(compose, str(COMPOSE_FILE), str(DEPLOY / "compose.testnet.yml"))
+    assert "anvil" not in resolved["services"]  # profile local-chain: not started
+    for name in ("contracts", "bridge"):
+        env = resolved["services"][name]["environment"]
+        assert env["FEDLEDGER_EVM__RPC_URL_FILE"] == "/run/secrets/evm_rpc_url"
+        assert env["FEDLEDGER_SUBMITTER__KEYSTORE_FILE"] == "/run/secrets/bridge_keystore"
+        assert env["FEDLEDGER_SUBMITTER__KEY_FILE"] == "" and env["FEDLEDGER_EVM__RPC_URL"] == ""
+
+
+def test_compose_config_refuses_a_missing_version(compose: list[str], tmp_path) -> None:
+    # The versions are required variables: without .env's FABRIC_VERSION compose stops.
+    (tmp_path / ".env").write_text(
+        "\n".join(line for line in (REPO / ".env").read_text().splitlines()
+                  if not line.startswith("FABRIC_VERSION=")) + "\n")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DOCKER_CONFIG")}
+    result = subprocess.run([*compose, "-f", str(COMPOSE_FILE), "--env-file",
+                             str(tmp_path / ".env"), "config", "--quiet"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "FABRIC_VERSION" in result.stderr
