@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import torch
 
 from fedledger.learning.simulation import run_simulation
@@ -69,3 +71,18 @@ def test_eval_every_scores_only_some_rounds_but_saves_every_adapter(tmp_path):
     assert result.rounds[1].accuracy is None and result.rounds[1].accepted == ["airline", "apple"]
     saved = sorted(p.name for p in (tmp_path / "run" / "adapters").iterdir())
     assert saved == ["round-000", "round-001", "round-002", "round-003"]
+
+
+def test_a_label_filter_keeps_only_those_labels():
+    from fedledger.learning.config import DataConfig
+    from fedledger.learning.errors import DatasetError
+    from fedledger.learning.orgdata import prepare_federation_data
+
+    data = prepare_federation_data(DataConfig(orgs=["airline", "apple"],
+                                              labels=["negative", "positive"],
+                                              max_train_per_org=40, max_test_per_org=20))
+    assert data.dataset.labels == ("negative", "positive")
+    labels = {s.label for split in data.orgs.values() for s in split.train + split.val + split.test}
+    assert labels == {"negative", "positive"}
+    with pytest.raises(DatasetError, match="no label"):
+        prepare_federation_data(DataConfig(labels=["negative", "angry"]))

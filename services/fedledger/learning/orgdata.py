@@ -7,7 +7,7 @@ sets is one fixed test set every model in an experiment is scored on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fedledger.learning.config import DataConfig
 from fedledger.learning.data import (
@@ -22,6 +22,7 @@ from fedledger.learning.data import (
     split_samples,
     take_per_org,
 )
+from fedledger.learning.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,14 @@ def _partition(samples: list[Sample], config: DataConfig, seed_offset: int) -> P
 def prepare_federation_data(config: DataConfig) -> FederationData:
     options = {"deduplicate": config.deduplicate} if config.dataset in DATASETS else {}
     dataset = read_dataset(config.dataset, **options)
+    if config.labels is not None:
+        unknown = sorted(set(config.labels) - set(dataset.labels))
+        if unknown:
+            raise DatasetError(f"{config.dataset} has no label(s) {unknown}; its labels: "
+                               f"{list(dataset.labels)}")
+        keep = set(config.labels)
+        dataset = replace(dataset, samples=[s for s in dataset.samples if s.label in keep],
+                          labels=tuple(label for label in dataset.labels if label in keep))
     split = split_samples(
         dataset.samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
     )
