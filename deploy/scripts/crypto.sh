@@ -18,7 +18,11 @@ else
     log "generating the crypto material in ${CRYPTO_DIR} from ${config}"
     cryptogen generate --config="$config" --output="$CRYPTO_DIR"
 fi
-# The containers of the Python services run as an unprivileged user: they must be able
-# to read the certificates and their org's client key.
-chmod -R a+rX "$CRYPTO_DIR"
+# The Python services' containers run as uid 10001 (deploy/docker): they own the
+# material so they can read their org's client key; keys stay readable by their owner
+# only (the Fabric containers run as root), certificates and folders by everyone.
+chown -R "${SERVICES_UID:-10001}:${SERVICES_GID:-10001}" "$CRYPTO_DIR"
+find "$CRYPTO_DIR" -type d -exec chmod 755 {} +
+find "$CRYPTO_DIR" -type f -exec chmod 644 {} +
+find "$CRYPTO_DIR" -type f \( -name priv_sk -o -name '*.key' \) -exec chmod 600 {} +
 log "crypto material ready"

@@ -13,9 +13,17 @@ peer and for a real Fabric network started from them::
     ordererOrganizations/example.com/
         ca/ tlsca/ msp/ orderers/orderer.example.com/{msp/, tls/} users/Admin@example.com/
 
-Writing is never destructive: an organisation whose folder already holds files is
-loaded as it is, not regenerated, so identities that a ledger already recorded stay
-valid across restarts (delete the folder to get fresh material).
+The layout follows a cryptogen config (:class:`CryptoConfig`, the same YAML file
+``cryptogen generate --config`` reads): ``write_crypto_config(config, root)`` or
+``python -m fedledger.fabric.devca --config crypto-config.yaml --output DIR``;
+``write_network_crypto`` writes :func:`default_crypto_config` for N orgs, which for
+Org1..Org3 is ``deploy/fabric/crypto-config.yaml`` (tests/deploy compares the result with
+cryptogen's rules file by file).
+
+Writing is never destructive: an organisation whose folder already holds files keeps its
+CAs and identities (like ``cryptogen extend``, only missing nodes and users are added),
+so identities that a ledger already recorded stay valid across restarts (delete the
+folder to get fresh material).
 """
 
 from __future__ import annotations
