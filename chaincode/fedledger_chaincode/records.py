@@ -11,7 +11,8 @@ Consortium channel (all orgs see it): :class:`OrgRecord`, :class:`Round`,
 subject: only ids of organisations, rounds, datasets and digests.
 
 Private channel (one org): :class:`Dataset`, :class:`DataCommitment`,
-:class:`TrainingRecord`, :class:`DeletionRequest`, :class:`UnlearningRecord`.
+:class:`TrainingRecord`, :class:`DeletionRequest`, :class:`UnlearningRecord`,
+:class:`ParticipationDecision`.
 
 Timestamps are strings in one canonical form, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC),
 kept as strings so that a record round-trips byte for byte.
@@ -430,4 +431,44 @@ class UnlearningRecord(Record):
     def _consistent(self) -> UnlearningRecord:
         _unique(self.affected_shards, "affected_shards")
         _unique(self.affected_rounds, "affected_rounds")
+        return self
+
+
+ParticipationAction = Literal["skip", "low", "medium", "high"]
+#: Which rule decided: the org's policy (``always``, ``never``, ``schedule``, its
+#: ``qlearning`` agent), or a deletion's ``replay``, which repeats the round it replaces.
+ParticipationPolicy = Literal["always", "never", "schedule", "qlearning", "replay"]
+#: The agent's discrete state: feature name -> bin index (-1: not known yet).
+ParticipationState = dict[Id, Annotated[int, Field(ge=-1, le=1_000_000)]]
+
+
+class ParticipationDecision(Record):
+    """Whether, and with what local effort, the org takes part in a round, and why.
+
+    No personal data: the policy, the action and its local steps, a reason for humans,
+    and for a Q-learning decision the agent's discrete state, its exploration rate,
+    whether the action was an exploration draw, and its action values.
+    """
+
+    round_id: RoundId
+    policy: ParticipationPolicy
+    action: ParticipationAction
+    local_steps: Count
+    reason: Text
+    state: ParticipationState = Field(default_factory=dict, max_length=32)
+    epsilon: Annotated[float, Field(ge=0, le=1)] | None = None
+    explored: bool = False
+    q_values: Metrics = Field(default_factory=dict, max_length=8)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParticipationDecision:
+        if (self.action == "skip") != (self.local_steps == 0):
+            raise ValueError("a skip trains 0 local steps and any other action at least 1")
+        if self.policy != "qlearning" and (self.epsilon is not None or self.explored
+                                           or self.q_values or self.state):
+            raise ValueError("state, epsilon, explored and q_values belong to qlearning "
+                             "decisions")
+        unknown = sorted(set(self.q_values) - {"skip", "low", "medium", "high"})
+        if unknown:
+            raise ValueError(f"q_values names unknown actions {unknown}")
         return self

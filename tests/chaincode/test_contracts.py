@@ -465,6 +465,46 @@ def test_training_record(private: FakeLedger):
                                          js({**record, "steps": 6})), "different")
 
 
+def decision(**over) -> dict:
+    return {"round_id": 3, "policy": "qlearning", "action": "low", "local_steps": 4,
+            "reason": "q-learning: best action value", "epsilon": 0.2, "explored": False,
+            "state": {"step": 1, "gain": -1, "tokens": 1, "stake": 1, "budget": 2},
+            "q_values": {"skip": 0.0, "low": 1.5, "medium": 0.5, "high": 0.25}, **over}
+
+
+def test_participation_decisions(private: FakeLedger):
+    record = decision()
+    r = private.call("Org1MSP", "private:RecordParticipationDecision", js(record))
+    assert r.status == 200 and r.json() == record
+    assert r.event == ("ParticipationDecided", {"round_id": 3, "policy": "qlearning",
+                                                "action": "low"})
+    again = private.call("Org1MSP", "private:RecordParticipationDecision", js(record))
+    assert again.status == 200 and again.event is None  # identical again: a no-op
+    assert_refused(private, private.call("Org1MSP", "private:RecordParticipationDecision",
+                                         js({**record, "action": "high", "local_steps": 12})),
+                   "different participation decision exists for round 3")
+    skip = decision(round_id=1, policy="never", action="skip", local_steps=0,
+                    reason="participation policy is 'never'", epsilon=None, state={},
+                    q_values={})
+    assert private.call("Org1MSP", "private:RecordParticipationDecision", js(skip)).status == 200
+    listed = private.call("Org1MSP", "private:ListParticipationDecisions").json()
+    assert [(d["round_id"], d["action"]) for d in listed] == [(1, "skip"), (3, "low")]
+    assert private.call("Org1MSP", "private:GetParticipationDecision", "3").json() == record
+    assert_refused(private, private.call("Org1MSP", "private:GetParticipationDecision", "2"),
+                   "not found")
+    # the shape is checked: a skip trains nothing, agent fields only for the agent
+    for bad, reason in ((decision(action="skip"), "a skip trains 0 local steps"),
+                        (decision(local_steps=0), "a skip trains 0 local steps"),
+                        (decision(policy="always"), "belong to qlearning decisions"),
+                        (decision(q_values={"nap": 1.0}), "unknown actions"),
+                        (decision(epsilon=1.5), "epsilon"),
+                        (decision(subject_id="s-1"), "subject_id")):
+        assert_refused(private, private.call("Org1MSP", "private:RecordParticipationDecision",
+                                             js({**bad, "round_id": 9})), reason)
+    assert_refused(private, private.call("Org2MSP", "private:ListParticipationDecisions"),
+                   "not the owner")
+
+
 # --- the contract API ------------------------------------------------------------------------
 
 
@@ -497,7 +537,8 @@ def test_get_metadata_lists_functions(ledger: FakeLedger):
     assert {"RegisterOrg", "SubmitUpdate", "CastVote", "AttestAggregate", "GetLineage",
             "RecordAnchorReceipt"} <= set(consortium)
     assert {"Init", "RegisterDataset", "FileDeletionRequest",
-            "UpdateDeletionRequestStatus", "RecordUnlearningRecord"} <= private
+            "UpdateDeletionRequestStatus", "RecordUnlearningRecord",
+            "RecordParticipationDecision", "ListParticipationDecisions"} <= private
     assert consortium["SubmitUpdate"]["tag"] == ["submit"]
     assert consortium["ListOrgs"]["tag"] == ["evaluate"]
     assert consortium["SubmitUpdate"]["parameters"][0]["name"] == "submission"

@@ -106,3 +106,8 @@ def deletion_request(request_id: str | None = None) -> KeyParts:
 
 def unlearning_record(request_id: str) -> KeyParts:
     return "unlearning", (request_id,)
+
+
+def participation(round_id: int | None = None) -> KeyParts:
+    """An org's participation decision for a round (key order = round order)."""
+    return "participation", () if round_id is None else (num(round_id),)

@@ -1,5 +1,6 @@
 """The ``private`` contract of an ``<org>-private`` channel: datasets, data commitments,
-training records, deletion requests and unlearning records of one organisation.
+training records, deletion requests, unlearning records and participation decisions of
+one organisation.
 
 The channel belongs to one org. ``Init`` records the caller's MSP as the owner (the
 first call wins; the owner calling again is a no-op, anyone else is refused) and every
@@ -15,7 +16,8 @@ Idempotency as on the consortium contract: identical data again returns the stor
 record and writes nothing; different data under the same id is an error.
 
 Events: OwnerInitialised, DatasetRegistered, CommitmentRecorded, TrainingRecorded,
-DeletionRequestFiled, DeletionRequestStatusChanged, UnlearningRecorded.
+DeletionRequestFiled, DeletionRequestStatusChanged, UnlearningRecorded,
+ParticipationDecided.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from ..records import (
     DeletionRequest,
     DeletionStatus,
     Id,
+    ParticipationDecision,
+    RoundId,
     TrainingRecord,
     UnlearningRecord,
     format_timestamp,
@@ -239,3 +243,32 @@ class PrivateContract(Contract):
         return await ctx.require(keys.unlearning_record(request_id), UnlearningRecord,
                                  f"unlearning record of request {request_id}")
 
+
+    # --- participation ------------------------------------------------------------------
+
+    @transaction
+    async def record_participation_decision(
+            self, ctx: Context, decision: ParticipationDecision) -> ParticipationDecision:
+        """Whether and how hard the org takes part in a round, and why (one per round)."""
+        key = keys.participation(decision.round_id)
+        existing = await ctx.get_record(key, ParticipationDecision)
+        if existing is not None:
+            if existing == decision:
+                return existing
+            raise ContractError(f"a different participation decision exists for round "
+                                f"{decision.round_id}")
+        ctx.put_record(key, decision)
+        ctx.set_event("ParticipationDecided", {
+            "round_id": decision.round_id, "policy": decision.policy,
+            "action": decision.action})
+        return decision
+
+    @query
+    async def get_participation_decision(self, ctx: Context,
+                                         round_id: RoundId) -> ParticipationDecision:
+        return await ctx.require(keys.participation(round_id), ParticipationDecision,
+                                 f"participation decision of round {round_id}")
+
+    @query
+    async def list_participation_decisions(self, ctx: Context) -> list[ParticipationDecision]:
+        return await ctx.scan(keys.participation(), ParticipationDecision)

@@ -29,7 +29,7 @@ Query = Callable[..., bytes]
 CONSORTIUM_KINDS = ("round", "submission", "vote", "attestation", "model_version",
                     "unlearning_notice")
 PRIVATE_KINDS = ("dataset", "commitment", "training_record", "deletion_request",
-                 "unlearning_record")
+                 "unlearning_record", "participation_decision")
 
 
 def leaf_bytes(leaf: dict[str, Any]) -> bytes:
@@ -96,6 +96,8 @@ def private_leaves(query: Query) -> list[dict[str, Any]]:
             except Exception:  # noqa: BLE001 - a request being executed may have none yet
                 continue
             leaves.append({"kind": "unlearning_record", "record": record})
+    leaves += [{"kind": "participation_decision", "record": d}
+               for d in _json(query("ListParticipationDecisions"))]
     return leaves
 
 
