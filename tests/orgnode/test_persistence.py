@@ -63,3 +63,36 @@ def test_restarted_node_keeps_users_and_policy(devnet, tmp_path, db_url):  # noq
         assert client.get("/me", headers=viewer).json()["user"] == "val"
         assert client.get("/policy", headers=viewer).json() == {"mode": "schedule", "rounds": [2]}
         assert len(client.get("/users", headers=admin_headers()).json()) == 2
+
+
+def test_participation_tables(db_url):  # noqa: ANN001
+    """The agent's Q-table and decisions (migration 0003) on SQLite and Postgres; the
+    migrated schema matches the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from fedledger.orgnode.models import Base, ParticipationRow, QValueRow
+
+    engine = make_engine(db_url)
+    migrate(engine, "fedledger.orgnode")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    ours = [d for d in diff if any(name in repr(d) for name in
+                                   ("q_values", "participation_decisions"))]
+    assert ours == []
+    with Session(engine) as session:
+        session.add_all([
+            QValueRow(state="s0.g-1.t1.k1.b2", action="low", value=-0.25, visits=3),
+            ParticipationRow(round_id=7, policy="qlearning", action="low", local_steps=3,
+                             reason="q-learning: low", shard=1, step=4, state="s0.g-1.t1.k1.b2",
+                             signals={"step": 4, "gain": None}, epsilon=0.1, explored=True,
+                             q_values={"low": -0.25}, allowed=["skip", "low"], accuracy=0.5,
+                             record={"round_id": 7}, outcome={}),
+        ])
+        session.commit()
+    with Session(engine) as session:
+        assert session.get(QValueRow, ("s0.g-1.t1.k1.b2", "low")).visits == 3
+        row = session.get(ParticipationRow, 7)
+        assert (row.explored, row.signals["gain"], row.allowed, row.reward, row.learned_at) == (
+            True, None, ["skip", "low"], None, None)
+    engine.dispose()

@@ -71,6 +71,53 @@ class Policy(Base):
     rounds: Mapped[list] = mapped_column(JSON, default=list)
 
 
+class QValueRow(Base):
+    """One entry of this org's Q-table (the participation agent): the value of an
+    action in a discrete state and how often it was updated."""
+
+    __tablename__ = "q_values"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    visits: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class ParticipationRow(Base):
+    """The org's participation decision for a round (also on its private channel), and
+    for a Q-learning decision what the agent learned from it once its reward was known.
+
+    ``accuracy``: the org's own test accuracy of the round's starting model, measured
+    when deciding (the gain of a round is the next decision's accuracy minus this)."""
+
+    __tablename__ = "participation_decisions"
+
+    round_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    local_steps: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    shard: Mapped[int] = mapped_column(Integer, default=0)
+    step: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signals: Mapped[dict] = mapped_column(JSON, default=dict)
+    epsilon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    explored: Mapped[bool] = mapped_column(Boolean, default=False)
+    q_values: Mapped[dict] = mapped_column(JSON, default=dict)
+    allowed: Mapped[list] = mapped_column(JSON, default=list)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The ledger record exactly as submitted (retries send identical bytes).
+    record: Mapped[dict] = mapped_column(JSON, default=dict)
+    tx_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: Set once the Q-table learned from this decision: the reward and its parts.
+    reward: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[dict] = mapped_column(JSON, default=dict)
+    learned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ModelVersionRow(Base):
     """An aggregate this org recomputed and attested (``version_id`` once registered)."""
 

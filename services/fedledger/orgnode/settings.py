@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from fedledger.incentives.config import QLearningConfig
 from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
 from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
 
@@ -99,6 +100,11 @@ class OrgNodeSettings(_Section):
     staking: StakeSettings | None = Field(None, description="stake on the Staking contract")
     attack: AttackSettings | None = Field(None, description="RED TEAM (tests, benchmarks): "
                                           "poison this node's updates")
+    participation: QLearningConfig = Field(
+        default_factory=QLearningConfig,
+        description="this org's Q-learning participation agent (used while PUT /policy "
+        "mode is 'qlearning'): its rewards, effort levels, state bins, exploration, "
+        "compute budget (docs/incentives.md)")
     shards: int = Field(1, ge=1, le=64, description="S: SISA shards per dataset (the "
                         "deployment's federation.shards; every round says which it trains)")
     shard_key: str = Field("fedledger-sisa", min_length=1, max_length=256,

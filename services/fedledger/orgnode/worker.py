@@ -1,7 +1,8 @@
 """The org node's round worker (docs/services.md "The org node's round worker").
 
 One background thread polls ``GET /rounds/current``. For an open round it has not
-handled it creates a job (or a ``skipped`` one: policy, committee), then moves the job
+handled it creates a job (or a ``skipped`` one: the org's participation decision,
+``fedledger.orgnode.participation``, or not in the committee), then moves the job
 through its states, each persisted before the next step starts:
 
 ``queued`` -> ``training`` (local LoRA training, in this thread) -> ``uploading`` (the
@@ -80,7 +81,8 @@ from fedledger.orgnode.datasets import (
 from fedledger.orgnode.deletions import DeletionDriver
 from fedledger.orgnode.evaluation import EVAL_KEYS, Evaluator, as_metrics
 from fedledger.orgnode.ledger import LedgerUnavailable
-from fedledger.orgnode.models import DatasetRow, Job, ModelVersionRow, Policy
+from fedledger.orgnode.models import DatasetRow, Job, ModelVersionRow, ParticipationRow, Policy
+from fedledger.orgnode.participation import Participation
 
 if TYPE_CHECKING:
     from fedledger.orgnode.node import OrgNode
@@ -154,6 +156,7 @@ class RoundWorker:
         self._ledger_failures: dict[int, int] = {}
         self._evaluator = Evaluator(node)
         self.deletions = DeletionDriver(node, self)
+        self.participation = Participation(node, self._own_accuracy)
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -212,24 +215,25 @@ class RoundWorker:
                                         .order_by(Job.round_id)))
 
     def _job_for(self, round_: dict[str, Any]) -> int | None:
+        """The job of an open round: an unfinished existing one, or a new one as this
+        org's participation decision says (``fedledger.orgnode.participation``: stored,
+        recorded on the private channel, and for a skip the round declined)."""
         round_id = int(round_["round_id"])
         with self.node.sessions() as session:
             existing = session.scalar(select(Job).where(Job.round_id == round_id))
             if existing is not None:
                 return existing.id if existing.status in UNFINISHED else None
             policy = session.get(Policy, 1)
-            reason = None
-            invited = self.settings.msp_id in round_.get("committee", [])
-            # A replay must repeat the participation record of the round it replaces, so
-            # the policy (which chose then) does not apply to it.
-            replay = bool((round_.get("config") or {}).get("replay"))
-            if not invited:
-                reason = f"{self.settings.msp_id} is not in the committee of round {round_id}"
-            elif not replay and policy is not None and policy.mode == "never":
-                reason = "participation policy is 'never'"
-            elif (not replay and policy is not None and policy.mode == "schedule"
-                  and round_id not in policy.rounds):
-                reason = f"participation policy schedule {policy.rounds} excludes round {round_id}"
+            mode, rounds = (policy.mode, list(policy.rounds)) if policy else ("always", [])
+        invited = self.settings.msp_id in round_.get("committee", [])
+        if not invited:
+            reason: str | None = (f"{self.settings.msp_id} is not in the committee of round "
+                                  f"{round_id}")
+        else:
+            base_steps = self._config(Job(round_id=round_id, round=round_)).train.local_steps
+            decision = self.participation.decide(round_, mode, rounds, base_steps)
+            reason = decision.reason if decision.action == "skip" else None
+        with self.node.sessions() as session:
             job = Job(round_id=round_id, status="skipped" if reason else "queued",
                       progress=1.0 if reason else 0.0, error=reason, round=round_, metrics={},
                       datasets={})
@@ -239,6 +243,31 @@ class RoundWorker:
         if reason and invited:
             self._decline(round_id, reason)
         return None if reason else job.id
+
+    def _own_accuracy(self, round_: dict[str, Any]) -> float | None:
+        """This org's test accuracy of the round's starting model (the participation
+        agent's view of the global model on its own data); None if it cannot be
+        scored. The training job's base evaluation reuses it (the evaluator caches)."""
+        job = Job(round_id=int(round_["round_id"]), round=round_)
+        try:
+            config = self._config(job)
+            trainer = self.trainer(config)
+            metrics = self._evaluate(config, trainer, self._base_state(job, trainer), "base")
+        except (JobFailed, LearningError, CoordinatorError, ValueError, OSError) as exc:
+            log.warning("round %s: own accuracy not measured: %s", job.round_id, exc)
+            return None
+        accuracy = metrics.get("base_accuracy")
+        return None if accuracy is None else float(accuracy)
+
+    def _local_steps(self, job: Job, config: ExperimentConfig) -> ExperimentConfig:
+        """The round's config with the local steps of this org's decision (its effort)."""
+        with self.node.sessions() as session:
+            decision = session.get(ParticipationRow, job.round_id)
+        steps = decision.local_steps if decision is not None and decision.local_steps else None
+        if steps is None or steps == config.train.local_steps:
+            return config
+        return config.model_copy(update={"train": config.train.model_copy(
+            update={"local_steps": steps})})
 
     def _decline(self, round_id: int, reason: str) -> None:
         """Tell the coordinator this org will not submit, so the round need not wait."""
@@ -372,6 +401,7 @@ class RoundWorker:
             self._update(job.id, status="skipped", progress=1.0, error=str(exc))
             self._decline(job.round_id, str(exc))
             return
+        config = self._local_steps(job, config)
         trainer = self.trainer(config)
         start = self._base_state(job, trainer)
         base_metrics = self._evaluate(config, trainer, start, "base")

@@ -13,7 +13,7 @@ from fedledger.orgnode.ledger import ledger_error
 router = APIRouter(tags=["records"])
 
 Kind = Literal["datasets", "commitments", "training_records", "deletion_requests",
-               "unlearning_records"]
+               "unlearning_records", "participation_decisions"]
 
 
 @router.get("/records/{kind}")
@@ -27,6 +27,8 @@ def records(kind: Kind, request: Request, caller: Auditor) -> list[dict]:
                     for c in ledger.query_private("ListCommitments", d["dataset_id"])]
         if kind == "training_records":
             return ledger.query_private("ListTrainingRecords")
+        if kind == "participation_decisions":
+            return ledger.query_private("ListParticipationDecisions")
         requests = ledger.query_private("ListDeletionRequests")
         if kind == "deletion_requests":
             return requests

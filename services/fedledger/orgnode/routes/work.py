@@ -1,4 +1,5 @@
-"""``/policy``, ``/jobs`` and ``/models`` (the aggregates this org attested)."""
+"""``/policy`` (with the participation agent and its decisions), ``/jobs`` and
+``/models`` (the aggregates this org attested)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import zipfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
 
 from fedledger.learning.updates import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from fedledger.orgnode.auth import Admin, SessionDep, Viewer
-from fedledger.orgnode.models import Job, ModelVersionRow, Policy
+from fedledger.orgnode.models import Job, ModelVersionRow, ParticipationRow, Policy
+from fedledger.orgnode.participation import Participation, decision_public
 from fedledger.web.errors import NotFound
 from fedledger.web.params import MAX_DB_INT, RecordId
 
@@ -24,7 +26,10 @@ router = APIRouter()
 class PolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["always", "never", "schedule"]
+    mode: Literal["always", "never", "schedule", "qlearning"] = Field(
+        description="'always' (every round, the round's local steps), 'never', 'schedule' "
+        "(only the listed rounds), 'qlearning' (the org's Q-learning agent chooses skip or "
+        "low / medium / high local effort each round; docs/incentives.md)")
     rounds: list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] = Field(default_factory=list,
                                                                    max_length=100_000)
 
@@ -50,6 +55,26 @@ def put_policy(body: PolicyBody, caller: Admin, session: SessionDep) -> dict:
     policy.mode, policy.rounds = body.mode, body.rounds
     session.commit()
     return {"mode": policy.mode, "rounds": policy.rounds}
+
+
+@router.get("/policy/agent", tags=["policy"])
+def get_agent(request: Request, caller: Viewer) -> dict:
+    """The Q-learning agent: its settings, decisions made and learned from, its
+    exploration rate now, the compute spent, and its Q-table (state -> action ->
+    value, visits)."""
+    node = request.app.state.node
+    worker = node.worker
+    participation = worker.participation if worker is not None else Participation(
+        node, lambda _round: None)
+    return participation.summary()
+
+
+@router.get("/policy/decisions", tags=["policy"])
+def list_decisions(caller: Viewer, session: SessionDep) -> list[dict]:
+    """Every participation decision, oldest first: policy, action, local steps, reason,
+    the agent's state, signals and action values, and once learned its reward."""
+    rows = session.scalars(select(ParticipationRow).order_by(ParticipationRow.round_id))
+    return [decision_public(r) for r in rows]
 
 
 def job_public(job: Job) -> dict:
