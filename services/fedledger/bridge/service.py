@@ -131,6 +131,7 @@ class Bridge:
         self.threshold = threshold
         self.outbox = outbox
         self.staking = staking
+        self.last_error: str | None = None
         self.follower = EventFollower(consortium.network, settings.chaincode, outbox)
 
     # ------------------------------------------------------------------ driving
@@ -142,14 +143,20 @@ class Bridge:
         self.follower.stop()
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set; transient RPC or peer failures are retried."""
+        """Step until ``stop`` is set. Every failure is retried at the next step -- RPC
+        outages, a peer restarting, an org node down or refusing: the outbox holds where
+        each anchor is -- and the latest is kept in :attr:`last_error` (logged once per
+        distinct message, not every poll)."""
         while not stop.is_set():
             try:
                 self.step()
-            except (EvmError, FabricError, BridgeError) as exc:
-                # RPC outages, a peer restarting, an org node down or refusing: the
-                # outbox holds where each anchor is; the next step picks it up again.
-                log.warning("bridge step will be retried: %s", exc)
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - the bridge must outlive any one step
+                text = str(exc)
+                if text != self.last_error:
+                    expected = isinstance(exc, (EvmError, FabricError, BridgeError))
+                    log.warning("bridge step will be retried: %s", text, exc_info=not expected)
+                self.last_error = text
             stop.wait(self.settings.poll_interval_s)
 
     def step(self, *, flush: bool = False) -> list[Anchor]:

@@ -171,7 +171,6 @@ class StandaloneBridge:
         self.bridge: Bridge | None = None
         self.agents: list[RemoteAnchorAgent] = []
         self.info: dict[str, Any] = {}
-        self.last_bridge_error: str | None = None
         self._gateway = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,7 +217,8 @@ class StandaloneBridge:
                              registry=self.registry, submitter=submitter, agents=self.agents,
                              keys=keys, threshold=threshold, outbox=Outbox(s.db_url))
         self.bridge.start()
-        self._thread = threading.Thread(target=self._run, name="bridge", daemon=True)
+        self._thread = threading.Thread(target=self.bridge.run, args=(self._stop,),
+                                               name="bridge", daemon=True)
         self._thread.start()
         self.info = {
             "gateway": s.gateway.endpoint, "rpc_url": s.evm.rpc_url,
@@ -232,20 +232,6 @@ class StandaloneBridge:
                  s.gateway.endpoint, self.chain.chain_id, s.evm.rpc_url, self.registry.address,
                  threshold, len(keys), submitter.address)
         return self.info
-
-    def _run(self) -> None:
-        assert self.bridge is not None
-        while not self._stop.is_set():
-            try:
-                self.bridge.run(self._stop)
-            except Exception as exc:  # noqa: BLE001 - an org node down or refusing: retry
-                text = str(exc)
-                if text != self.last_bridge_error:
-                    log.warning("bridge: %s (will retry)", text)
-                self.last_bridge_error = text
-                self._stop.wait(self.settings.bridge.poll_interval_s)
-            else:
-                return
 
     def stop(self) -> None:
         self._stop.set()
@@ -266,7 +252,7 @@ class StandaloneBridge:
                 "rpc_url": self.settings.evm.rpc_url,
                 "bridge": {"running": bool(self._thread and self._thread.is_alive()),
                            "agents": [a.msp_id for a in self.agents],
-                           "last_error": self.last_bridge_error}}
+                           "last_error": self.bridge.last_error if self.bridge else None}}
 
     def anchors(self) -> list[dict[str, Any]]:
         from fedledger.host.app import anchor_json

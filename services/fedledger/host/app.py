@@ -104,7 +104,6 @@ class Host:
         self.bridge: Bridge | None = None
         self.agents: list[RemoteAnchorAgent] = []
         self.info: dict[str, Any] = {}
-        self.last_bridge_error: str | None = None
         self._gateway = None
         self._stop = threading.Event()
         self._bridge_thread: threading.Thread | None = None
@@ -153,7 +152,8 @@ class Host:
                              keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url),
                              staking=self.staking)
         self.bridge.start()
-        self._bridge_thread = threading.Thread(target=self._run_bridge, name="bridge", daemon=True)
+        self._bridge_thread = threading.Thread(target=self.bridge.run, args=(self._stop,),
+                                               name="bridge", daemon=True)
         self._bridge_thread.start()
 
         described = self.network.network.describe()
@@ -170,20 +170,6 @@ class Host:
         }
         _write_json(s.host_json_path, self.info)
         return self.info
-
-    def _run_bridge(self) -> None:
-        assert self.bridge is not None
-        while not self._stop.is_set():
-            try:
-                self.bridge.run(self._stop)
-            except Exception as exc:  # noqa: BLE001 - an org node down or refusing: retry
-                text = str(exc)
-                if text != self.last_bridge_error:
-                    log.warning("bridge: %s (will retry)", text)
-                self.last_bridge_error = text
-                self._stop.wait(self.settings.bridge.poll_interval_s)
-            else:
-                return
 
     def stop(self) -> None:
         self._stop.set()
@@ -210,7 +196,7 @@ class Host:
                 "gateway": self.info.get("gateway"), "rpc_url": self.info.get("rpc_url"),
                 "bridge": {"running": bool(self._bridge_thread and self._bridge_thread.is_alive()),
                            "agents": [a.msp_id for a in self.agents],
-                           "last_error": self.last_bridge_error}}
+                           "last_error": self.bridge.last_error if self.bridge else None}}
 
     def anchors(self) -> list[dict[str, Any]]:
         assert self.bridge is not None
