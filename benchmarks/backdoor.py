@@ -53,6 +53,7 @@ from fedledger.learning.lora import load_adapter_state
 from fedledger.learning.seeds import derive_seed
 from fedledger.learning.simulation import Federation
 from fedledger.learning.training import train_local
+from fedledger.learning.updates import sha256_hex, update_bytes
 from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.voting import committee_verdict
 
@@ -83,6 +84,25 @@ def split_defense(defense: str) -> tuple[bool, str, dict]:
     return voting, name, ROBUST.get(name, {})
 
 
+#: (org, round, poisoned, start-state digest) -> (trained state, samples): every defense
+#: starts round 1 from the same adapter with the same seeds, so its training is shared
+_TRAINED: dict[tuple, tuple[dict, int]] = {}
+
+
+def local_update(fed: Federation, org: str, round_no: int, state: dict, poisoned: bool,
+                 backdoor: Backdoor) -> tuple[dict, int]:
+    config = fed.config
+    key = (org, round_no, poisoned, sha256_hex(update_bytes(state)))
+    if key not in _TRAINED:
+        data = fed.data.orgs[org].train
+        if poisoned:
+            data = backdoor.poison(data, seed=derive_seed(config.seed, "poison", org))
+        result = train_local(fed.model, fed.task, data, config.train, start_state=state,
+                             seed=derive_seed(config.seed, "train", round_no, org))
+        _TRAINED[key] = (result.state, result.num_samples)
+    return _TRAINED[key]
+
+
 def run(fed: Federation, defense: str, attackers: list[str], backdoor: Backdoor,
         args: argparse.Namespace, progress: Progress) -> dict:
     voting, strategy_name, params = split_defense(defense)
@@ -97,15 +117,10 @@ def run(fed: Federation, defense: str, attackers: list[str], backdoor: Backdoor,
     for round_no in range(1, args.rounds + 1):
         updates: dict[str, tuple[dict, int]] = {}
         for org in orgs:
-            data = fed.data.orgs[org].train
-            if org in attackers:
-                data = backdoor.poison(data, seed=derive_seed(config.seed, "poison", org))
-            result = train_local(fed.model, fed.task, data, config.train, start_state=state,
-                                 seed=derive_seed(config.seed, "train", round_no, org))
-            trained = result.state
+            trained, n = local_update(fed, org, round_no, state, org in attackers, backdoor)
             if org in attackers:
                 trained = boost_update(trained, state, backdoor.boost)
-            updates[org] = (trained, result.num_samples)
+            updates[org] = (trained, n)
         accepted, votes = list(orgs), {}
         if voting:
             validators = select_validators(dict.fromkeys(orgs, 1), seed=f"{NAME}:{defense}",
