@@ -18,7 +18,7 @@ S, S2 = "s0.g-1.t1.k1.b2", "s1.g2.t2.k1.b2"
 
 def agent(table: QTable | None = None, **over) -> QAgent:  # noqa: ANN003
     config = QLearningConfig(**{"alpha": 0.1, "gamma": 0.9, "epsilon": 0.0,
-                                "epsilon_min": 0.0, **over})
+                                "epsilon_min": 0.0, "sample_average": False, **over})
     return QAgent(config, table if table is not None else QTable())
 
 
@@ -42,6 +42,23 @@ def test_update_rule_by_hand():
     assert table.get(S2)["high"] == (pytest.approx(-0.2), 1)
     optimistic = agent(initial_q=10.0)
     assert optimistic.learn(S, "skip", 0.0, None) == pytest.approx(9.0)  # 10 + 0.1 * (0 - 10)
+
+
+def test_sample_average_steps_by_one_over_n_until_alpha():
+    table = QTable()
+    table.put(S, "low", 0.5, 3)
+    table.put(S2, "low", 2.0, 1)
+    a = agent(table, sample_average=True)
+    # 4th update: step max(0.1, 1/4) = 0.25: 0.5 + 0.25 * (1.0 + 0.9 * 2.0 - 0.5)
+    assert a.learn(S, "low", 1.0, S2) == pytest.approx(1.075)
+    # a first update replaces the initial value by the target: step 1
+    assert a.learn(S2, "high", -2.0, None) == pytest.approx(-2.0)
+    # the average of the first targets: (-2 + 4) / 2
+    assert a.learn(S2, "high", 4.0, None) == pytest.approx(1.0)
+    for _ in range(20):
+        a.learn(S2, "medium", 1.0, None)
+    before = table.get(S2)["medium"][0]
+    assert a.learn(S2, "medium", 2.0, None) == pytest.approx(before + 0.1 * (2.0 - before))
 
 
 def test_epsilon_decays_per_decision_down_to_its_floor():

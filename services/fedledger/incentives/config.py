@@ -65,9 +65,9 @@ class StateBins(_Section):
         description="the round's step in its lineage (how many rounds the model has been "
         "trained for, 1-based): a smaller step means a model with more left to learn")
     gain_edges: list[float] = Field(
-        default_factory=lambda: [0.0, 0.02],
-        description="the last measured change of the org's own test accuracy (first bin: "
-        "a loss)")
+        default_factory=lambda: [0.02],
+        description="the last measured change of the org's own test accuracy (default: "
+        "below 2 points, or more; a small test split measures with about that much noise)")
     token_edges: list[float] = Field(
         default_factory=lambda: [0.0, 1e-9],
         description="net tokens of the org's last settled round (slashed < 0 <= nothing < "
@@ -91,7 +91,11 @@ class QLearningConfig(_Section):
     """Tabular Q-learning with epsilon-greedy exploration (docs/incentives.md)."""
 
     alpha: float = Field(0.1, gt=0, le=1, description="learning rate of the Q update")
-    gamma: float = Field(0.8, ge=0, lt=1, description="discount of future rewards")
+    sample_average: bool = Field(
+        True, description="the n-th update of an entry steps by max(alpha, 1/n): the plain "
+        "average of its first 1/alpha targets, then alpha (noisy early targets and the "
+        "initial value weigh no more than later ones); False: always alpha")
+    gamma: float = Field(0.9, ge=0, lt=1, description="discount of future rewards")
     epsilon: float = Field(0.2, ge=0, le=1, description="exploration rate of the first decision")
     epsilon_min: float = Field(0.02, ge=0, le=1, description="exploration never decays below this")
     epsilon_decay: float = Field(0.95, gt=0, le=1, description="epsilon is multiplied by this "

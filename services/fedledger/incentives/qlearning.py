@@ -3,10 +3,12 @@
 Update rule (Watkins): after taking ``a`` in state ``s``, receiving reward ``r`` and
 seeing the next state ``s'``,
 
-    Q(s, a) <- Q(s, a) + alpha * (r + gamma * max_a' Q(s', a') - Q(s, a))
+    Q(s, a) <- Q(s, a) + alpha_n * (r + gamma * max_a' Q(s', a') - Q(s, a))
 
-with ``max_a'`` over the actions allowed in ``s'`` and no bootstrap term when the
-episode ended (``s'`` is None). Exploration: with probability
+with ``max_a'`` over the actions allowed in ``s'``, no bootstrap term when the episode
+ended (``s'`` is None), and ``alpha_n = max(alpha, 1/n)`` for the entry's n-th update
+(``sample_average``; else ``alpha``): a sample average of the first targets, then a
+constant step that keeps following a changing environment (the other orgs learn too). Exploration: with probability
 ``epsilon_n = max(epsilon_min, epsilon * epsilon_decay ** n)`` (``n`` = decisions made
 before) a uniformly random allowed action, else the best allowed one (ties broken by
 the same random draw). Every draw comes from a generator seeded by (seed, org, round),
@@ -79,6 +81,13 @@ def q_update(value: float, target: float, alpha: float) -> float:
     return value + alpha * (target - value)
 
 
+def step_size(config: QLearningConfig, update: int) -> float:
+    """The step of an entry's ``update``-th update (1-based)."""
+    if config.sample_average:
+        return max(config.alpha, 1.0 / max(1, update))
+    return config.alpha
+
+
 @dataclass(frozen=True)
 class Choice:
     action: str
@@ -125,7 +134,7 @@ class QAgent:
         next_values = (None if next_state is None
                        else self.values(next_state, _check(next_allowed)).values())
         new = q_update(value, td_target(reward, next_values, self.config.gamma),
-                       self.config.alpha)
+                       step_size(self.config, visits + 1))
         self.store.put(state, action, new, visits + 1)
         return new
 

@@ -230,7 +230,10 @@ class RoundWorker:
             reason: str | None = (f"{self.settings.msp_id} is not in the committee of round "
                                   f"{round_id}")
         else:
-            base_steps = self._config(Job(round_id=round_id, round=round_)).train.local_steps
+            try:
+                base_steps = self._config(Job(round_id=round_id, round=round_)).train.local_steps
+            except JobFailed:  # the job fails with the reason when it trains
+                base_steps = self.settings.train.local_steps
             decision = self.participation.decide(round_, mode, rounds, base_steps)
             reason = decision.reason if decision.action == "skip" else None
         with self.node.sessions() as session:
