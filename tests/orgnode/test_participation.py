@@ -134,3 +134,28 @@ def test_qlearning_decides_records_learns_and_survives_a_restart(devnet, coordin
         assert (again["policy"], again["action"], again["local_steps"]) == ("replay", "low", 1)
     finally:
         client.__exit__(None, None, None)
+
+
+def test_staking_signals_and_tokens_of_a_round():
+    """Tokens and stake from the Staking contract's per-round events (a stub reading):
+    a round counts once settled; a round without a committee moves nothing."""
+    from types import SimpleNamespace
+
+    from fedledger.incentives.config import QLearningConfig
+    from fedledger.orgnode.participation import Participation, StakeReading
+
+    settings = SimpleNamespace(staking=SimpleNamespace(stake_wei=10**18),
+                               participation=QLearningConfig())
+    agent = Participation(SimpleNamespace(settings=settings, sessions=None), lambda _r: None)
+    reading = StakeReading(stake_wei=9 * 10**17, per_round={5: 2 * 10**15, 6: -10**16},
+                           next_round=6)
+    voted = SimpleNamespace(round={"validation": {"validators": ["Org1MSP"]}})
+    assert agent._tokens_of(5, voted, reading) == (2.0, True)     # 2e15 wei / 1e15
+    assert agent._tokens_of(6, voted, reading) == (-10.0, False)  # not settled yet
+    assert agent._tokens_of(6, SimpleNamespace(round={}), reading) == (0.0, True)
+    assert agent._tokens_of(5, voted, None) == (0.0, False)       # chain unreadable
+    assert agent._last_tokens(reading, [4, 5, 6]) == 2.0          # latest settled: 5
+    assert agent._stake_ratio(reading) == 0.9
+    settings.staking = None
+    assert agent._tokens_of(5, voted, reading) == (0.0, True)
+    assert agent._stake_ratio(reading) is None
