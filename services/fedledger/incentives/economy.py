@@ -11,8 +11,9 @@ versus participation and effort (docs/incentives.md, "The simulator"):
 data weight, ``rho`` how much another org's data helps org i's domain (non-IID
 transfer), ``A_i`` the accuracy the model can reach on org i's data and ``kappa`` the
 speed. Returns diminish within a round (``b < 1``: more local steps drift further on
-one org's data) and over rounds (the gap to ``A_i`` shrinks). Every org *observes* its accuracy with Gaussian noise (a finite test
-split); welfare is computed on the true accuracies.
+one org's data) and over rounds (the gap to ``A_i`` shrinks). Every org *observes* its
+accuracy with Gaussian noise (a finite test split); welfare is computed on the true
+accuracies.
 
 Each participating org earns ``reward_tokens`` per round (what the Staking outcome pays
 an accepted proposer); the simulator has no attackers, so nobody is slashed.

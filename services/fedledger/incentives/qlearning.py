@@ -8,11 +8,13 @@ seeing the next state ``s'``,
 with ``max_a'`` over the actions allowed in ``s'``, no bootstrap term when the episode
 ended (``s'`` is None), and ``alpha_n = max(alpha, 1/n)`` for the entry's n-th update
 (``sample_average``; else ``alpha``): a sample average of the first targets, then a
-constant step that keeps following a changing environment (the other orgs learn too). Exploration: with probability
-``epsilon_n = max(epsilon_min, epsilon * epsilon_decay ** n)`` (``n`` = decisions made
-before) a uniformly random allowed action, else the best allowed one (ties broken by
-the same random draw). Every draw comes from a generator seeded by (seed, org, round),
-so a restarted node makes the same decision again.
+constant step that keeps following a changing environment (the other orgs learn too).
+
+Exploration: with probability ``epsilon_n = max(epsilon_min, epsilon *
+epsilon_decay ** n)`` (``n`` = decisions made before) a uniformly random allowed
+action, else the best allowed one (ties broken by the same random draw). Every draw
+comes from a generator seeded by (seed, org, round), so a restarted node makes the same
+decision again.
 
 The Q-table lives behind :class:`QStore` (in memory here; in the org node's database in
 ``fedledger.orgnode.participation``).
