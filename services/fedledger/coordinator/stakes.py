@@ -43,22 +43,31 @@ class Stakes:
         return stakes, block
 
     def view(self, addresses: Mapping[str, str]) -> dict[str, Any]:
+        """Stakes, pending withdrawals, history and the next round to settle, all read at
+        one block, so they agree with each other (a settlement landing in between would
+        otherwise show in some and not in others)."""
         client = self.client
+        chain = client.chain
+        block = chain.block_number()
         by_address = {a.lower(): org for org, a in addresses.items()}
         history: dict[str, list[dict[str, Any]]] = {org: [] for org in addresses}
-        for event in client.history():
+        for event in client.history(to_block=block):
             org = by_address.get(event.org.lower())
             if org is not None:
                 history[org].append({"kind": event.kind, "round_id": event.round,
                                      "amount_wei": str(event.amount),
                                      "block_number": event.block_number,
                                      "tx_hash": event.tx_hash})
+        functions = client.functions
         orgs = {}
         for org, address in sorted(addresses.items()):
-            pending, unlock_at = client.pending_of(address)
-            orgs[org] = {"address": address, "stake_wei": str(client.stake_of(address)),
-                         "pending_withdrawal_wei": str(pending), "unlock_at": unlock_at,
+            checksum = to_checksum_address(address)
+            pending, unlock_at = chain.call(functions.pendingOf(checksum), block=block)
+            orgs[org] = {"address": address,
+                         "stake_wei": str(chain.call(functions.stakeOf(checksum), block=block)),
+                         "pending_withdrawal_wei": str(pending), "unlock_at": int(unlock_at),
                          "history": history[org]}
-        return {"staking": client.address, "chain_id": client.chain.chain_id,
-                "reward_pool_wei": str(client.reward_pool()),
-                "next_round_to_settle": client.next_round(), "orgs": orgs}
+        return {"staking": client.address, "chain_id": chain.chain_id, "block": block,
+                "reward_pool_wei": str(chain.call(functions.rewardPool(), block=block)),
+                "next_round_to_settle": int(chain.call(functions.nextRound(), block=block)),
+                "orgs": orgs}
