@@ -30,10 +30,20 @@ def test_outcome_rewards_and_slashes_by_the_verdict():
     assert list(outcome.orgs) == sorted(outcome.orgs)
 
 
-def test_no_committee_or_not_final_moves_nothing():
+def test_no_committee_moves_nothing():
     plain = {**ROUND, "validators": []}
     assert round_outcome(plain, SUBMISSIONS, [], ADDRESSES).entries() == {}
     assert verdict_of(plain, SUBMISSIONS, []) == {o["org"]: True for o in SUBMISSIONS}
+
+
+def test_failed_round_slashes_but_pays_no_reward():
+    """A round that never became final: the attacker that sank it is still slashed, and
+    so is a validator that voted for it; nobody is paid for a round without a model."""
     failed = {**ROUND, "status": "closed"}
-    assert round_outcome(failed, SUBMISSIONS, [vote("Org1MSP", "Org3MSP", False)],
-                         ADDRESSES).entries() == {}
+    votes = [vote("Org1MSP", "Org3MSP", False), vote("Org2MSP", "Org3MSP", False),
+             vote("Org4MSP", "Org3MSP", True), vote("Org1MSP", "Org2MSP", True)]
+    outcome = round_outcome(failed, SUBMISSIONS, votes, ADDRESSES)
+    assert outcome.verdict == {"Org1MSP": True, "Org2MSP": True, "Org3MSP": False}
+    assert outcome.entries() == {ADDRESSES["Org3MSP"]: -100, ADDRESSES["Org4MSP"]: -100}
+    # failed before any vote: nobody rejected, nothing moves
+    assert round_outcome(failed, SUBMISSIONS, [], ADDRESSES).entries() == {}

@@ -8,6 +8,11 @@ For a round with a validator committee (``Round.validators``):
 * each validator whose every vote agreed with the verdict earns ``reward_wei``; one that
   voted against it on any update loses ``slash_wei``; one that did not vote, nothing.
 
+A round that never became final (it failed; the bridge settles it as a gap before a later
+final round, when its votes can no longer change) pays no rewards, since it produced no
+model, but its slashes stand: otherwise an attacker whose update sank the round -- every
+update rejected, no aggregate -- would keep its stake.
+
 Amounts are summed per org and keyed by the org's registered anchor address; zero
 entries are dropped and the rest sorted by address, so the bridge and every org's agent
 build the same ``(orgs, deltas)`` and sign the same EIP-712 ``Outcome``. A round without
@@ -55,9 +60,11 @@ def round_outcome(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, 
     round_id = int(round_["round_id"])
     validators = set(round_.get("validators") or [])
     verdict = verdict_of(round_, submissions, votes)
-    if not validators or round_.get("status") != "final":
+    if not validators:
         return Outcome(round_id, (), (), verdict)
-    reward, slash = int(round_.get("reward_wei", 0)), int(round_.get("slash_wei", 0))
+    final = round_.get("status") == "final"
+    reward = int(round_.get("reward_wei", 0)) if final else 0
+    slash = int(round_.get("slash_wei", 0))
     totals: dict[str, int] = {}
 
     def add(org: str, amount: int) -> None:
