@@ -50,7 +50,7 @@ from fedledger.evm.backends import connect
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.contracts import AnchorRegistryClient
-from fedledger.fabric.identity import SigningIdentity, load_signing_identity
+from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
 from fedledger.web.errors import NotFound
 
@@ -61,20 +61,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GatewaySettings(_Section):
-    """The operator org's peer Gateway the bridge follows and records receipts through."""
-
-    endpoint: str = Field(description="host:port of the peer's Gateway service")
-    tls_ca_cert: Path | None = Field(None, description="PEM of the peer's TLS CA (None: plaintext)")
-    server_name: str | None = Field(None, description="host name in the peer's TLS certificate")
-
-
-class IdentitySettings(_Section):
-    msp_id: str = Field(description="the operator org's MSP id, e.g. Org1MSP")
-    msp_dir: Path = Field(description="MSP folder of its client identity (signcerts/, keystore/)")
-
-    def load(self) -> SigningIdentity:
-        return load_signing_identity(self.msp_dir, self.msp_id)
+#: The operator org's Gateway peer the bridge follows and records receipts through,
+#: and the client identity it does that with.
+GatewaySettings = GatewayEndpoint
+IdentitySettings = ClientIdentity
 
 
 class SubmitterKey(_Section):
@@ -176,7 +166,6 @@ class StandaloneBridge:
         self._thread: threading.Thread | None = None
 
     def start(self, status_url: str | None = None) -> dict[str, Any]:
-        from fedledger.fabric.gateway import Gateway
 
         s = self.settings
         deployed = s.deployed()
@@ -205,9 +194,7 @@ class StandaloneBridge:
         submitter = s.submitter.load()
 
         identity = s.identity.load()
-        tls = s.gateway.tls_ca_cert.read_bytes() if s.gateway.tls_ca_cert else None
-        self._gateway = Gateway.connect(s.gateway.endpoint, identity, tls_root_cert=tls,
-                                        server_name=s.gateway.server_name)
+        self._gateway = s.gateway.connect(identity)
         consortium = self._gateway.network(s.bridge.channel).contract(s.bridge.chaincode,
                                                                       "consortium")
         self.agents = [RemoteAnchorAgent(msp, addresses[msp], url, identity,

@@ -48,10 +48,7 @@ class Ledger:
 
     @classmethod
     def connect(cls, gateway: GatewaySettings, identity: IdentitySettings) -> Ledger:
-        tls = gateway.tls_ca_cert.read_bytes() if gateway.tls_ca_cert else None
-        client = Gateway.connect(gateway.endpoint, identity.load(), tls_root_cert=tls,
-                                 server_name=gateway.server_name)
-        return cls(client, gateway)
+        return cls(gateway.connect(identity.load()), gateway)
 
     def close(self) -> None:
         self.gateway.close()

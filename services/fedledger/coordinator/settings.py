@@ -17,8 +17,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedledger.config import FedLedgerConfig
+from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.fabric.devca import load_network_crypto
-from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.fabric.msp import MSPManager
 from fedledger.web.environment import env_secret, env_values, url_with_password
 
@@ -27,25 +27,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GatewaySettings(_Section):
-    """Where the Fabric Gateway is and how to reach it."""
+class GatewaySettings(GatewayEndpoint):
+    """The operator org's Gateway peer, and where the consortium contract lives."""
 
-    endpoint: str = Field(description="host:port of the peer's Gateway service")
-    tls_ca_cert: Path | None = Field(None, description="PEM of the gateway's TLS CA (None: plaintext)")
-    server_name: str | None = Field(None, description="host name in the gateway's TLS certificate")
     channel: str = Field("consortium", description="the consortium channel")
     chaincode: str = Field("fedledger", description="chaincode name")
     contract: str = Field("consortium", description="contract inside the chaincode")
 
 
-class IdentitySettings(_Section):
-    """The operator org's client identity the coordinator signs ledger transactions with."""
-
-    msp_id: str = Field(description="e.g. Org1MSP")
-    msp_dir: Path = Field(description="MSP folder with signcerts/ and keystore/")
-
-    def load(self) -> SigningIdentity:
-        return load_signing_identity(self.msp_dir, self.msp_id)
+#: The operator org's client identity the coordinator signs ledger transactions with.
+IdentitySettings = ClientIdentity
 
 
 class OrgMSPSettings(_Section):

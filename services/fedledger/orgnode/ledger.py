@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from fedledger.canonical import canonical_json
 from fedledger.fabric.errors import FabricError
-from fedledger.fabric.gateway import Contract, Gateway
+from fedledger.fabric.gateway import Contract
 from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.errors import ServiceError
@@ -31,9 +31,7 @@ class OrgLedger:
     def __init__(self, settings: OrgNodeSettings, identity: SigningIdentity | None = None) -> None:
         self.settings = settings
         self.identity = identity or load_signing_identity(settings.user_msp_dir, settings.msp_id)
-        tls = settings.gateway.tls_ca_cert.read_bytes() if settings.gateway.tls_ca_cert else None
-        self.gateway = Gateway.connect(settings.gateway.endpoint, self.identity,
-                                       tls_root_cert=tls, server_name=settings.gateway.server_name)
+        self.gateway = settings.gateway.connect(self.identity)
         self.private: Contract = self.gateway.network(settings.private_channel).contract(
             settings.chaincode, "private")
         self.consortium: Contract = self.gateway.network(settings.consortium_channel).contract(

@@ -12,11 +12,11 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from fedledger.fabric.connection import GatewayEndpoint
 from fedledger.incentives.config import QLearningConfig
 from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
 from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
@@ -28,12 +28,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GatewaySettings(_Section):
-    """Where the org's Fabric gateway peer listens."""
-
-    endpoint: str = Field(description="host:port of the Fabric Gateway service")
-    tls_ca_cert: Path | None = Field(None, description="PEM of the TLS CA; None = plaintext")
-    server_name: str | None = Field(None, description="host name in the peer's TLS certificate")
+#: Where the org's own Gateway peer listens.
+GatewaySettings = GatewayEndpoint
 
 
 class AttackSettings(_Section):
