@@ -140,7 +140,8 @@ class RoundService:
             "data": exp.data.model_dump(mode="json"),
             "strategy": exp.federation.strategy.model_dump(mode="json"),
             "defense": exp.federation.defense.model_dump(mode="json"),
-            "sisa": {"shards": self.shards, "shard": shard, "step": step},
+            "sisa": {"shards": self.shards, "shard": shard, "step": step,
+                     "merge": exp.federation.shard_merge},
         }
 
     def context(self, config: dict[str, Any]) -> AdapterContext:
@@ -651,7 +652,8 @@ class RoundService:
         context = self.context(self.round_config())
         if adapters:
             merged = merge_shard_adapters([self._load_update(a["adapter_digest"], context)
-                                           for a in adapters])
+                                           for a in adapters],
+                                          self.settings.experiment.federation.shard_merge)
         else:
             merged = context.initial_state
         data = update_bytes(merged)

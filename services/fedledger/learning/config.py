@@ -129,6 +129,11 @@ class DefenseConfig(_Section):
                            "or a validator voting against the verdict")
 
 
+#: How the served model combines the SISA shard adapters (``unlearning.merge_shard_adapters``):
+#: "mean" averages their LoRA products, "sum" adds them (each shard at full weight).
+ShardMerge = Literal["mean", "sum"]
+
+
 class FederationConfig(_Section):
     rounds: int = Field(3, gt=0, description="federated rounds")
     eval_every: int = Field(
@@ -141,6 +146,12 @@ class FederationConfig(_Section):
         description="SISA shard-groups over the deployment: each org splits its data into this "
         "many shards and each shard is its own federated lineage; a deletion replays one "
         "shard's rounds. 1 = plain FedAvg (a deletion replays every round)",
+    )
+    shard_merge: ShardMerge = Field(
+        "mean",
+        description="how the served model combines the shard adapters: 'mean' = (1/S) sum of "
+        "their LoRA products, 'sum' = the sum (each shard's update at full weight; measured "
+        "better for short fine-tuning, see docs/unlearning.md). No effect at shards = 1",
     )
 
 

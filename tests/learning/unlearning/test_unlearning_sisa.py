@@ -13,6 +13,7 @@ from fedledger.learning.unlearning import (
     adapter_digest,
     lora_rank,
     max_abs_diff,
+    merge_shard_adapters,
     verify_membership,
     verify_non_membership,
 )
@@ -133,6 +134,27 @@ def test_dropping_a_shard_is_exact(fed):
     expected_digest = adapter_digest(sisa.served_state(exclude={sisa.scheme.shard_of(victim)}))
     result = sisa.delete({sisa.orgs[1]: [victim]}, evaluate=False)
     assert result.dropped_served_digest == expected_digest
+
+
+def test_sum_merge_adds_the_shard_products_and_deletion_stays_exact(fed):
+    sisa = SisaFederation(fed, SisaConfig(shards=3, merge="sum"))
+    sisa.train(1)
+    parts = [_products(sisa.shard_state(s)) for s in range(3)]
+    served = _products(sisa.served_state())
+    for module, prod in served.items():
+        expected = parts[0][module] + parts[1][module] + parts[2][module]
+        assert torch.allclose(prod, expected, atol=1e-7, rtol=1e-5), module
+    mean = SisaFederation(fed, SisaConfig(shards=3))
+    mean.train(1)
+    assert max_abs_diff(mean.served_state(), sisa.served_state()) > 0  # not the mean
+    victim = _pick(sisa, sisa.orgs[0], slice_index=0)
+    sisa.delete({sisa.orgs[0]: [victim]}, evaluate=False)
+    _assert_equals_retrain(sisa)
+
+
+def test_unknown_shard_merge_is_refused():
+    with pytest.raises(ValueError, match="unknown shard merge 'max'"):
+        merge_shard_adapters([{"x": torch.zeros(1)}, {"x": torch.zeros(1)}], "max")
 
 
 def test_unknown_ids_raise_and_change_nothing_and_repeats_are_noops(fed):

@@ -10,8 +10,8 @@ shard is kept (in memory, and as a PEFT folder plus ``lineage.json`` when a chec
 directory is given).
 
 The served model is the exact average of the shard updates,
-``delta W = (1/S) sum_s B_s A_s``, as one LoRA of rank S r whose factors stack the shard
-factors (:func:`merge_shard_adapters`).
+``delta W = (1/S) sum_s B_s A_s`` (or, with ``merge="sum"``, their sum), as one LoRA of
+rank S r whose factors stack the shard factors (:func:`merge_shard_adapters`).
 
 Deletion (``delete``): the shards holding the samples are dropped from the served merge
 at once (exact: the merge of the others), their lineages are rolled back to the
@@ -39,7 +39,7 @@ from peft import PeftModel, set_peft_model_state_dict
 
 from fedledger.learning.aggregation import ClientUpdate, build_strategy, scaled_lora_alpha
 from fedledger.learning.aggregation.exact_lora import pair_lora_keys
-from fedledger.learning.config import ExperimentConfig, LoraConfig
+from fedledger.learning.config import ExperimentConfig, LoraConfig, ShardMerge
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
 from fedledger.learning.evaluation import EvalResult, evaluate
@@ -75,7 +75,8 @@ class SisaConfig:
     per-deployment secret of the shard/slice hash; salt_secret: derives each org's
     commitment salt (see :func:`org_salt`; pass ``salts`` to SisaFederation instead in a
     real deployment); steps_per_shard: local steps of one org on one shard per round
-    (None: ceil(local_steps / S), so total training compute matches S = 1)."""
+    (None: ceil(local_steps / S), so total training compute matches S = 1); merge: how
+    the served adapter combines the shard adapters (:func:`merge_shard_adapters`)."""
 
     shards: int = 4
     slices: int = 1
@@ -83,6 +84,7 @@ class SisaConfig:
     shard_key: str = "fedledger-sisa"
     salt_secret: str = "fedledger-salt"
     steps_per_shard: int | None = None
+    merge: ShardMerge = "mean"
 
 
 @dataclass
@@ -202,15 +204,19 @@ def served_adapter(model: PeftModel, lora: LoraConfig, state: Mapping[str, torch
         model.set_adapter("default")
 
 
-def merge_shard_adapters(states: Sequence[Mapping[str, torch.Tensor]]) -> AdapterState:
+def merge_shard_adapters(states: Sequence[Mapping[str, torch.Tensor]],
+                         merge: ShardMerge = "mean") -> AdapterState:
     """The exact average of the LoRA products, ``(1/n) sum_s B_s A_s`` per module, as one
     LoRA of rank ``n r`` by stacking: ``A = [A_1; ...; A_n]``, ``B = [B_1 | ... | B_n] / n``,
-    so ``B A = (1/n) sum_s B_s A_s``. Lossless, and no factorisation runs: the bytes
-    depend only on the inputs and their order, so any party that holds the shard
-    adapters recomputes the served adapter's digest exactly. Keys that are not LoRA
-    factors are averaged. One state is returned as is (S = 1 is plain FedAvg)."""
+    so ``B A = (1/n) sum_s B_s A_s``. ``merge="sum"``: the sum ``sum_s B_s A_s`` (no
+    ``1/n``), i.e. every shard's update at full weight. Lossless, and no factorisation
+    runs: the bytes depend only on the inputs and their order, so any party that holds
+    the shard adapters recomputes the served adapter's digest exactly. Keys that are not
+    LoRA factors are averaged. One state is returned as is (S = 1 is plain FedAvg)."""
     if not states:
         raise ValueError("nothing to merge")
+    if merge not in ("mean", "sum"):
+        raise ValueError(f"unknown shard merge {merge!r} (mean or sum)")
     if len(states) == 1:
         return {k: v.clone() for k, v in states[0].items()}
     keys = tuple(states[0])
@@ -222,7 +228,8 @@ def merge_shard_adapters(states: Sequence[Mapping[str, torch.Tensor]]) -> Adapte
     merged: AdapterState = {}
     for pair in pairs:
         merged[pair.a_key] = torch.cat([s[pair.a_key] for s in states], dim=0)
-        merged[pair.b_key] = torch.cat([s[pair.b_key] for s in states], dim=1) / n
+        stacked_b = torch.cat([s[pair.b_key] for s in states], dim=1)
+        merged[pair.b_key] = stacked_b / n if merge == "mean" else stacked_b
     for key in others:
         merged[key] = torch.stack([s[key] for s in states]).mean(dim=0)
     return {k: merged[k] for k in keys}
@@ -438,7 +445,7 @@ class SisaFederation:
         keep = [self.shard_state(s) for s in range(self.scheme.shards) if s not in skip]
         if not keep:
             return dict(self.fed.initial_state)
-        return merge_shard_adapters(keep)
+        return merge_shard_adapters(keep, self.sisa.merge)
 
     def served_digest(self) -> str:
         return adapter_digest(self.served_state())
