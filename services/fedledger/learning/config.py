@@ -150,8 +150,9 @@ class FederationConfig(_Section):
     shard_merge: ShardMerge = Field(
         "mean",
         description="how the served model combines the shard adapters: 'mean' = (1/S) sum of "
-        "their LoRA products, 'sum' = the sum (each shard's update at full weight; measured "
-        "better for short fine-tuning, see docs/unlearning.md). No effect at shards = 1",
+        "their LoRA products, 'sum' = the sum (each shard's update at full weight; in the CPU "
+        "benchmark it overshot into a constant answer, see docs/unlearning.md). No effect at "
+        "shards = 1",
     )
 
 
