@@ -8,8 +8,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from eth_utils import to_checksum_address
-
 from fedledger.evm.backends import connect
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.contracts import StakingClient
@@ -37,9 +35,7 @@ class Stakes:
         validators are drawn by (anyone can read the same stakes at that block)."""
         client = self.client
         block = client.chain.block_number()
-        stakes = {org: int(client.chain.call(client.functions.stakeOf(to_checksum_address(address)),
-                                             block=block))
-                  for org, address in sorted(addresses.items())}
+        stakes = {org: client.stake_of(address, block) for org, address in sorted(addresses.items())}
         return stakes, block
 
     def view(self, addresses: Mapping[str, str]) -> dict[str, Any]:
@@ -58,16 +54,12 @@ class Stakes:
                                      "amount_wei": str(event.amount),
                                      "block_number": event.block_number,
                                      "tx_hash": event.tx_hash})
-        functions = client.functions
         orgs = {}
         for org, address in sorted(addresses.items()):
-            checksum = to_checksum_address(address)
-            pending, unlock_at = chain.call(functions.pendingOf(checksum), block=block)
-            orgs[org] = {"address": address,
-                         "stake_wei": str(chain.call(functions.stakeOf(checksum), block=block)),
-                         "pending_withdrawal_wei": str(pending), "unlock_at": int(unlock_at),
+            pending, unlock_at = client.pending_of(address, block)
+            orgs[org] = {"address": address, "stake_wei": str(client.stake_of(address, block)),
+                         "pending_withdrawal_wei": str(pending), "unlock_at": unlock_at,
                          "history": history[org]}
         return {"staking": client.address, "chain_id": chain.chain_id, "block": block,
-                "reward_pool_wei": str(chain.call(functions.rewardPool(), block=block)),
-                "next_round_to_settle": int(chain.call(functions.nextRound(), block=block)),
-                "orgs": orgs}
+                "reward_pool_wei": str(client.reward_pool(block)),
+                "next_round_to_settle": client.next_round(block), "orgs": orgs}

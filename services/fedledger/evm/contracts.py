@@ -80,8 +80,8 @@ class _ThresholdClient:
     def key_update_nonce(self) -> int:
         return int(self.chain.call(self.functions.keyUpdateNonce()))
 
-    def next_round(self) -> int:
-        return int(self.chain.call(self.functions.nextRound()))
+    def next_round(self, block: int | str = "latest") -> int:
+        return int(self.chain.call(self.functions.nextRound(), block=block))
 
     def current_keys(self, from_block: int | str = 0) -> list[str]:
         """The key set, rebuilt from the last ``KeySetUpdated`` event."""
@@ -165,16 +165,17 @@ class StakingClient(_ThresholdClient):
     def withdraw(self, account: LocalAccount, **kw: Any) -> TxReceipt:
         return self.chain.transact(self.functions.withdraw(), account, **kw)
 
-    def stake_of(self, org: Any) -> int:
-        return int(self.chain.call(self.functions.stakeOf(_keys([org])[0])))
+    def stake_of(self, org: Any, block: int | str = "latest") -> int:
+        return int(self.chain.call(self.functions.stakeOf(_keys([org])[0]), block=block))
 
-    def pending_of(self, org: Any) -> tuple[int, int]:
+    def pending_of(self, org: Any, block: int | str = "latest") -> tuple[int, int]:
         """``(amount, unlock_at)`` of the org's pending withdrawal."""
-        amount, unlock_at = self.chain.call(self.functions.pendingOf(_keys([org])[0]))
+        amount, unlock_at = self.chain.call(self.functions.pendingOf(_keys([org])[0]),
+                                            block=block)
         return int(amount), int(unlock_at)
 
-    def reward_pool(self) -> int:
-        return int(self.chain.call(self.functions.rewardPool()))
+    def reward_pool(self, block: int | str = "latest") -> int:
+        return int(self.chain.call(self.functions.rewardPool(), block=block))
 
     def withdrawal_delay(self) -> int:
         return int(self.chain.call(self.functions.withdrawalDelay()))
