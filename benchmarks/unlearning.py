@@ -262,8 +262,12 @@ def plot(rows: list[dict], base_acc: float, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_arguments(description: str | None) -> argparse.Namespace:
+    """The options of a SISA run, shared with ``benchmarks/shard_merge.py`` so that both
+    train the same shard adapters. Defaults: the full run in RESULTS.md (about 50 min on 2
+    CPU cores; see docs/unlearning.md); ``--quick``: a tiny random model."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny random model, 2 orgs, S in 1,2,4")
     parser.add_argument("--shards", type=str, default=None, help="comma-separated S values")
     parser.add_argument("--slices", type=int, default=1)
@@ -278,18 +282,22 @@ def main() -> None:
     parser.add_argument("--test-per-org", type=int, default=None)
     parser.add_argument("--forget", type=int, default=None, help="samples in the deletion request")
     args = parser.parse_args()
-    command = shlex.join(["python", "benchmarks/unlearning.py", *sys.argv[1:]])
-    shard_counts = [int(x) for x in (args.shards or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
-    # full-run defaults: the settings of the run in RESULTS.md (sized for about an hour on
-    # 2 CPU cores; see docs/unlearning.md)
+    args.shard_counts = [int(x) for x in (args.shards or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
     default_orgs = ["airline", "apple"] if args.quick else ["airline", "sports", "self_driving", "apple"]
     args.orgs = args.orgs.split(",") if args.orgs else default_orgs
-    args.rounds = args.rounds or (2 if args.quick else 3)
-    args.local_steps = args.local_steps or (4 if args.quick else 24)
+    args.rounds = args.rounds or 2
+    args.local_steps = args.local_steps or (4 if args.quick else 16)
     args.batch_size = args.batch_size or (8 if args.quick else 4)
     args.train_per_org = args.train_per_org or (24 if args.quick else 128)
-    args.test_per_org = args.test_per_org or (12 if args.quick else 200)
+    args.test_per_org = args.test_per_org or (12 if args.quick else 100)
     args.forget = args.forget or (4 if args.quick else 12)
+    return args
+
+
+def main() -> None:
+    args = run_arguments(__doc__)
+    command = shlex.join(["python", "benchmarks/unlearning.py", *sys.argv[1:]])
+    shard_counts = args.shard_counts
 
     sample_load()
     load_start = LOAD[-1] if LOAD else None
