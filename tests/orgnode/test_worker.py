@@ -118,11 +118,14 @@ def test_full_round(devnet, operator, coordinator, nodes):  # noqa: ANN001
 def test_tampered_aggregate_is_not_attested_and_policy_never_skips(  # noqa: ANN001
         operator, coordinator, nodes):
     nodes["Org2"].put("/policy", json={"mode": "never"}, headers=admin_headers())
-    coordinator.tamper, coordinator.expect = True, 1
+    # the round stays open (2 submissions expected) until Org2 has seen it and skipped:
+    # an org that never polls while a round is open has no job for it at all
+    coordinator.tamper, coordinator.expect = True, 2
     try:
         round_id = coordinator.open_round(COMMITTEE, TINY_CONFIG, quorum=1)
         skipped = wait_jobs(nodes["Org2"], round_id, {"skipped"})
         assert skipped["error"] == "participation policy is 'never'"
+        coordinator.expect = 1
         failed = wait_jobs(nodes["Org1"], round_id, {"attested", "failed"})
     finally:
         nodes["Org2"].put("/policy", json={"mode": "always"}, headers=admin_headers())
