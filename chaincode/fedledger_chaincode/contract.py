@@ -13,9 +13,11 @@ hint: ``str``-based types are taken as-is, anything else (ints, bools, lists, py
 records) is parsed as JSON and validated strictly. Parameters with a default may be
 omitted. Results (pydantic models, dicts, lists, None) go back as canonical JSON.
 
-Errors: a :class:`ContractError` -> status 500 ``"<Contract:Function>: <message>"``;
-bad arguments -> 500 naming the function and the argument; any other exception -> 500
-``"internal error in <Contract:Function>: <Type>: <message>"``.
+Errors: a :class:`ContractError` (one subclass per :class:`ErrorCode`: ``NotFound``,
+``Conflict``, ``Forbidden``, ``Invalid``, ``WrongState``) -> status 500 with the
+machine-readable message of ``fedledger.protocol.errors`` (code, ``Contract:Function``,
+text); bad arguments -> code ``invalid`` naming the argument; any other exception ->
+code ``internal``. Clients read the code, never the text.
 
 Validate first, write last. Writes go through :meth:`Context.put_state` /
 :meth:`Context.del_state` / :meth:`Context.set_event`, which are *buffered* and handed
@@ -38,9 +40,9 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
 from fabric_protos.peer import proposal_response_pb2
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from fedledger.canonical import canonical_json
+from fedledger.protocol.errors import ErrorCode, refusal_message
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 Response = proposal_response_pb2.Response
 M = TypeVar("M", bound=BaseModel)
@@ -58,11 +60,43 @@ _WRITE_METHODS = frozenset({
 
 
 class ContractError(Exception):
-    """A refusal the caller should see (bad input, not allowed, wrong state)."""
+    """A refusal the caller should see; raise the subclass that names its code."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INVALID
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class NotFound(ContractError):
+    """The record asked for does not exist."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class Conflict(ContractError):
+    """The key already holds different data (records are never replaced)."""
+
+    code = ErrorCode.CONFLICT
+
+
+class Forbidden(ContractError):
+    """The caller may not do this: wrong org, not a member, not on the committee."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class Invalid(ContractError):
+    """The arguments are malformed or inconsistent with each other or the ledger."""
+
+    code = ErrorCode.INVALID
+
+
+class WrongState(ContractError):
+    """The records are not (or no longer) in a state that allows this call."""
+
+    code = ErrorCode.STATE
 
 
 # --- declaring functions -------------------------------------------------------------
@@ -163,10 +197,10 @@ class Context:
         return [model.model_validate_json(value) async for _, value in _key_values(found)]
 
     async def require(self, parts: KeyParts, model: type[M], what: str) -> M:
-        """The stored record, or ContractError("<what> not found")."""
+        """The stored record, or NotFound("<what> not found")."""
         record = await self.get_record(parts, model)
         if record is None:
-            raise ContractError(f"{what} not found")
+            raise NotFound(f"{what} not found")
         return record
 
     # writes (buffered) ---------------------------------------------------------------
@@ -293,7 +327,7 @@ class Function:
         if not low <= len(args) <= high:
             expected = str(high) if low == high else f"{low} to {high}"
             names = ", ".join(p.name if p.required else f"[{p.name}]" for p in self.parameters)
-            raise ContractError(
+            raise Invalid(
                 f"expects {expected} argument{'s' if high != 1 else ''} ({names}), got {len(args)}"
             )
         values = []
@@ -301,9 +335,9 @@ class Function:
             try:
                 values.append(param.parse(raw))
             except UnicodeDecodeError:
-                raise ContractError(f"argument {param.name!r} is not UTF-8") from None
+                raise Invalid(f"argument {param.name!r} is not UTF-8") from None
             except ValidationError as exc:
-                raise ContractError(_describe(param.name, exc)) from None
+                raise Invalid(_describe(param.name, exc)) from None
         values.extend(p.default for p in self.parameters[len(args):])
         return values
 
@@ -336,8 +370,8 @@ def _ok(payload: bytes) -> Response:
     return Response(status=200, payload=payload)
 
 
-def _error(message: str) -> Response:
-    return Response(status=500, message=message)
+def _error(code: ErrorCode, function: str, message: str) -> Response:
+    return Response(status=500, message=refusal_message(code, function, message))
 
 
 def _encode(result: Any) -> bytes:
@@ -379,21 +413,24 @@ class ContractChaincode:
     async def invoke(self, stub: Any) -> Response:
         args = list(stub.get_args())
         if not args:
-            return _error("no function name given (args[0] must be 'Contract:Function')")
+            return _error(ErrorCode.INVALID, "", "no function name given (args[0] must be "
+                          "'Contract:Function')")
         try:
             requested = args[0].decode("utf-8")
         except UnicodeDecodeError:
-            return _error("function name (args[0]) is not UTF-8")
+            return _error(ErrorCode.INVALID, "", "function name (args[0]) is not UTF-8")
         contract_name, _, fn_name = requested.rpartition(":")
         contract_name = contract_name or self.default
         if contract_name == SYSTEM_CONTRACT and fn_name == "GetMetadata":
             return _ok(canonical_json(self.metadata()))
         if contract_name not in self.contracts:
-            return _error(f"unknown contract {contract_name!r} in {requested!r} "
+            return _error(ErrorCode.INVALID, requested,
+                          f"unknown contract {contract_name!r} "
                           f"(known: {', '.join(sorted(self.contracts))})")
         fn = self.functions[contract_name].get(fn_name)
         if fn is None:
-            return _error(f"unknown function {fn_name!r} in contract {contract_name!r} "
+            return _error(ErrorCode.INVALID, requested,
+                          f"unknown function {fn_name!r} in contract {contract_name!r} "
                           f"(known: {', '.join(sorted(self.functions[contract_name]))})")
         return await self._call(fn, stub, args[1:])
 
@@ -407,9 +444,9 @@ class ContractChaincode:
             # Only now, with the function done and its result encodable, do writes leave.
             await ctx._flush(stub)
         except ContractError as exc:
-            return _error(f"{fn.qualified}: {exc.message}")
+            return _error(exc.code, fn.qualified, exc.message)
         except Exception as exc:  # noqa: BLE001 -- reported to the client, never swallowed
-            return _error(f"internal error in {fn.qualified}: {type(exc).__name__}: {exc}")
+            return _error(ErrorCode.INTERNAL, fn.qualified, f"{type(exc).__name__}: {exc}")
         return _ok(payload)
 
     def metadata(self) -> dict[str, Any]:

@@ -174,7 +174,8 @@ class Round(Record):
     """One federated round of one shard-group.
 
     Lifecycle: ``open`` (submissions, votes) -> ``closed`` (votes) -> ``aggregated`` (at
-    least one attestation) -> ``final`` (a majority attested ``aggregate_digest``).
+    least one attestation; derived by GetRound, never stored) -> ``final`` (a majority
+    attested ``aggregate_digest`` and FinalizeRound recorded it).
     """
 
     round_id: RoundId
@@ -247,6 +248,24 @@ class Attestation(Record):
     round_id: RoundId
     org: Id
     aggregate_digest: Hash
+
+
+class RoundFinality(Record):
+    """A round made final: the digest a MAJORITY attested, and which orgs attested it.
+
+    Stored under its own key by FinalizeRound (never in the round record, which the orgs'
+    attestations read): an attestation landing in the same block as the finalisation
+    then conflicts with nothing.
+    """
+
+    round_id: RoundId
+    aggregate_digest: Hash
+    attesters: list[Id] = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _attesters_unique(self) -> RoundFinality:
+        _unique(self.attesters, "attesters")
+        return self
 
 
 class ShardAdapter(Record):

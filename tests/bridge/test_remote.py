@@ -20,6 +20,7 @@ from fedledger.bridge.service import BridgeSettings
 from fedledger.bridge.tree import AnchorBatch
 from fedledger.evm.backends import connect
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 from fedledger.web.errors import Conflict, Forbidden, install_error_handlers
 from fedledger.web.server import ThreadedServer, free_port
 from fedledger.web.signing import RequestVerifier
@@ -67,7 +68,7 @@ def fake_org_node(agent, verifier: RequestVerifier, *, bridge_msp: str) -> FastA
 
 @pytest.fixture()
 def world(tmp_path):
-    network = EmbeddedNetwork(tmp_path / "fabric", ORGS)
+    network = EmbeddedNetwork(tmp_path / "fabric", ORGS, orderer=OrdererSettings.fast())
     network.start()
     chain = connect()
     anchoring = build_anchoring(network, chain, db_url=f"sqlite:///{tmp_path / 'bridge.db'}",

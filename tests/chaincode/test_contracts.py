@@ -24,6 +24,9 @@ from fedledger_chaincode.contract import (
     transaction,
 )
 
+from fedledger.protocol.errors import ErrorCode as E
+from fedledger.protocol.errors import parse_refusal
+
 from .fakestub import FakeLedger, Result
 
 ORGS = ["Org1MSP", "Org2MSP", "Org3MSP"]
@@ -54,11 +57,11 @@ def submission(msp: str, round_id: int = 1, update: int = 10, **over) -> dict:
             "num_samples": 100, "update_spec_digest": h(2), "signature": "30450221", **over}
 
 
-def assert_refused(ledger: FakeLedger, result: Result, *fragments: str) -> None:
-    """A 500 whose message contains the fragments, and not a single write or event."""
+def assert_refused(ledger: FakeLedger, result: Result, code: E) -> None:
+    """A 500 carrying the refusal ``code``, and not a single write or event."""
     assert result.status == 500, result
-    for fragment in fragments:
-        assert fragment in result.message, result.message
+    refusal = parse_refusal(result.message)
+    assert refusal is not None and refusal.code is code, result.message
     assert ledger.last_stub.writes == {} and ledger.last_stub.event is None
 
 
@@ -84,6 +87,8 @@ def finalise_round(ledger: FakeLedger, round_id: int, digest: str, shard: int = 
         r = ledger.call(msp, "AttestAggregate",
                         js({"round_id": round_id, "org": msp, "aggregate_digest": digest}))
         assert r.status == 200, r.message
+    assert ledger.call("Org1MSP", "FinalizeRound", js({
+        "round_id": round_id, "aggregate_digest": digest, "attesters": ORGS[:2]})).status == 200
 
 
 # --- membership --------------------------------------------------------------------
@@ -92,7 +97,7 @@ def finalise_round(ledger: FakeLedger, round_id: int, digest: str, shard: int = 
 def test_register_org_only_for_itself_and_idempotent(ledger: FakeLedger):
     before = dict(ledger.state)
     r = ledger.call("Org2MSP", "consortium:RegisterOrg", js(org("Org1MSP")))
-    assert_refused(ledger, r, "consortium:RegisterOrg", "Org2MSP", "Org1MSP")
+    assert_refused(ledger, r, E.FORBIDDEN)
     assert ledger.state == before
 
     r = ledger.call("Org1MSP", "consortium:RegisterOrg", js(org("Org1MSP")))
@@ -100,7 +105,7 @@ def test_register_org_only_for_itself_and_idempotent(ledger: FakeLedger):
     again = ledger.call("Org1MSP", "RegisterOrg", js(org("Org1MSP")))  # bare name: default
     assert again.status == 200 and again.json() == r.json() and again.event is None
     assert_refused(ledger, ledger.call("Org1MSP", "RegisterOrg",
-                                       js(org("Org1MSP", name="Other"))), "UpdateOrg")
+                                       js(org("Org1MSP", name="Other"))), E.CONFLICT)
     r = ledger.call("Org1MSP", "UpdateOrg", js(org("Org1MSP", name="Other")))
     assert r.status == 200 and r.event[0] == "OrgUpdated"
     assert ledger.call("Org1MSP", "GetOrg", "Org1MSP").json()["name"] == "Other"
@@ -112,7 +117,7 @@ def test_org_record_validation(ledger: FakeLedger):
                 org("Org1MSP", extra="x"),
                 org("Org1 MSP")):
         r = ledger.call(bad["msp_id"], "RegisterOrg", js(bad))
-        assert_refused(ledger, r, "consortium:RegisterOrg", "argument 'org' is invalid")
+        assert_refused(ledger, r, E.INVALID)
     assert ledger.state == {}
 
 
@@ -124,14 +129,14 @@ def test_list_orgs(consortium: FakeLedger):
 
 
 def test_open_round_rules(consortium: FakeLedger, ledger: FakeLedger):
-    assert_refused(ledger, ledger.call("Org9MSP", "OpenRound", js(opening())), "not a registered")
+    assert_refused(ledger, ledger.call("Org9MSP", "OpenRound", js(opening())), E.FORBIDDEN)
     assert_refused(ledger, ledger.call("Org1MSP", "OpenRound",
-                                       js(opening(committee=["Org9MSP"]))), "Org9MSP")
+                                       js(opening(committee=["Org9MSP"]))), E.INVALID)
     r = ledger.call("Org1MSP", "OpenRound", js(opening(3)))
     assert r.status == 200 and r.json()["status"] == "open" and r.json()["opened_by"] == "Org1MSP"
     assert r.event == ("RoundOpened", {"round_id": 3, "shard": 0, "config_digest": h(1)})
-    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(3))), "increase")
-    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(2))), "increase")
+    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(3))), E.CONFLICT)
+    assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js(opening(2))), E.CONFLICT)
     assert ledger.call("Org2MSP", "OpenRound", js(opening(10))).status == 200
     assert [x["round_id"] for x in ledger.call("Org3MSP", "ListRounds").json()] == [3, 10]
 
@@ -141,7 +146,7 @@ def test_submit_only_for_itself_and_idempotent(consortium: FakeLedger):
     ledger.call("Org1MSP", "OpenRound", js(opening()))
     before = dict(ledger.state)
     r = ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org1MSP")))
-    assert_refused(ledger, r, "consortium:SubmitUpdate", "Org2MSP", "Org1MSP")
+    assert_refused(ledger, r, E.FORBIDDEN)
     assert ledger.state == before
 
     r = ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
@@ -151,9 +156,9 @@ def test_submit_only_for_itself_and_idempotent(consortium: FakeLedger):
     assert again.status == 200 and again.json() == r.json() and again.event is None
     assert ledger.last_stub.writes == {}
     assert_refused(ledger, ledger.call("Org1MSP", "SubmitUpdate",
-                                       js(submission("Org1MSP", update=11))), "already submitted")
+                                       js(submission("Org1MSP", update=11))), E.CONFLICT)
     assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate",
-                                       js(submission("Org2MSP", shard=1))), "shard")
+                                       js(submission("Org2MSP", shard=1))), E.INVALID)
     assert [s["org"] for s in ledger.call("Org3MSP", "ListSubmissions", "1").json()] == ["Org1MSP"]
 
 
@@ -161,17 +166,15 @@ def test_submit_refused_when_closed_or_late(consortium: FakeLedger):
     ledger = consortium
     ledger.call("Org1MSP", "OpenRound", js(opening()))
     ledger.seconds += 2 * 86_400  # past the deadline
-    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))),
-                   "deadline")
+    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))), E.STATE)
     r = ledger.call("Org2MSP", "CloseRound", "1")  # any member may close after the deadline
     assert r.status == 200 and r.json()["status"] == "closed"
-    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))),
-                   "not open")
+    assert_refused(ledger, ledger.call("Org2MSP", "SubmitUpdate", js(submission("Org2MSP"))), E.STATE)
 
 
 def test_only_opener_closes_before_deadline(consortium: FakeLedger):
     consortium.call("Org1MSP", "OpenRound", js(opening()))
-    assert_refused(consortium, consortium.call("Org2MSP", "CloseRound", "1"), "opener")
+    assert_refused(consortium, consortium.call("Org2MSP", "CloseRound", "1"), E.FORBIDDEN)
     assert consortium.call("Org1MSP", "CloseRound", "1").event == ("RoundClosed", {"round_id": 1})
 
 
@@ -185,16 +188,16 @@ def test_votes_only_from_committee_and_once(consortium: FakeLedger):
     vote = {"round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": True,
             "score": 0.9}
     assert_refused(ledger, ledger.call("Org2MSP", "CastVote",
-                                       js({**vote, "validator": "Org2MSP"})), "not a validator")
-    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(vote)), "own name")
+                                       js({**vote, "validator": "Org2MSP"})), E.FORBIDDEN)
+    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(vote)), E.FORBIDDEN)
     assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
-                                       js({**vote, "target_org": "Org2MSP"})), "no submission")
+                                       js({**vote, "target_org": "Org2MSP"})), E.STATE)
     r = ledger.call("Org3MSP", "CastVote", js(vote))
     assert r.status == 200 and r.event == ("VoteCast", {
         "round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": True})
     assert ledger.call("Org3MSP", "CastVote", js(vote)).event is None  # identical retry
     assert_refused(ledger, ledger.call("Org3MSP", "CastVote",
-                                       js({**vote, "accept": False})), "already voted")
+                                       js({**vote, "accept": False})), E.CONFLICT)
     assert len(ledger.call("Org1MSP", "ListVotes", "1").json()) == 1
 
 
@@ -205,17 +208,16 @@ def test_validator_committee_votes_until_its_deadline(consortium: FakeLedger):
     for bad, fragment in (({"validators": ["Org9MSP"]}, "committee members"),
                           ({"vote_deadline": None}, "go together"),
                           ({"vote_deadline": "2026-01-01T00:00:00Z"}, "before the submission")):
-        assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js({**opening_, **bad})),
-                       fragment)
+        assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js({**opening_, **bad})), E.INVALID)
     assert ledger.call("Org1MSP", "OpenRound", js(opening_)).status == 200
     ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
     vote = {"round_id": 1, "validator": "Org3MSP", "target_org": "Org1MSP", "accept": False,
             "score": 0.5}
     # a committee member that is not a validator may not vote
-    assert_refused(ledger, ledger.call("Org3MSP", "CastVote", js(vote)), "not a validator")
+    assert_refused(ledger, ledger.call("Org3MSP", "CastVote", js(vote)), E.FORBIDDEN)
     ok = {**vote, "validator": "Org2MSP"}
     ledger.seconds += 3 * 86400  # past the vote deadline
-    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(ok)), "vote deadline")
+    assert_refused(ledger, ledger.call("Org2MSP", "CastVote", js(ok)), E.STATE)
     ledger.seconds -= 3 * 86400
     assert ledger.call("Org2MSP", "CastVote", js(ok)).status == 200
     stored = ledger.call("Org3MSP", "GetRound", "1").json()
@@ -226,7 +228,7 @@ def test_validator_committee_votes_until_its_deadline(consortium: FakeLedger):
 def test_vote_score_must_be_finite(consortium: FakeLedger):
     consortium.call("Org1MSP", "OpenRound", js(opening()))
     bad = '{"round_id":1,"validator":"Org3MSP","target_org":"Org1MSP","accept":true,"score":NaN}'
-    assert_refused(consortium, consortium.call("Org3MSP", "CastVote", bad), "score")
+    assert_refused(consortium, consortium.call("Org3MSP", "CastVote", bad), E.INVALID)
 
 
 # --- attestation and finality ------------------------------------------------------------
@@ -241,23 +243,44 @@ def test_majority_attestation_finalises(consortium: FakeLedger):
         return ledger.call(msp, "AttestAggregate",
                            js({"round_id": 1, "org": msp, "aggregate_digest": digest}))
 
-    assert_refused(ledger, attest("Org1MSP", h(50)), "still open")
+    assert_refused(ledger, attest("Org1MSP", h(50)), E.STATE)
     ledger.call("Org1MSP", "CloseRound", "1")
     r = ledger.call("Org1MSP", "AttestAggregate",
                     js({"round_id": 1, "org": "Org2MSP", "aggregate_digest": h(50)}))
-    assert_refused(ledger, r, "own name")
+    assert_refused(ledger, r, E.FORBIDDEN)
+
+    def finalize(digest: str, *attesters: str) -> Result:
+        return ledger.call("Org2MSP", "FinalizeRound", js({
+            "round_id": 1, "aggregate_digest": digest, "attesters": list(attesters)}))
 
     r = attest("Org1MSP", h(50))
-    assert r.json()["status"] == "aggregated" and r.event[0] == "AggregateAttested"
+    # an attestation writes its own key only, never the round (no hot key)
+    assert r.json() == {"round_id": 1, "org": "Org1MSP", "aggregate_digest": h(50)}
+    assert r.event[0] == "AggregateAttested"
+    assert list(ledger.last_stub.writes) == [
+        k for k in ledger.state if "attestation" in k and "Org1MSP" in k]
+    assert ledger.call("Org3MSP", "GetRound", "1").json()["status"] == "aggregated"
+    assert_refused(ledger, finalize(h(50), "Org1MSP"), E.STATE)  # 1 of 3: no majority
     r = attest("Org2MSP", h(51))  # disagreement: 1 + 1 of 3, no majority
-    assert r.json()["status"] == "aggregated" and r.event[0] == "AggregateAttested"
-    r = attest("Org3MSP", h(50))  # 2 of 3 agree: final
+    assert r.event[0] == "AggregateAttested"
+    # every named attestation is checked: a claimed majority must be on the ledger
+    assert_refused(ledger, finalize(h(50), "Org1MSP", "Org2MSP"), E.INVALID)
+    assert_refused(ledger, finalize(h(50), "Org1MSP", "Org3MSP"), E.INVALID)  # not yet
+    assert_refused(ledger, finalize(h(50), "Org1MSP", "Org9MSP"), E.INVALID)
+    assert_refused(ledger, finalize(h(50), "Org1MSP", "Org1MSP"), E.INVALID)  # twice
+    attest("Org3MSP", h(50))  # 2 of 3 agree
+    assert ledger.call("Org1MSP", "GetRound", "1").json()["status"] == "aggregated"
+    r = finalize(h(50), "Org1MSP", "Org3MSP")
     assert r.json()["status"] == "final" and r.json()["aggregate_digest"] == h(50)
-    assert r.event == ("AggregateFinal", {"round_id": 1, "org": "Org3MSP",
-                                          "aggregate_digest": h(50), "attestations": 2,
-                                          "orgs": 3})
+    assert r.event == ("AggregateFinal", {"round_id": 1, "aggregate_digest": h(50),
+                                          "attestations": 2, "orgs": 3})
+    # the round record is not written: the finality has a key of its own
+    assert [k for k in ledger.last_stub.writes] == [k for k in ledger.state if "final" in k]
+    assert ledger.call("Org1MSP", "ListRounds").json()[0]["status"] == "final"
+    again = finalize(h(50), "Org1MSP", "Org3MSP")  # idempotent: nothing written
+    assert again.json() == r.json() and again.event is None and ledger.last_stub.writes == {}
     assert ledger.call("Org1MSP", "GetRound", "1").json()["status"] == "final"
-    assert_refused(ledger, attest("Org3MSP", h(52)), "already attested")
+    assert_refused(ledger, attest("Org3MSP", h(52)), E.CONFLICT)
     assert len(ledger.call("Org1MSP", "ListAttestations", "1").json()) == 3
 
 
@@ -267,7 +290,7 @@ def test_attestation_needs_quorum_of_submissions(consortium: FakeLedger):
     consortium.call("Org1MSP", "CloseRound", "1")
     r = consortium.call("Org1MSP", "AttestAggregate",
                         js({"round_id": 1, "org": "Org1MSP", "aggregate_digest": h(5)}))
-    assert_refused(consortium, r, "quorum is 2")
+    assert_refused(consortium, r, E.STATE)
 
 
 # --- model versions and lineage ------------------------------------------------------------
@@ -287,12 +310,11 @@ def test_model_versions_and_lineage(consortium: FakeLedger):
     finalise_round(ledger, 3, h(63), shard=1)
     one_shard = version("v1", 1, h(99), shard_adapters=[
         {"shard": 0, "round_id": 1, "adapter_digest": h(61)}])
-    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion", js(one_shard)),
-                   "the one shard adapter")
+    assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion", js(one_shard)), E.INVALID)
     r = ledger.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
     assert r.status == 200 and r.event[0] == "ModelVersionRegistered"
     assert_refused(ledger, ledger.call("Org1MSP", "RegisterModelVersion",
-                                       js(version("v2", 2, h(62), ["nope"]))), "nope")
+                                       js(version("v2", 2, h(62), ["nope"]))), E.INVALID)
     ledger.call("Org1MSP", "RegisterModelVersion", js(version("v2", 2, h(62), ["v1"])))
     merged = version("v3", 3, h(70), ["v2", "v1"],
                      shard_adapters=[{"shard": 0, "round_id": 2, "adapter_digest": h(62)},
@@ -303,9 +325,8 @@ def test_model_versions_and_lineage(consortium: FakeLedger):
     bad_link = version("v4", 2, h(70), shard_adapters=[
         {"shard": 0, "round_id": 1, "adapter_digest": h(62)},
         {"shard": 1, "round_id": 3, "adapter_digest": h(63)}])
-    assert_refused(ledger, ledger.call("Org2MSP", "RegisterModelVersion", js(bad_link)),
-                   "differs")
-    assert_refused(ledger, ledger.call("Org1MSP", "GetLineage", "v9"), "v9 not found")
+    assert_refused(ledger, ledger.call("Org2MSP", "RegisterModelVersion", js(bad_link)), E.INVALID)
+    assert_refused(ledger, ledger.call("Org1MSP", "GetLineage", "v9"), E.NOT_FOUND)
     # every shard left out (a deletion replaying them): the base model alone, as given
     base_only = version("v5", 2, h(80), ["v3"], shard_adapters=[])
     assert ledger.call("Org2MSP", "RegisterModelVersion", js(base_only)).status == 200
@@ -314,7 +335,7 @@ def test_model_versions_and_lineage(consortium: FakeLedger):
 def test_model_version_needs_final_round(consortium: FakeLedger):
     consortium.call("Org1MSP", "OpenRound", js(opening()))
     r = consortium.call("Org1MSP", "RegisterModelVersion", js(version("v1", 1, h(61))))
-    assert_refused(consortium, r, "not final")
+    assert_refused(consortium, r, E.STATE)
 
 
 # --- unlearning notices and anchors ------------------------------------------------------------
@@ -330,15 +351,14 @@ def test_unlearning_notice_rejects_personal_data(consortium: FakeLedger):
               "affected_rounds": [1, 2], "old_version": "v1", "new_version": "v2"}
     for leak in ({"subject_id": "alice"}, {"sample_ids": ["s1"]}):
         r = ledger.call("Org1MSP", "RecordUnlearningNotice", js({**notice, **leak}))
-        assert_refused(ledger, r, "consortium:RecordUnlearningNotice", "Extra inputs")
-    assert_refused(ledger, ledger.call("Org2MSP", "RecordUnlearningNotice", js(notice)),
-                   "own name")
+        assert_refused(ledger, r, E.INVALID)
+    assert_refused(ledger, ledger.call("Org2MSP", "RecordUnlearningNotice", js(notice)), E.FORBIDDEN)
     assert_refused(ledger, ledger.call("Org1MSP", "RecordUnlearningNotice", js(
-        {**notice, "old_version": "v2", "new_version": "v1"})), "does not descend")
+        {**notice, "old_version": "v2", "new_version": "v1"})), E.INVALID)
     # the notice names the next round (its anchor covers it), not an anchored or a far one
     for round_id in (2, 4):
         assert_refused(ledger, ledger.call("Org1MSP", "RecordUnlearningNotice", js(
-            {**notice, "round_id": round_id})), "the next round, 3")
+            {**notice, "round_id": round_id})), E.INVALID)
     r = ledger.call("Org1MSP", "RecordUnlearningNotice", js(notice))
     assert r.status == 200 and r.event == ("UnlearningNotice", notice)
     assert ledger.call("Org2MSP", "ListUnlearningNotices", "3").json() == [notice]
@@ -351,9 +371,9 @@ def test_submission_commitment_roots_are_the_submitters_own(consortium: FakeLedg
     root = {"org": "Org3MSP", "dataset_id": "ds1", "shard": 0, "slice": 0, "root": h(70)}
     for bad in ({**root, "org": "Org1MSP"}, {**root, "shard": 1}):
         r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[bad])))
-        assert_refused(ledger, r, "submitter's own")
+        assert_refused(ledger, r, E.INVALID)
     r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[root, root])))
-    assert_refused(ledger, r, "duplicates")
+    assert_refused(ledger, r, E.INVALID)
     r = ledger.call("Org3MSP", "SubmitUpdate", js(submission("Org3MSP", commitment_roots=[root])))
     assert r.status == 200
     assert ledger.call("Org1MSP", "ListSubmissions", "1").json()[0]["commitment_roots"] == [root]
@@ -368,9 +388,9 @@ def test_anchor_receipts(consortium: FakeLedger):
     assert r.json()["contract_address"] == "0x" + "cd" * 20
     assert consortium.call("Org2MSP", "RecordAnchorReceipt", js(receipt)).event is None
     assert_refused(consortium, consortium.call("Org2MSP", "RecordAnchorReceipt", js(
-        {**receipt, "first_round": 3, "last_round": 4})), "overlap")
+        {**receipt, "first_round": 3, "last_round": 4})), E.CONFLICT)
     assert_refused(consortium, consortium.call("Org2MSP", "RecordAnchorReceipt", js(
-        {**receipt, "tx_hash": "0x" + h(9)})), "already anchored")
+        {**receipt, "tx_hash": "0x" + h(9)})), E.CONFLICT)
     assert len(consortium.call("Org3MSP", "ListAnchorReceipts").json()) == 1
 
 
@@ -394,13 +414,13 @@ def deletion(**over) -> dict:
 
 
 def test_private_owner_checks(ledger: FakeLedger):
-    assert_refused(ledger, ledger.call("Org1MSP", "private:ListDatasets"), "private:Init first")
+    assert_refused(ledger, ledger.call("Org1MSP", "private:ListDatasets"), E.STATE)
     assert ledger.call("Org1MSP", "private:Init").status == 200
     again = ledger.call("Org1MSP", "private:Init")
     assert again.json() == {"owner": "Org1MSP"} and again.event is None
-    assert_refused(ledger, ledger.call("Org2MSP", "private:Init"), "belongs to Org1MSP")
+    assert_refused(ledger, ledger.call("Org2MSP", "private:Init"), E.FORBIDDEN)
     r = ledger.call("Org2MSP", "private:ListDatasets")
-    assert_refused(ledger, r, "private:ListDatasets", "Org2MSP is not the owner")
+    assert_refused(ledger, r, E.FORBIDDEN)
 
 
 def test_datasets_and_commitments(private: FakeLedger):
@@ -408,11 +428,11 @@ def test_datasets_and_commitments(private: FakeLedger):
     assert ds["registered_at"] == "2026-01-01T00:00:00Z"
     commitment = {"dataset_id": "ds1", "shard": 0, "slice": 0, "merkle_root": h(3), "count": 5}
     assert_refused(private, private.call("Org1MSP", "private:RecordCommitment",
-                                         js({**commitment, "dataset_id": "ds9"})), "not found")
+                                         js({**commitment, "dataset_id": "ds9"})), E.NOT_FOUND)
     r = private.call("Org1MSP", "private:RecordCommitment", js(commitment))
     assert r.status == 200 and r.event[0] == "CommitmentRecorded"
     assert_refused(private, private.call("Org1MSP", "private:RecordCommitment",
-                                         js({**commitment, "merkle_root": h(4)})), "supersedes")
+                                         js({**commitment, "merkle_root": h(4)})), E.CONFLICT)
     replaced = {**commitment, "merkle_root": h(4), "count": 4, "supersedes": h(3)}
     assert private.call("Org1MSP", "private:RecordCommitment", js(replaced)).status == 200
     listed = private.call("Org1MSP", "private:ListCommitments", "ds1").json()
@@ -427,20 +447,17 @@ def test_deletion_request_lifecycle(private: FakeLedger):
     assert r.event == ("DeletionRequestFiled", {"request_id": "r1", "dataset_id": "ds1"})
     assert "subject-7" not in json.dumps(r.event)
     assert_refused(ledger, ledger.call("Org1MSP", "private:FileDeletionRequest",
-                                       js(deletion(sample_ids=[], whole_dataset=False))),
-                   "whole_dataset")
+                                       js(deletion(sample_ids=[], whole_dataset=False))), E.INVALID)
     ledger.call("Org1MSP", "private:FileDeletionRequest",
                 js(deletion(request_id="r2", subject_id="other", sample_ids=[],
                             whole_dataset=True)))
 
     update = "private:UpdateDeletionRequestStatus"
-    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"),
-                   "cannot go from 'filed' to 'completed'")
-    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "done"), "argument 'status'")
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"), E.STATE)
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "done"), E.INVALID)
     assert ledger.call("Org1MSP", update, "r1", "executing").event == (
         "DeletionRequestStatusChanged", {"request_id": "r1", "from": "filed", "to": "executing"})
-    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"),
-                   "no unlearning record")
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "completed"), E.STATE)
     record = {"request_id": "r1", "affected_shards": [0], "affected_rounds": [1, 2],
               "old_model_hash": h(1), "new_model_hash": h(2),
               "new_commitment_roots": [{"dataset_id": "ds1", "shard": 0, "slice": 0,
@@ -449,7 +466,7 @@ def test_deletion_request_lifecycle(private: FakeLedger):
     r = ledger.call("Org1MSP", "private:RecordUnlearningRecord", js(record))
     assert r.status == 200 and r.event[0] == "UnlearningRecorded"
     assert ledger.call("Org1MSP", update, "r1", "completed").json()["status"] == "completed"
-    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "rejected"), "final")
+    assert_refused(ledger, ledger.call("Org1MSP", update, "r1", "rejected"), E.STATE)
     assert ledger.call("Org1MSP", "private:GetUnlearningRecord", "r1").json() == record
 
     subject = ledger.call("Org1MSP", "private:ListDeletionRequests", "subject-7").json()
@@ -462,7 +479,7 @@ def test_training_record(private: FakeLedger):
               "update_hash": h(9), "metrics": {"loss": 0.5}}
     assert private.call("Org1MSP", "private:RecordTrainingRecord", js(record)).status == 200
     assert_refused(private, private.call("Org1MSP", "private:RecordTrainingRecord",
-                                         js({**record, "steps": 6})), "different")
+                                         js({**record, "steps": 6})), E.CONFLICT)
 
 
 def decision(**over) -> dict:
@@ -481,8 +498,7 @@ def test_participation_decisions(private: FakeLedger):
     again = private.call("Org1MSP", "private:RecordParticipationDecision", js(record))
     assert again.status == 200 and again.event is None  # identical again: a no-op
     assert_refused(private, private.call("Org1MSP", "private:RecordParticipationDecision",
-                                         js({**record, "action": "high", "local_steps": 12})),
-                   "different participation decision exists for round 3")
+                                         js({**record, "action": "high", "local_steps": 12})), E.CONFLICT)
     skip = decision(round_id=1, policy="never", action="skip", local_steps=0,
                     reason="participation policy is 'never'", epsilon=None, state={},
                     q_values={})
@@ -490,8 +506,7 @@ def test_participation_decisions(private: FakeLedger):
     listed = private.call("Org1MSP", "private:ListParticipationDecisions").json()
     assert [(d["round_id"], d["action"]) for d in listed] == [(1, "skip"), (3, "low")]
     assert private.call("Org1MSP", "private:GetParticipationDecision", "3").json() == record
-    assert_refused(private, private.call("Org1MSP", "private:GetParticipationDecision", "2"),
-                   "not found")
+    assert_refused(private, private.call("Org1MSP", "private:GetParticipationDecision", "2"), E.NOT_FOUND)
     # the shape is checked: a skip trains nothing, agent fields only for the agent
     for bad, reason in ((decision(action="skip"), "a skip trains 0 local steps"),
                         (decision(local_steps=0), "a skip trains 0 local steps"),
@@ -500,9 +515,8 @@ def test_participation_decisions(private: FakeLedger):
                         (decision(epsilon=1.5), "epsilon"),
                         (decision(subject_id="s-1"), "subject_id")):
         assert_refused(private, private.call("Org1MSP", "private:RecordParticipationDecision",
-                                             js({**bad, "round_id": 9})), reason)
-    assert_refused(private, private.call("Org2MSP", "private:ListParticipationDecisions"),
-                   "not the owner")
+                                             js({**bad, "round_id": 9})), E.INVALID)
+    assert_refused(private, private.call("Org2MSP", "private:ListParticipationDecisions"), E.FORBIDDEN)
 
 
 # --- the contract API ------------------------------------------------------------------------
@@ -511,23 +525,24 @@ def test_participation_decisions(private: FakeLedger):
 def test_malformed_calls_get_clear_errors(consortium: FakeLedger):
     ledger = consortium
     r = ledger.call("Org1MSP", "consortium:SubmitUpdate", "{not json")
-    assert_refused(ledger, r, "consortium:SubmitUpdate", "argument 'submission' is not valid JSON")
+    assert_refused(ledger, r, E.INVALID)
     r = ledger.call("Org1MSP", "consortium:SubmitUpdate")
-    assert_refused(ledger, r, "consortium:SubmitUpdate", "expects 1 argument (submission), got 0")
+    assert_refused(ledger, r, E.INVALID)
     r = ledger.call("Org1MSP", "consortium:GetRound", "1", "2")
-    assert_refused(ledger, r, "consortium:GetRound", "got 2")
+    assert_refused(ledger, r, E.INVALID)
     r = ledger.call("Org1MSP", "consortium:GetRound", "one")
-    assert_refused(ledger, r, "consortium:GetRound", "argument 'round_id'")
-    assert_refused(ledger, ledger.call("Org1MSP", "consortium:Nope"), "unknown function 'Nope'")
-    assert_refused(ledger, ledger.call("Org1MSP", "ghost:Nope"), "unknown contract 'ghost'")
-    assert_refused(ledger, ledger.call("Org1MSP", "consortium:GetRound", "7"), "round 7 not found")
+    assert_refused(ledger, r, E.INVALID)
+    assert_refused(ledger, ledger.call("Org1MSP", "consortium:Nope"), E.INVALID)
+    assert_refused(ledger, ledger.call("Org1MSP", "ghost:Nope"), E.INVALID)
+    assert_refused(ledger, ledger.call("Org1MSP", "consortium:GetRound", "7"), E.NOT_FOUND)
 
 
 def test_unexpected_exception_is_internal_error(consortium: FakeLedger):
     consortium.state[next(k for k in consortium.state if "Org1MSP" in k)] = b"{garbage"
     r = consortium.call("Org1MSP", "consortium:GetOrg", "Org1MSP")
     assert r.status == 500
-    assert r.message.startswith("internal error in consortium:GetOrg: ValidationError:")
+    refusal = parse_refusal(r.message)
+    assert refusal.code is E.INTERNAL and refusal.function == "consortium:GetOrg"
 
 
 def test_get_metadata_lists_functions(ledger: FakeLedger):
@@ -565,12 +580,23 @@ def test_writes_are_buffered_and_queries_cannot_write():
             ctx.put_state("k", b"v")
 
     ledger = FakeLedger(ContractChaincode([Probe()], default="probe"))
-    assert_refused(ledger, ledger.call("A", "WriteThenFail", "-1"),
-                   "probe:WriteThenFail: negative value")
+    assert_refused(ledger, ledger.call("A", "WriteThenFail", "-1"), E.INVALID)
     r = ledger.call("A", "WriteThenFail", "1")
     assert r.status == 200 and r.payload == b"null" and r.event == ("Wrote", {"value": 1})
     assert ledger.state == {"\x00thing\x00a\x00": b"1"}
-    assert_refused(ledger, ledger.call("A", "DirectWrite"),
-                   "internal error in probe:DirectWrite: AttributeError", "ctx.put_state")
-    assert_refused(ledger, ledger.call("A", "Sneaky"),
-                   "internal error in probe:Sneaky: RuntimeError", "is a query")
+    assert_refused(ledger, ledger.call("A", "DirectWrite"), E.INTERNAL)
+    assert_refused(ledger, ledger.call("A", "Sneaky"), E.INTERNAL)
+
+
+def test_votes_freeze_once_an_attestation_is_on_the_ledger(consortium: FakeLedger):
+    ledger = consortium
+    ledger.call("Org1MSP", "OpenRound", js(opening(committee=ORGS)))
+    ledger.call("Org1MSP", "SubmitUpdate", js(submission("Org1MSP")))
+    ledger.call("Org1MSP", "CloseRound", "1")
+    vote = {"round_id": 1, "validator": "Org2MSP", "target_org": "Org1MSP", "accept": True,
+            "score": 0.1}
+    assert ledger.call("Org2MSP", "CastVote", js(vote)).status == 200  # closed: still votes
+    ledger.call("Org1MSP", "AttestAggregate",
+                js({"round_id": 1, "org": "Org1MSP", "aggregate_digest": h(5)}))
+    late = {**vote, "validator": "Org3MSP"}
+    assert_refused(ledger, ledger.call("Org3MSP", "CastVote", js(late)), E.STATE)

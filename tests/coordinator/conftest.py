@@ -16,6 +16,7 @@ from fedledger.config import FedLedgerConfig
 from fedledger.coordinator import CoordinatorSettings, create_app
 from fedledger.coordinator.aggregate import AdapterContext, adapter_context
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 from fedledger.learning.updates import AdapterSpec, sha256_hex, update_bytes
 from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import SignedAuth
@@ -35,7 +36,8 @@ EXPERIMENT = {
 
 @pytest.fixture(scope="package")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNetwork]:
-    network = EmbeddedNetwork(tmp_path_factory.mktemp("coord-devnet"), ORGS)
+    network = EmbeddedNetwork(tmp_path_factory.mktemp("coord-devnet"), ORGS,
+                              orderer=OrdererSettings.fast())
     network.start()
     for org in ORGS:
         with network.connect(org) as gateway:

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -80,6 +80,26 @@ def environment(service: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.partition("=")[::2] for item in env)
     return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def mounts(service: dict[str, Any], named: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (named volumes: ``named``)."""
+    result = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            result[target] = (REPO / source).resolve() if source.startswith(".") else Path(source)
+        elif named is not None:
+            result[target] = named[source]
+    return result
+
+
+def host_path(container: str, table: dict[str, Path]) -> Path | None:
+    path = PurePosixPath(container)
+    for target in sorted(table, key=len, reverse=True):
+        if path == PurePosixPath(target) or PurePosixPath(target) in path.parents:
+            return table[target] / path.relative_to(target)
+    return None
 
 
 def in_ci() -> bool:

@@ -62,6 +62,12 @@ def test_compose_config_accepts_the_testnet_override(compose: list[str]) -> None
         assert env["FEDLEDGER_EVM__RPC_URL_FILE"] == "/run/secrets/evm_rpc_url"
         assert env["FEDLEDGER_SUBMITTER__KEYSTORE_FILE"] == "/run/secrets/bridge_keystore"
         assert env["FEDLEDGER_SUBMITTER__KEY_FILE"] == "" and env["FEDLEDGER_EVM__RPC_URL"] == ""
+    # The override leaves the peer-to-chaincode hop as it is: mutual TLS.
+    assert resolved["services"]["network"]["environment"]["CHAINCODE_TLS_DISABLED"] == "false"
+    for org in ("org1", "org2", "org3"):
+        env = resolved["services"][f"chaincode.{org}.example.com"]["environment"]
+        assert env["CHAINCODE_TLS_DISABLED"] == "false"
+        assert {"CHAINCODE_TLS_KEY", "CHAINCODE_TLS_CERT", "CHAINCODE_CLIENT_CA_CERT"} <= set(env)
 
 
 def test_compose_config_refuses_a_missing_version(compose: list[str], tmp_path) -> None:

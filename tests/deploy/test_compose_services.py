@@ -82,10 +82,7 @@ class ComposeOnLoopback:
         subprocess.run(["bash", str(DEPLOY / "scripts/init-secrets.sh")], check=True,
                        capture_output=True, timeout=60,
                        env={"PATH": os.environ["PATH"], "FEDLEDGER_SECRETS_DIR": str(secrets)})
-        self.network = EmbeddedNetwork(self.root / "fabric", ["Org1", "Org2", "Org3"],
-                                       crypto_config=DEPLOY / "fabric/crypto-config.yaml",
-                                       org_gateways=True)
-        self.network.start()
+        crypto_dir, peers = self.start_fabric()
         self.backend = EmbeddedBackend()
         self.rpc = ThreadedServer(create_rpc_app(self.backend)).start()
         self.chain = Chain(self.backend, EvmConfig(poll_interval_s=0.05))
@@ -95,20 +92,30 @@ class ComposeOnLoopback:
         gas = Account.from_key("0x" + (secrets / "bridge_key").read_text().strip())
         self.chain.transfer(self.chain.dev_accounts()[0], gas.address, 100 * 10**18)
         self.compose = load_compose({
-            "DEPLOY_CRYPTO_DIR": str(self.root / "fabric" / "crypto"),
+            "DEPLOY_CRYPTO_DIR": str(crypto_dir),
             "DEPLOY_SECRETS_DIR": str(secrets),
             "DEPLOY_EXPERIMENT": str(DEPLOY / "config" / "experiment-quick.yaml"),
             "EVM_CHAIN_ID": str(self.chain.chain_id),
             "EVM_DEV_FUND_ETH": "",
         })
-        gateways = self.network.endpoints.org_gateways
         rpc_host = self.rpc.url.removeprefix("http://")
         self.hosts = {"anvil:8545": rpc_host}
         for org in ORGS:
             peer = environment(self.compose["services"][f"peer0.{org}.example.com"])
-            self.hosts[peer["CORE_PEER_ADDRESS"]] = gateways[f"Org{org[-1]}"]
+            self.hosts[peer["CORE_PEER_ADDRESS"]] = peers[org]
         for name in PYTHON_SERVICES:
             self.hosts[f"{name}:8000"] = f"127.0.0.1:{self.ports[name]}"
+
+    def start_fabric(self) -> tuple[Path, dict[str, str]]:
+        """The Fabric side: (the crypto folder, org -> host:port acting as its peer). Here
+        the dev peer with one Gateway per org; the real-Fabric lane
+        (tests/fabric/test_realfabric.py) gives its native network's peers instead."""
+        self.network = EmbeddedNetwork(self.root / "fabric", ["Org1", "Org2", "Org3"],
+                                       crypto_config=DEPLOY / "fabric/crypto-config.yaml",
+                                       org_gateways=True)
+        self.network.start()
+        gateways = self.network.endpoints.org_gateways
+        return self.root / "fabric" / "crypto", {org: gateways[f"Org{org[-1]}"] for org in ORGS}
 
     def _database(self, url: str) -> str:
         match = re.fullmatch(r"postgresql\+psycopg://fedledger@postgres:5432/(\w+)", url)
@@ -230,7 +237,12 @@ def deployment(tmp_path: Path):
 
 def test_compose_services_run_a_round_against_the_dev_peer_and_embedded_evm(
         deployment: ComposeOnLoopback) -> None:
-    d = deployment
+    run_a_round(deployment)
+
+
+def run_a_round(d: ComposeOnLoopback) -> None:
+    """The contracts service, the services in compose's order, a round to final, its
+    anchor on the chain (also run on real Fabric: tests/fabric/test_realfabric.py)."""
     secrets = d.root / "secrets"
     # 1. The contracts service: AnchorRegistry + Staking, their addresses in the evm volume.
     d.run_once("contracts")

@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from fedledger.bridge.deploy import DeploySettings
 from fedledger.bridge.standalone import StandaloneBridgeSettings
 from fedledger.coordinator.settings import CoordinatorSettings
-from fedledger.fabric.devca import CryptoConfig, write_crypto_config
+from fedledger.fabric.devca import CryptoConfig
 from fedledger.fabric.devpeer.network import NetworkLayout
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.environment import SHARED_NAMES, resolve
 
-from .compose import DEPLOY, REPO, dotenv, environment, load_compose
+from .compose import DEPLOY, REPO, dotenv, environment, host_path, load_compose, mounts
+from .crypto_standin import run_crypto_sh
 
 ORGS = ["org1", "org2", "org3"]
 ORG_NAMES = ["Org1", "Org2", "Org3"]
@@ -38,11 +43,11 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The folders a deployment generates: crypto material (from crypto-config.yaml, as
-    cryptogen would) and the secrets (init-secrets.sh)."""
+    """The folders a deployment generates: crypto material (crypto.sh on crypto-config.yaml,
+    the dev CA in cryptogen's place, then the chaincode servers' TLS certificates) and the
+    secrets (init-secrets.sh)."""
     root = tmp_path_factory.mktemp("generated")
-    write_crypto_config(CryptoConfig.from_file(DEPLOY / "fabric/crypto-config.yaml"),
-                        root / "organizations")
+    run_crypto_sh(root / "organizations", bin_dir=root / "bin")
     subprocess.run(["bash", str(SCRIPTS / "init-secrets.sh")], check=True, capture_output=True,
                    env={"PATH": "/usr/bin:/bin:/usr/local/bin",
                         "FEDLEDGER_SECRETS_DIR": str(root / "secrets")}, timeout=60)
@@ -76,26 +81,6 @@ def service_kind(service: dict[str, Any]) -> str | None:
     if isinstance(command, list) and command and command[0] in SETTINGS and \
             service["image"].startswith("fedledger:"):
         return command[0]
-    return None
-
-
-def mounts(service: dict[str, Any], named: dict[str, Path] | None = None) -> dict[str, Path]:
-    """Container path -> host path of a service's bind mounts (named volumes: ``named``)."""
-    result = {}
-    for volume in service.get("volumes", []):
-        source, target = volume.split(":")[:2]
-        if source.startswith((".", "/")):
-            result[target] = (REPO / source).resolve() if source.startswith(".") else Path(source)
-        elif named is not None:
-            result[target] = named[source]
-    return result
-
-
-def host_path(container: str, table: dict[str, Path]) -> Path | None:
-    path = PurePosixPath(container)
-    for target in sorted(table, key=len, reverse=True):
-        if path == PurePosixPath(target) or PurePosixPath(target) in path.parents:
-            return table[target] / path.relative_to(target)
     return None
 
 
@@ -152,6 +137,52 @@ def test_fabric_containers_mount_cryptogens_files(compose: dict[str, Any]) -> No
                      core["tls"]["rootcert"]["file"]):
             assert host_path(file, table).is_file(), (org, file)
         assert (host_path(core["mspConfigPath"], table) / "keystore" / "priv_sk").is_file()
+
+
+def test_chaincode_containers_serve_mutual_tls_with_crypto_shs_files(
+        compose: dict[str, Any], generated: dict[str, Path]) -> None:
+    """Every chaincode container serves mutual TLS (the variables ``python -m
+    fedledger_chaincode`` reads) from files crypto.sh writes, mounted read-only: a server
+    certificate from its org's TLS CA naming the host its org's package dials (the
+    service's name), its key, and as client CA that TLS CA, which signed the org's peer's
+    TLS certificate (the client certificate the package presents). The network service
+    makes TLS packages; no CA key is mounted."""
+    services = compose["services"]
+    chaincode = sorted(n for n, s in services.items()
+                       if s["image"].startswith("fedledger-chaincode:"))
+    assert chaincode == [f"chaincode.{o}.example.com" for o in ORGS]
+    assert environment(services["network"])["CHAINCODE_TLS_DISABLED"] == "false"
+    for org in ORGS:
+        name = f"chaincode.{org}.example.com"
+        service, env = services[name], environment(services[name])
+        table = mounts(service)
+        assert env["CHAINCODE_TLS_DISABLED"] == "false"
+        files = {key: host_path(env[key], table)
+                 for key in ("CHAINCODE_TLS_KEY", "CHAINCODE_TLS_CERT", "CHAINCODE_CLIENT_CA_CERT")}
+        for key, path in files.items():
+            assert path is not None and path.is_file(), (name, key, env[key])
+        crypto_mounts = [v for v in service["volumes"] if v.startswith(str(generated["crypto"]))]
+        assert len(crypto_mounts) == 2, crypto_mounts
+        assert all(v.endswith(":ro") for v in crypto_mounts), crypto_mounts
+        assert not [p for target in table.values() for p in target.rglob("priv_sk")], name
+        org_dir = generated["crypto"] / f"peerOrganizations/{org}.example.com"
+        tlsca = x509.load_pem_x509_certificate(
+            (org_dir / f"tlsca/tlsca.{org}.example.com-cert.pem").read_bytes())
+        cert = x509.load_pem_x509_certificate(files["CHAINCODE_TLS_CERT"].read_bytes())
+        cert.verify_directly_issued_by(tlsca)
+        host = lib(f"chaincode_address {org}")[0].rsplit(":", 1)[0]
+        assert host == name
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert host in san.get_values_for_type(x509.DNSName)
+        key = serialization.load_pem_private_key(files["CHAINCODE_TLS_KEY"].read_bytes(), None)
+        assert key.public_key() == cert.public_key()
+        client_ca = x509.load_pem_x509_certificate(files["CHAINCODE_CLIENT_CA_CERT"].read_bytes())
+        assert client_ca == tlsca
+        peer_tls = x509.load_pem_x509_certificate(
+            (org_dir / f"peers/peer0.{org}.example.com/tls/server.crt").read_bytes())
+        peer_tls.verify_directly_issued_by(client_ca)
+        assert ExtendedKeyUsageOID.CLIENT_AUTH in peer_tls.extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage).value
 
 
 def test_configtx_msp_dirs_and_consenter_certs_exist(configtx: dict[str, Any],
@@ -430,7 +461,7 @@ import fedledger_chaincode.app, fedledger_chaincode.shim.server
 tops = {m.split(".")[0] for m in set(sys.modules) - before}
 print("\n".join(sorted(tops)))
 '''
-    out = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=120).stdout.split()
     from importlib.metadata import packages_distributions
 

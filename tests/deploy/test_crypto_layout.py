@@ -13,10 +13,17 @@ cmd/cryptogen/main.go and internal/cryptogen/msp/msp.go) writes:
   for peer orgs, ``Admin@domain`` for every org): a local ``msp/{admincerts/, cacerts/,
   keystore/priv_sk, signcerts/<cn>-cert.pem, tlscacerts/, config.yaml}`` and ``tls/{ca.crt,
   server|client.crt, server|client.key}`` (client for users and admins).
+
+deploy/scripts/crypto.sh runs cryptogen and adds what cryptogen's config cannot say: per
+peer org ``chaincode/tls/{ca.crt, server.crt, server.key}``, the TLS certificate of the
+org's chaincode server from the org's TLS CA (:func:`crypto_sh_layout`). It runs here with
+a cryptogen stand-in (tests/deploy/crypto_standin.py: the dev CA) and the host's openssl.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +31,20 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedledger.fabric.devca import CryptoConfig, default_crypto_config
 from fedledger.fabric.devpeer.network import DevNetwork
 
 from .compose import DEPLOY, REPO
+from .crypto_standin import run_crypto_sh
 
 CONFIG = DEPLOY / "fabric" / "crypto-config.yaml"
+# What crypto.sh adds under each peer org's folder: its chaincode server's TLS material.
+CHAINCODE_TLS = ("chaincode/", "chaincode/tls/", "chaincode/tls/ca.crt",
+                 "chaincode/tls/server.crt", "chaincode/tls/server.key")
 
 
 def _render(template: str, **data: object) -> str:
@@ -85,6 +99,15 @@ def cryptogen_layout(config: dict) -> set[str]:
     for spec in config.get("OrdererOrgs") or []:
         org(spec, "orderer")
     paths.update({"peerOrganizations/", "ordererOrganizations/"})
+    return paths
+
+
+def crypto_sh_layout(config: dict) -> set[str]:
+    """What deploy/scripts/crypto.sh leaves: cryptogen's layout and, per peer org, its
+    chaincode server's TLS folder."""
+    paths = cryptogen_layout(config)
+    for spec in config.get("PeerOrgs") or []:
+        paths.update(f"peerOrganizations/{spec['Domain']}/{p}" for p in CHAINCODE_TLS)
     return paths
 
 
@@ -162,3 +185,103 @@ def test_configs_cryptogen_accepts_but_the_dev_ca_cannot_honour_are_refused() ->
         CryptoConfig.model_validate({"PeerOrgs": [{"Name": "A", "Domain": "a.x",
                                                    "EnableNodeOUs": True,
                                                    "CA": {"Country": "DE"}}]})
+
+
+# ----------------------------------------------------------------------------- crypto.sh
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return san.get_values_for_type(x509.DNSName), ips
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_crypto_sh_writes_cryptogens_layout_and_each_chaincode_servers_tls(tmp_path: Path) -> None:
+    out = tmp_path / "organizations"
+    run_crypto_sh(out, bin_dir=tmp_path / "bin")
+    assert written_layout(out) == crypto_sh_layout(yaml.safe_load(CONFIG.read_text()))
+    now = dt.datetime.now(dt.timezone.utc)
+    for org in ("org1", "org2", "org3"):
+        org_dir = out / f"peerOrganizations/{org}.example.com"
+        tls, host = org_dir / "chaincode/tls", f"chaincode.{org}.example.com"
+        tlsca_pem = (org_dir / f"tlsca/tlsca.{org}.example.com-cert.pem").read_bytes()
+        assert (tls / "ca.crt").read_bytes() == tlsca_pem
+        cert = _cert(tls / "server.crt")
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(tlsca_pem))
+        # The host its org's package dials (and loopback, as cryptogen's nodes have).
+        assert _names(cert) == ([host, "localhost"], ["127.0.0.1"])
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == host
+        # A TLS server certificate, no Fabric identity: no NodeOU, no clientAuth, no CA.
+        assert not cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.SERVER_AUTH]
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert usage.digital_signature and not usage.key_cert_sign
+        assert cert.not_valid_after_utc > now + dt.timedelta(days=3000)
+        assert cert.not_valid_before_utc <= now
+        key = serialization.load_pem_private_key((tls / "server.key").read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+        assert key.public_key() == cert.public_key()
+        assert (tls / "server.key").stat().st_mode & 0o777 == 0o600
+        assert (tls / "server.crt").stat().st_mode & 0o777 == 0o644
+
+
+def test_crypto_sh_keeps_valid_certificates_and_reissues_the_others(tmp_path: Path) -> None:
+    out, bin_dir = tmp_path / "organizations", tmp_path / "bin"
+    run_crypto_sh(out, bin_dir=bin_dir)
+    first = _files(out)
+    again = run_crypto_sh(out, bin_dir=bin_dir)
+    assert _files(out) == first and "issuing" not in again.stderr
+    org1 = out / "peerOrganizations/org1.example.com/chaincode/tls"
+    org1_ca = _cert(org1.parent.parent / "tlsca/tlsca.org1.example.com-cert.pem")
+
+    def unchanged_elsewhere() -> None:
+        for name, data in _files(out).items():
+            if not name.startswith("peerOrganizations/org1.example.com/chaincode/"):
+                assert first[name] == data, name
+
+    # A certificate from another org's TLS CA is replaced.
+    org2_cert = first["peerOrganizations/org2.example.com/chaincode/tls/server.crt"]
+    (org1 / "server.crt").write_bytes(org2_cert)
+    run_crypto_sh(out, bin_dir=bin_dir)
+    _cert(org1 / "server.crt").verify_directly_issued_by(org1_ca)
+    unchanged_elsewhere()
+    # So is one without its key.
+    (org1 / "server.key").unlink()
+    run_crypto_sh(out, bin_dir=bin_dir)
+    key = serialization.load_pem_private_key((org1 / "server.key").read_bytes(), None)
+    assert key.public_key() == _cert(org1 / "server.crt").public_key()
+    # And one that does not name the host the package dials (lib.sh's CHAINCODE_ADDRESS_ORG1).
+    run_crypto_sh(out, bin_dir=bin_dir, env={"CHAINCODE_ADDRESS_ORG1": "cc1.internal:7999"})
+    assert _names(_cert(org1 / "server.crt")) == (
+        ["chaincode.org1.example.com", "cc1.internal", "localhost"], ["127.0.0.1"])
+    unchanged_elsewhere()
+
+
+def test_crypto_sh_gives_an_added_org_its_chaincode_certificate(tmp_path: Path) -> None:
+    # docs/deploy.md's "Adding an org": crypto-config.yaml gains Org4, crypto.sh runs again.
+    out, bin_dir, config_dir = tmp_path / "organizations", tmp_path / "bin", tmp_path / "fabric"
+    run_crypto_sh(out, bin_dir=bin_dir)
+    before = _files(out)
+    config = yaml.safe_load(CONFIG.read_text())
+    org4 = copy.deepcopy(config["PeerOrgs"][-1])
+    org4.update(Name="Org4", Domain="org4.example.com")
+    config["PeerOrgs"].append(org4)
+    config_dir.mkdir()
+    (config_dir / "crypto-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run_crypto_sh(out, bin_dir=bin_dir, config_dir=config_dir)
+    assert written_layout(out) == crypto_sh_layout(config)
+    assert {k: v for k, v in _files(out).items() if k in before} == before
+    tls = out / "peerOrganizations/org4.example.com/chaincode/tls"
+    _cert(tls / "server.crt").verify_directly_issued_by(_cert(tls / "ca.crt"))
+    assert _names(_cert(tls / "server.crt"))[0][0] == "chaincode.org4.example.com"

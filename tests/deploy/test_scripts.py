@@ -13,7 +13,9 @@ from pathlib import Path
 
 from .compose import DEPLOY, REPO, need
 
-SCRIPTS = sorted(p for p in DEPLOY.rglob("*.sh") if "node_modules" not in p.parts)
+# The *.sh scripts and the external builder's bin/ programs (no suffix, as Fabric names them).
+SCRIPTS = sorted([p for p in DEPLOY.rglob("*.sh") if "node_modules" not in p.parts]
+                 + list(DEPLOY.glob("fabric/builders/*/bin/*")))
 
 
 def test_shellcheck_passes_on_every_script() -> None:
@@ -22,7 +24,8 @@ def test_shellcheck_passes_on_every_script() -> None:
     assert {p.name for p in SCRIPTS} >= {"lib.sh", "crypto.sh", "channels.sh", "chaincode.sh",
                                          "network.sh", "add-org.sh", "init-secrets.sh",
                                          "chaincode-entrypoint.sh", "install-check-tools.sh",
-                                         "package.sh", "init-databases.sh"}
+                                         "package.sh", "init-databases.sh",
+                                         "detect", "build", "release"}
     # -x follows `source` into lib.sh (its directive names it from the repository root).
     result = subprocess.run(["shellcheck", "-x", "--severity=style",
                              *(str(p.relative_to(REPO)) for p in SCRIPTS)],

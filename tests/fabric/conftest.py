@@ -1,4 +1,10 @@
-"""A running 3-org dev network (dev peer + chaincode server over real gRPC/TLS on loopback)."""
+"""A running 3-org dev network (dev peer + chaincode server over real gRPC/TLS on loopback).
+
+It cuts blocks as the deployment does (``deploy/fabric/configtx.yaml``: 250 ms, 100
+messages, 512 KB), so these tests see a real channel's block boundaries; a test package
+or module that wants other settings overrides ``devnet_orderer`` (e.g. with
+``OrdererSettings.fast()``), and code outside this package passes
+``EmbeddedNetwork(..., orderer=...)``."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 
 ORGS = ("Org1", "Org2", "Org3")
 
@@ -21,8 +28,14 @@ def devnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def devnet(devnet_root: Path) -> Iterator[EmbeddedNetwork]:
-    network = EmbeddedNetwork(devnet_root, ORGS)
+def devnet_orderer() -> OrdererSettings:
+    """Block cutting of the package's dev network: the deployment's."""
+    return OrdererSettings.deployment()
+
+
+@pytest.fixture(scope="package")
+def devnet(devnet_root: Path, devnet_orderer: OrdererSettings) -> Iterator[EmbeddedNetwork]:
+    network = EmbeddedNetwork(devnet_root, ORGS, orderer=devnet_orderer)
     network.start()
     yield network
     network.stop()

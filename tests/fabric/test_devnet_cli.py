@@ -3,6 +3,7 @@ spawned on free loopback ports, used through the gateway client, stopped by pid.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 from fedledger.fabric.gateway import Gateway
 from fedledger.fabric.identity import load_signing_identity
 
@@ -56,10 +58,14 @@ def stop(proc: subprocess.Popen) -> int:
 
 def test_chaincode_service_refuses_to_start_without_its_environment():
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINCODE_")}
+    # Each missing setting stops it with exit status 2, naming the variable.
     result = subprocess.run([sys.executable, "-m", "fedledger_chaincode"], env=env,
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "CHAINCODE_SERVER_ADDRESS" in result.stderr and "CHAINCODE_ID" in result.stderr
+    assert result.returncode == 2 and "CHAINCODE_SERVER_ADDRESS" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "fedledger_chaincode"],
+                            env={**env, "CHAINCODE_SERVER_ADDRESS": "127.0.0.1:0"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "CHAINCODE_ID" in result.stderr
 
 
 def test_devnet_up_with_an_external_chaincode_service(tmp_path: Path):
@@ -83,13 +89,21 @@ def test_devnet_up_with_an_external_chaincode_service(tmp_path: Path):
         assert info["channels"]["consortium"] == ["Org1MSP", "Org2MSP"]
         org = info["orgs"]["Org2"]
         assert Path(org["admin_msp"], "signcerts").is_dir()
+        # The product's dev network cuts blocks as the deployment's configtx.yaml says,
+        # and network.json records it.
+        deployed = dataclasses.asdict(OrdererSettings.deployment())
+        assert info["orderer"] == deployed
+        assert json.loads((tmp_path / "network.json").read_text())["orderer"] == deployed
 
         identity = load_signing_identity(Path(org["user_msp"]), org["msp_id"])
         with Gateway.connect(info["gateway"], identity,
                              tls_root_cert=Path(info["tls_ca_cert"]).read_bytes(),
                              server_name=info["server_name"]) as gateway:
             contract = gateway.network("org2-private").contract("fedledger", "private")
-            contract.submit("Init")
+            _, init_tx = contract.submit_with_id("Init")
+            # Block 0 is the channel's config block: the first transaction is in block 1.
+            status = gateway._commit_status(init_tx, "org2-private")
+            assert status.successful and status.block_number == 1
             contract.submit("RegisterDataset", dataset_record("over-ccaas"))
             assert json.loads(contract.evaluate("GetDataset", "over-ccaas"))["num_samples"] == 10
         assert stop(devnet) == 0

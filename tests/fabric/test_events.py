@@ -1,4 +1,5 @@
-"""Chaincode events through the gateway: commit order, and resuming from a checkpoint."""
+"""Chaincode events through the gateway: commit order, resuming from a checkpoint, and
+replay from block 0 (the channel's config block, which holds no events)."""
 
 from __future__ import annotations
 
@@ -59,10 +60,26 @@ def test_events_arrive_in_commit_order_and_resume_after_a_checkpoint(org1, devne
     assert [e.tx_id for e in again] == [e.tx_id for e in received[3:]]
 
 
+def test_replay_from_block_zero_passes_over_the_config_block(org1, devnet):
+    network = org1.network("org1-private")
+    network.contract("fedledger", "private").submit("RegisterDataset", dataset_record("ev-replay"))
+    with network.chaincode_events("fedledger", start_block=0) as events:
+        from_zero = take(events, 2)
+    with network.chaincode_events("fedledger", start_block=1) as events:
+        from_one = take(events, 2)
+    assert [e.tx_id for e in from_zero] == [e.tx_id for e in from_one]
+    assert all(e.block_number >= 1 for e in from_zero)
+
+
 def test_events_of_other_channels_members_are_refused(devnet):
     from fedledger.fabric.errors import FabricError
 
     with devnet.connect("Org2") as gateway:
         events = gateway.network("org1-private").chaincode_events("fedledger", start_block=0)
-        with pytest.raises(FabricError, match="not a member"):
+        with pytest.raises(FabricError) as info:
             take(events, 1)
+        assert (info.value.step, info.value.grpc_code) == ("events", "PERMISSION_DENIED")
+        unknown = gateway.network("no-such-channel").chaincode_events("fedledger")
+        with pytest.raises(FabricError) as info:
+            take(unknown, 1)
+        assert info.value.grpc_code == "PERMISSION_DENIED"

@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 
 from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 from fedledger.orgnode.settings import OrgNodeSettings
 
 ORGS = ("Org1", "Org2", "Org3")
@@ -36,7 +37,8 @@ def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
 
 @pytest.fixture(scope="package")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNetwork]:
-    network = EmbeddedNetwork(tmp_path_factory.mktemp("orgnode-devnet"), ORGS)
+    network = EmbeddedNetwork(tmp_path_factory.mktemp("orgnode-devnet"), ORGS,
+                              orderer=OrdererSettings.fast())
     network.start()
     yield network
     network.stop()

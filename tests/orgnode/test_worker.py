@@ -90,12 +90,14 @@ def test_full_round(devnet, operator, coordinator, nodes):  # noqa: ANN001
                    if r["round_id"] == round_id]
         assert [(r["dataset_id"], r["update_hash"], r["num_samples"]) for r in records] == [
             (f"{org.lower()}-tweets", jobs[org]["update_hash"], jobs[org]["num_samples"])]
-    # the aggregate was recomputed and attested: the round is final on the ledger
+    # the aggregate was recomputed and attested: a majority, so the round can be made
+    # final on the ledger (the coordinator's FinalizeRound; attestations never write it)
     digest = coordinator.rounds[round_id]["aggregate"]["digest"]
     attestations = json.loads(operator.evaluate("ListAttestations", str(round_id)))
     assert {a["org"]: a["aggregate_digest"] for a in attestations} == {
         "Org1MSP": digest, "Org2MSP": digest}
-    ledger_round = json.loads(operator.evaluate("GetRound", str(round_id)))
+    ledger_round = json.loads(operator.submit("FinalizeRound", json.dumps({
+        "round_id": round_id, "aggregate_digest": digest, "attesters": ["Org1MSP", "Org2MSP"]})))
     assert ledger_round["status"] == "final" and ledger_round["aggregate_digest"] == digest
     # the attested model is downloadable as a PEFT adapter folder
     coordinator.rounds[round_id]["version_id"] = f"v{round_id}"

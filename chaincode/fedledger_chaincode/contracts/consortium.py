@@ -6,7 +6,8 @@ Who may do what (the caller is the MSP id of the transaction's creator):
 * an org registers and updates only itself; every other write needs a registered org;
 * an org submits, attests and files notices only in its own name;
 * only the round's committee votes, each validator once per target, never on itself;
-* a round is final when a MAJORITY (> half) of the registered orgs attested one digest.
+* a round is final when a MAJORITY (> half) of the registered orgs attested one digest
+  and FinalizeRound recorded it.
 
 Idempotency: repeating a write with identical data returns the stored record and writes
 nothing (no event either: nothing happened); the same key with different data is an
@@ -14,13 +15,29 @@ error. Retries after a lost reply are therefore safe.
 
 Events (one per transaction, canonical-JSON payloads of ids and digests only):
 OrgRegistered, OrgUpdated, RoundOpened, RoundClosed, UpdateSubmitted, VoteCast,
-AggregateAttested, AggregateFinal (instead of AggregateAttested on the deciding
-attestation), ModelVersionRegistered, UnlearningNotice, AnchorRecorded.
+AggregateAttested, AggregateFinal (by FinalizeRound), ModelVersionRegistered,
+UnlearningNotice, AnchorRecorded.
+
+No hot keys: an org's submission, vote and attestation each go under a key of their
+own, and none of those transactions writes the round record, so many orgs acting in the
+same block never conflict. The round record is written by OpenRound and CloseRound
+only; FinalizeRound writes a key of its own (RoundFinality) and reads the attestations
+it counts by key, so neither it nor a late attestation in its block conflicts.
 """
 
 from __future__ import annotations
 
-from ..contract import Context, Contract, ContractError, query, transaction
+from ..contract import (
+    Conflict,
+    Context,
+    Contract,
+    Forbidden,
+    Invalid,
+    NotFound,
+    WrongState,
+    query,
+    transaction,
+)
 from ..records import (
     AnchorReceipt,
     Attestation,
@@ -28,6 +45,7 @@ from ..records import (
     ModelVersion,
     OrgRecord,
     Round,
+    RoundFinality,
     RoundId,
     RoundOpening,
     Submission,
@@ -58,8 +76,8 @@ class ConsortiumContract(Contract):
         if existing is not None:
             if existing == org:
                 return existing
-            raise ContractError(f"org {org.msp_id} is already registered with different "
-                                "data; use UpdateOrg to change it")
+            raise Conflict(f"org {org.msp_id} is already registered with different "
+                           "data; use UpdateOrg to change it")
         ctx.put_record(keys.org(org.msp_id), org)
         ctx.set_event("OrgRegistered", {"msp_id": org.msp_id})
         return org
@@ -69,7 +87,7 @@ class ConsortiumContract(Contract):
         """Replace the caller's own registration (new anchor address or attestation key)."""
         _require_self(ctx, org.msp_id, "update")
         if await ctx.get_record(keys.org(org.msp_id), OrgRecord) is None:
-            raise ContractError(f"org {org.msp_id} is not registered; use RegisterOrg")
+            raise NotFound(f"org {org.msp_id} is not registered; use RegisterOrg")
         ctx.put_record(keys.org(org.msp_id), org)
         ctx.set_event("OrgUpdated", {"msp_id": org.msp_id})
         return org
@@ -91,12 +109,12 @@ class ConsortiumContract(Contract):
         last = await ctx.stub.get_state(ctx.key(keys.last_round()))
         last_id = int(last) if last else 0
         if opening.round_id <= last_id:
-            raise ContractError(f"round ids must increase: {opening.round_id} <= last "
-                                f"round {last_id}")
+            raise Conflict(f"round ids must increase: {opening.round_id} <= last "
+                           f"round {last_id}")
         orgs = {o.msp_id for o in await ctx.scan(keys.org(), OrgRecord)}
         strangers = [m for m in opening.committee if m not in orgs]
         if strangers:
-            raise ContractError(f"committee members are not registered orgs: {strangers}")
+            raise Invalid(f"committee members are not registered orgs: {strangers}")
         round_ = Round(**opening.model_dump(), opened_by=ctx.client_msp_id, status="open")
         ctx.put_record(keys.round_(round_.round_id), round_)
         ctx.put_state(ctx.key(keys.last_round()), str(round_.round_id).encode())
@@ -106,25 +124,35 @@ class ConsortiumContract(Contract):
 
     @query
     async def get_round(self, ctx: Context, round_id: RoundId) -> Round:
-        return await _get_round(ctx, round_id)
+        """The round; a closed round with attestations reads as ``aggregated``.
+
+        That status is derived here, never stored: attestations do not write the round.
+        """
+        round_ = await _round_view(ctx, round_id)
+        if round_.status == "closed" and await ctx.scan(keys.attestation(round_id),
+                                                         Attestation):
+            return round_.model_copy(update={"status": "aggregated"})
+        return round_
 
     @query
     async def list_rounds(self, ctx: Context) -> list[Round]:
-        return await ctx.scan(keys.round_(), Round)
+        final = {f.round_id: f for f in await ctx.scan(keys.finality(), RoundFinality)}
+        return [_with_finality(r, final.get(r.round_id))
+                for r in await ctx.scan(keys.round_(), Round)]
 
     @transaction
     async def close_round(self, ctx: Context, round_id: RoundId) -> Round:
         """Close submissions: the opener may close any time, any member after the deadline."""
         await _require_member(ctx)
-        round_ = await _get_round(ctx, round_id)
+        round_ = await _round_view(ctx, round_id)
         if round_.status == "closed":
             return round_
         if round_.status != "open":
-            raise ContractError(f"round {round_id} is {round_.status}, not open")
+            raise WrongState(f"round {round_id} is {round_.status}, not open")
         if ctx.client_msp_id != round_.opened_by and ctx.timestamp < parse_timestamp(
                 round_.deadline):
-            raise ContractError(f"only {round_.opened_by} (the opener) may close round "
-                                f"{round_id} before its deadline {round_.deadline}")
+            raise Forbidden(f"only {round_.opened_by} (the opener) may close round "
+                            f"{round_id} before its deadline {round_.deadline}")
         closed = round_.model_copy(update={"status": "closed"})
         ctx.put_record(keys.round_(round_id), closed)
         ctx.set_event("RoundClosed", {"round_id": round_id})
@@ -144,17 +172,17 @@ class ConsortiumContract(Contract):
             # Checked before the round state: a retry after the round closed still succeeds.
             if existing == submission:
                 return existing
-            raise ContractError(f"{submission.org} already submitted update "
-                                f"{existing.update_hash} for round {submission.round_id} "
-                                f"shard {submission.shard}; a submission cannot be replaced")
+            raise Conflict(f"{submission.org} already submitted update "
+                           f"{existing.update_hash} for round {submission.round_id} "
+                           f"shard {submission.shard}; a submission cannot be replaced")
         if round_.status != "open":
-            raise ContractError(f"round {round_.round_id} is {round_.status}, not open")
+            raise WrongState(f"round {round_.round_id} is {round_.status}, not open")
         if ctx.timestamp > parse_timestamp(round_.deadline):
-            raise ContractError(f"round {round_.round_id} deadline {round_.deadline} has "
-                                f"passed (tx time {format_timestamp(ctx.timestamp)})")
+            raise WrongState(f"round {round_.round_id} deadline {round_.deadline} has "
+                             f"passed (tx time {format_timestamp(ctx.timestamp)})")
         if submission.shard != round_.shard:
-            raise ContractError(f"round {round_.round_id} is for shard {round_.shard}, "
-                                f"not shard {submission.shard}")
+            raise Invalid(f"round {round_.round_id} is for shard {round_.shard}, "
+                          f"not shard {submission.shard}")
         ctx.put_record(key, submission)
         ctx.set_event("UpdateSubmitted", {
             "round_id": submission.round_id, "shard": submission.shard,
@@ -177,27 +205,28 @@ class ConsortiumContract(Contract):
         round_ = await _get_round(ctx, vote.round_id)
         voters = round_.validators or round_.committee
         if vote.validator not in voters:
-            raise ContractError(f"{vote.validator} is not a validator of round "
-                                f"{vote.round_id} (validators: {voters})")
+            raise Forbidden(f"{vote.validator} is not a validator of round "
+                            f"{vote.round_id} (validators: {voters})")
         key = keys.vote(vote.round_id, vote.validator, vote.target_org)
         existing = await ctx.get_record(key, Vote)
         if existing is not None:
             if existing == vote:
                 return existing
-            raise ContractError(f"{vote.validator} already voted on {vote.target_org} in "
-                                f"round {vote.round_id}; a vote cannot be changed")
-        if round_.status not in ("open", "closed"):
-            raise ContractError(f"round {vote.round_id} is {round_.status}: voting ended")
+            raise Conflict(f"{vote.validator} already voted on {vote.target_org} in "
+                           f"round {vote.round_id}; a vote cannot be changed")
+        if round_.status not in ("open", "closed") or await ctx.scan(
+                keys.attestation(vote.round_id), Attestation):
+            raise WrongState(f"round {vote.round_id} is being aggregated: voting ended")
         if round_.vote_deadline is not None and ctx.timestamp > parse_timestamp(
                 round_.vote_deadline):
-            raise ContractError(f"round {vote.round_id} vote deadline {round_.vote_deadline} "
-                                f"has passed (tx time {format_timestamp(ctx.timestamp)})")
+            raise WrongState(f"round {vote.round_id} vote deadline {round_.vote_deadline} "
+                             f"has passed (tx time {format_timestamp(ctx.timestamp)})")
         if vote.target_org == vote.validator:
-            raise ContractError("a validator cannot vote on its own update")
+            raise Forbidden("a validator cannot vote on its own update")
         target_key = keys.submission(vote.round_id, round_.shard, vote.target_org)
         if await ctx.get_record(target_key, Submission) is None:
-            raise ContractError(f"{vote.target_org} has no submission in round "
-                                f"{vote.round_id} to vote on")
+            raise WrongState(f"{vote.target_org} has no submission in round "
+                             f"{vote.round_id} to vote on")
         ctx.put_record(key, vote)
         ctx.set_event("VoteCast", {"round_id": vote.round_id, "validator": vote.validator,
                                    "target_org": vote.target_org, "accept": vote.accept})
@@ -210,14 +239,15 @@ class ConsortiumContract(Contract):
     # --- aggregation ----------------------------------------------------------------
 
     @transaction
-    async def attest_aggregate(self, ctx: Context, attestation: Attestation) -> Round:
-        """Record the caller's recomputed aggregate digest; returns the round after it.
+    async def attest_aggregate(self, ctx: Context, attestation: Attestation) -> Attestation:
+        """Record the caller's recomputed aggregate digest under its own key.
 
         The round must be closed (an aggregate over a still-open submission set is not
-        well defined) and hold at least ``quorum`` submissions. The first attestation
-        makes it ``aggregated``; the attestation that gives one digest a MAJORITY of the
-        registered orgs makes it ``final`` (event AggregateFinal instead of
-        AggregateAttested). Later attestations are still recorded, for the audit trail.
+        well defined) and hold at least ``quorum`` submissions. Only the caller's own
+        attestation key is written, never the round: the orgs attest concurrently, often
+        in one block, and a shared key would make all but one of them fail with
+        MVCC_READ_CONFLICT. Finality is decided by :meth:`finalize_round`, which reads
+        the attestations; attestations after it are still recorded, for the audit trail.
         """
         _require_self(ctx, attestation.org, "attest for")
         await _require_member(ctx)
@@ -226,34 +256,55 @@ class ConsortiumContract(Contract):
         existing = await ctx.get_record(key, Attestation)
         if existing is not None:
             if existing == attestation:
-                return round_
-            raise ContractError(f"{attestation.org} already attested "
-                                f"{existing.aggregate_digest} for round {attestation.round_id}")
+                return existing
+            raise Conflict(f"{attestation.org} already attested "
+                           f"{existing.aggregate_digest} for round {attestation.round_id}")
         if round_.status == "open":
-            raise ContractError(f"round {round_.round_id} is still open: close it first")
+            raise WrongState(f"round {round_.round_id} is still open: close it first")
         submissions = await ctx.scan(keys.submission(round_.round_id), Submission)
         if len(submissions) < round_.quorum:
-            raise ContractError(f"round {round_.round_id} has {len(submissions)} "
-                                f"submission(s), quorum is {round_.quorum}")
-        orgs = await ctx.scan(keys.org(), OrgRecord)
-        earlier = await ctx.scan(keys.attestation(round_.round_id), Attestation)
-        # Reads do not see this tx's own write, so count it explicitly.
-        agreeing = 1 + sum(a.aggregate_digest == attestation.aggregate_digest for a in earlier)
+            raise WrongState(f"round {round_.round_id} has {len(submissions)} "
+                             f"submission(s), quorum is {round_.quorum}")
         ctx.put_record(key, attestation)
-        payload = {"round_id": round_.round_id, "org": attestation.org,
-                   "aggregate_digest": attestation.aggregate_digest}
-        if round_.status != "final" and 2 * agreeing > len(orgs):
-            round_ = round_.model_copy(update={
-                "status": "final", "aggregate_digest": attestation.aggregate_digest})
-            ctx.put_record(keys.round_(round_.round_id), round_)
-            ctx.set_event("AggregateFinal", {**payload, "attestations": agreeing,
-                                             "orgs": len(orgs)})
-            return round_
-        if round_.status == "closed":
-            round_ = round_.model_copy(update={"status": "aggregated"})
-            ctx.put_record(keys.round_(round_.round_id), round_)
-        ctx.set_event("AggregateAttested", payload)
-        return round_
+        ctx.set_event("AggregateAttested", {"round_id": round_.round_id, "org": attestation.org,
+                                            "aggregate_digest": attestation.aggregate_digest})
+        return attestation
+
+    @transaction
+    async def finalize_round(self, ctx: Context, finality: RoundFinality) -> Round:
+        """Make the round final on ``aggregate_digest``, attested by ``attesters``, a
+        MAJORITY of the registered orgs.
+
+        Any registered org may call it: every named attestation is checked on the ledger,
+        so the caller decides nothing. It reads only the named orgs' attestation keys
+        (no range), so other orgs' later attestations in the same block do not conflict
+        with it, and it writes its own key, so they do not conflict with it either.
+        Repeating it on a final round returns the round and writes nothing.
+        """
+        await _require_member(ctx)
+        round_ = await _get_round(ctx, finality.round_id)
+        if await ctx.get_record(keys.finality(finality.round_id), RoundFinality) is not None:
+            return await _round_view(ctx, finality.round_id)
+        if round_.status == "open":
+            raise WrongState(f"round {finality.round_id} is still open: close it first")
+        orgs = {o.msp_id for o in await ctx.scan(keys.org(), OrgRecord)}
+        for org in finality.attesters:
+            if org not in orgs:
+                raise Invalid(f"attester {org} is not a registered org")
+            att = await ctx.get_record(keys.attestation(finality.round_id, org), Attestation)
+            if att is None or att.aggregate_digest != finality.aggregate_digest:
+                raise Invalid(f"{org} has not attested {finality.aggregate_digest} for round "
+                              f"{finality.round_id}")
+        if 2 * len(finality.attesters) <= len(orgs):
+            raise WrongState(f"round {finality.round_id} has no majority: "
+                             f"{len(finality.attesters)} of {len(orgs)} orgs attested "
+                             f"{finality.aggregate_digest}")
+        ctx.put_record(keys.finality(finality.round_id), finality)
+        ctx.set_event("AggregateFinal", {
+            "round_id": finality.round_id, "aggregate_digest": finality.aggregate_digest,
+            "attestations": len(finality.attesters), "orgs": len(orgs)})
+        return round_.model_copy(update={"status": "final",
+                                         "aggregate_digest": finality.aggregate_digest})
 
     @query
     async def list_attestations(self, ctx: Context, round_id: RoundId) -> list[Attestation]:
@@ -278,26 +329,26 @@ class ConsortiumContract(Contract):
         if existing is not None:
             if existing == version:
                 return existing
-            raise ContractError(f"model version {version.version_id} already exists "
-                                "with different data")
-        round_ = await _get_round(ctx, version.round_id)
+            raise Conflict(f"model version {version.version_id} already exists "
+                           "with different data")
+        round_ = await _round_view(ctx, version.round_id)
         if round_.status != "final":
-            raise ContractError(f"round {round_.round_id} is {round_.status}, not final")
+            raise WrongState(f"round {round_.round_id} is {round_.status}, not final")
         for parent in version.parents:
             if await ctx.get_record(keys.model_version(parent), ModelVersion) is None:
-                raise ContractError(f"parent model version {parent} does not exist")
+                raise Invalid(f"parent model version {parent} does not exist")
         for adapter in version.shard_adapters:
-            source = await _get_round(ctx, adapter.round_id)
+            source = await _round_view(ctx, adapter.round_id)
             if source.status != "final" or source.shard != adapter.shard:
-                raise ContractError(f"shard adapter {adapter.shard}: round "
-                                    f"{adapter.round_id} is not a final round of that shard")
+                raise Invalid(f"shard adapter {adapter.shard}: round "
+                              f"{adapter.round_id} is not a final round of that shard")
             if source.aggregate_digest != adapter.adapter_digest:
-                raise ContractError(f"shard adapter {adapter.shard}: digest differs from "
-                                    f"the final aggregate of round {adapter.round_id}")
+                raise Invalid(f"shard adapter {adapter.shard}: digest differs from "
+                              f"the final aggregate of round {adapter.round_id}")
         if (len(version.shard_adapters) == 1
                 and version.adapter_digest != version.shard_adapters[0].adapter_digest):
-            raise ContractError("adapter_digest differs from the digest of the one shard "
-                                "adapter it serves")
+            raise Invalid("adapter_digest differs from the digest of the one shard "
+                          "adapter it serves")
         ctx.put_record(key, version)
         ctx.set_event("ModelVersionRegistered", {
             "version_id": version.version_id, "round_id": version.round_id,
@@ -349,18 +400,18 @@ class ConsortiumContract(Contract):
         if existing is not None:
             if existing == notice:
                 return existing
-            raise ContractError(f"unlearning notice {notice.notice_id} already exists "
-                                "with different data")
+            raise Conflict(f"unlearning notice {notice.notice_id} already exists "
+                           "with different data")
         last = await ctx.stub.get_state(ctx.key(keys.last_round()))
         next_round = (int(last) if last else 0) + 1
         if notice.round_id != next_round:
-            raise ContractError(f"an unlearning notice names the next round, {next_round}, "
-                                f"whose anchor will cover it; not {notice.round_id}")
+            raise Invalid(f"an unlearning notice names the next round, {next_round}, "
+                          f"whose anchor will cover it; not {notice.round_id}")
         await self.get_model_version(ctx, notice.old_version)
         lineage = await self.get_lineage(ctx, notice.new_version)
         if notice.old_version not in {v.version_id for v in lineage}:
-            raise ContractError(f"model version {notice.new_version} does not descend "
-                                f"from {notice.old_version}")
+            raise Invalid(f"model version {notice.new_version} does not descend "
+                          f"from {notice.old_version}")
         ctx.put_record(key, notice)
         ctx.set_event("UnlearningNotice", notice.model_dump(mode="json"))
         return notice
@@ -387,13 +438,13 @@ class ConsortiumContract(Contract):
         if existing is not None:
             if existing == receipt:
                 return existing
-            raise ContractError(f"rounds {receipt.first_round}..{receipt.last_round} are "
-                                "already anchored with a different receipt")
+            raise Conflict(f"rounds {receipt.first_round}..{receipt.last_round} are "
+                           "already anchored with a different receipt")
         for other in await ctx.scan(keys.anchor(), AnchorReceipt):
             if other.first_round <= receipt.last_round and receipt.first_round <= other.last_round:
-                raise ContractError(f"rounds {receipt.first_round}..{receipt.last_round} "
-                                    f"overlap anchored rounds {other.first_round}.."
-                                    f"{other.last_round}")
+                raise Conflict(f"rounds {receipt.first_round}..{receipt.last_round} "
+                               f"overlap anchored rounds {other.first_round}.."
+                               f"{other.last_round}")
         ctx.put_record(key, receipt)
         ctx.set_event("AnchorRecorded", receipt.model_dump(mode="json"))
         return receipt
@@ -408,18 +459,33 @@ class ConsortiumContract(Contract):
 
 def _require_self(ctx: Context, msp_id: str, action: str) -> None:
     if msp_id != ctx.client_msp_id:
-        raise ContractError(f"caller {ctx.client_msp_id} cannot {action} {msp_id}: an org "
-                            "acts only in its own name")
+        raise Forbidden(f"caller {ctx.client_msp_id} cannot {action} {msp_id}: an org "
+                        "acts only in its own name")
 
 
 async def _require_member(ctx: Context) -> OrgRecord:
     org = await ctx.get_record(keys.org(ctx.client_msp_id), OrgRecord)
     if org is None:
-        raise ContractError(f"caller {ctx.client_msp_id} is not a registered org "
-                            "(RegisterOrg first)")
+        raise Forbidden(f"caller {ctx.client_msp_id} is not a registered org "
+                        "(RegisterOrg first)")
     return org
 
 
 
 async def _get_round(ctx: Context, round_id: int) -> Round:
+    """The round record as stored (the lifecycle up to ``closed``); reads no finality, so
+    a transaction that uses it never conflicts with FinalizeRound."""
     return await ctx.require(keys.round_(round_id), Round, f"round {round_id}")
+
+
+async def _round_view(ctx: Context, round_id: int) -> Round:
+    """The round as its readers see it: ``final`` with its digest once finalised."""
+    round_ = await _get_round(ctx, round_id)
+    return _with_finality(round_, await ctx.get_record(keys.finality(round_id), RoundFinality))
+
+
+def _with_finality(round_: Round, finality: RoundFinality | None) -> Round:
+    if finality is None:
+        return round_
+    return round_.model_copy(update={"status": "final",
+                                     "aggregate_digest": finality.aggregate_digest})

@@ -35,6 +35,11 @@ def last_round() -> KeyParts:
     return "meta", ("last_round",)
 
 
+def finality(round_id: int | None = None) -> KeyParts:
+    """A round's finalisation (RoundFinality), apart from the round record."""
+    return "final", () if round_id is None else (num(round_id),)
+
+
 def submission(round_id: int, shard: int | None = None, msp_id: str | None = None) -> KeyParts:
     attrs = [num(round_id)]
     if shard is not None:

@@ -22,7 +22,16 @@ ParticipationDecided.
 
 from __future__ import annotations
 
-from ..contract import Context, Contract, ContractError, query, transaction
+from ..contract import (
+    Conflict,
+    Context,
+    Contract,
+    Forbidden,
+    Invalid,
+    WrongState,
+    query,
+    transaction,
+)
 from ..records import (
     DELETION_TRANSITIONS,
     DataCommitment,
@@ -49,10 +58,10 @@ class PrivateContract(Contract):
             return
         owner = await ctx.stub.get_state(ctx.key(keys.owner()))
         if not owner:
-            raise ContractError("this private channel has no owner yet: call private:Init first")
+            raise WrongState("this private channel has no owner yet: call private:Init first")
         if owner.decode() != ctx.client_msp_id:
-            raise ContractError(f"caller {ctx.client_msp_id} is not the owner of this "
-                                f"private channel ({owner.decode()})")
+            raise Forbidden(f"caller {ctx.client_msp_id} is not the owner of this "
+                            f"private channel ({owner.decode()})")
 
     @transaction
     async def init(self, ctx: Context) -> dict[str, str]:
@@ -60,8 +69,8 @@ class PrivateContract(Contract):
         owner = await ctx.stub.get_state(ctx.key(keys.owner()))
         if owner:
             if owner.decode() != ctx.client_msp_id:
-                raise ContractError(f"this private channel already belongs to "
-                                    f"{owner.decode()}; {ctx.client_msp_id} cannot claim it")
+                raise Forbidden(f"this private channel already belongs to "
+                                f"{owner.decode()}; {ctx.client_msp_id} cannot claim it")
             return {"owner": owner.decode()}
         ctx.put_state(ctx.key(keys.owner()), ctx.client_msp_id.encode())
         ctx.set_event("OwnerInitialised", {"owner": ctx.client_msp_id})
@@ -77,14 +86,14 @@ class PrivateContract(Contract):
     async def register_dataset(self, ctx: Context, dataset: Dataset) -> Dataset:
         """Register a dataset; ``registered_at`` is stamped from the tx timestamp."""
         if dataset.registered_at is not None:
-            raise ContractError("registered_at is set by the ledger (tx timestamp); omit it")
+            raise Invalid("registered_at is set by the ledger (tx timestamp); omit it")
         key = keys.dataset(dataset.dataset_id)
         existing = await ctx.get_record(key, Dataset)
         if existing is not None:
             if existing.model_copy(update={"registered_at": None}) == dataset:
                 return existing
-            raise ContractError(f"dataset {dataset.dataset_id} already exists with "
-                                "different data")
+            raise Conflict(f"dataset {dataset.dataset_id} already exists with "
+                           "different data")
         stored = dataset.model_copy(update={"registered_at": format_timestamp(ctx.timestamp)})
         ctx.put_record(key, stored)
         ctx.set_event("DatasetRegistered", {"dataset_id": dataset.dataset_id})
@@ -108,13 +117,13 @@ class PrivateContract(Contract):
             if current == commitment:
                 return current
             if commitment.supersedes != current.merkle_root:
-                raise ContractError(
-                    f"dataset {commitment.dataset_id} shard {commitment.shard} slice "
-                    f"{commitment.slice} already has root {current.merkle_root}; a new root "
-                    "must name it in 'supersedes'")
+                raise Conflict(
+               f"dataset {commitment.dataset_id} shard {commitment.shard} slice "
+               f"{commitment.slice} already has root {current.merkle_root}; a new root "
+               "must name it in 'supersedes'")
         elif commitment.supersedes is not None:
-            raise ContractError("'supersedes' names a root, but there is no commitment to "
-                                "replace")
+            raise Invalid("'supersedes' names a root, but there is no commitment to "
+                          "replace")
         ctx.put_record(key, commitment)
         ctx.set_event("CommitmentRecorded", {
             "dataset_id": commitment.dataset_id, "shard": commitment.shard,
@@ -136,9 +145,9 @@ class PrivateContract(Contract):
         if existing is not None:
             if existing == record:
                 return existing
-            raise ContractError(f"a different training record exists for round "
-                                f"{record.round_id} shard {record.shard} dataset "
-                                f"{record.dataset_id}")
+            raise Conflict(f"a different training record exists for round "
+                           f"{record.round_id} shard {record.shard} dataset "
+                           f"{record.dataset_id}")
         ctx.put_record(key, record)
         ctx.set_event("TrainingRecorded", {
             "round_id": record.round_id, "shard": record.shard,
@@ -155,9 +164,9 @@ class PrivateContract(Contract):
     async def file_deletion_request(self, ctx: Context, request: DeletionRequest) -> DeletionRequest:
         """File a request (status ``filed``; ``filed_at`` stamped from the tx timestamp)."""
         if request.status != "filed":
-            raise ContractError(f"a new request has status 'filed', not {request.status!r}")
+            raise Invalid(f"a new request has status 'filed', not {request.status!r}")
         if request.filed_at is not None or request.updated_at is not None:
-            raise ContractError("filed_at/updated_at are set by the ledger; omit them")
+            raise Invalid("filed_at/updated_at are set by the ledger; omit them")
         await self.get_dataset(ctx, request.dataset_id)
         key = keys.deletion_request(request.request_id)
         existing = await ctx.get_record(key, DeletionRequest)
@@ -166,8 +175,8 @@ class PrivateContract(Contract):
                 update={"status": "filed", "filed_at": None, "updated_at": None})
             if as_filed == request:
                 return existing
-            raise ContractError(f"deletion request {request.request_id} already exists "
-                                "with different data")
+            raise Conflict(f"deletion request {request.request_id} already exists "
+                           "with different data")
         now = format_timestamp(ctx.timestamp)
         stored = request.model_copy(update={"filed_at": now, "updated_at": now})
         ctx.put_record(key, stored)
@@ -188,13 +197,13 @@ class PrivateContract(Contract):
             return request
         allowed = DELETION_TRANSITIONS[request.status]
         if status not in allowed:
-            raise ContractError(f"deletion request {request_id} cannot go from "
-                                f"{request.status!r} to {status!r} (allowed: "
-                                f"{sorted(allowed) or 'none, it is final'})")
+            raise WrongState(f"deletion request {request_id} cannot go from "
+                             f"{request.status!r} to {status!r} (allowed: "
+                             f"{sorted(allowed) or 'none, it is final'})")
         if status == "completed" and await ctx.get_record(
                 keys.unlearning_record(request_id), UnlearningRecord) is None:
-            raise ContractError(f"deletion request {request_id} has no unlearning record "
-                                "yet: RecordUnlearningRecord before completing it")
+            raise WrongState(f"deletion request {request_id} has no unlearning record "
+                             "yet: RecordUnlearningRecord before completing it")
         updated = request.model_copy(
             update={"status": status, "updated_at": format_timestamp(ctx.timestamp)})
         ctx.put_record(keys.deletion_request(request_id), updated)
@@ -228,10 +237,10 @@ class PrivateContract(Contract):
         if existing is not None:
             if existing == record:
                 return existing
-            raise ContractError(f"deletion request {record.request_id} already has a "
-                                "different unlearning record")
+            raise Conflict(f"deletion request {record.request_id} already has a "
+                           "different unlearning record")
         if request.status == "rejected":
-            raise ContractError(f"deletion request {record.request_id} was rejected")
+            raise WrongState(f"deletion request {record.request_id} was rejected")
         ctx.put_record(key, record)
         ctx.set_event("UnlearningRecorded", {
             "request_id": record.request_id, "old_model_hash": record.old_model_hash,
@@ -255,8 +264,8 @@ class PrivateContract(Contract):
         if existing is not None:
             if existing == decision:
                 return existing
-            raise ContractError(f"a different participation decision exists for round "
-                                f"{decision.round_id}")
+            raise Conflict(f"a different participation decision exists for round "
+                           f"{decision.round_id}")
         ctx.put_record(key, decision)
         ctx.set_event("ParticipationDecided", {
             "round_id": decision.round_id, "policy": decision.policy,

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from fedledger.fabric.waker import EventWaker
 from fedledger.web.database import make_engine, migrate
 from fedledger.web.errors import install_error_handlers
 from fedledger.web.signing import RequestVerifier
@@ -20,7 +21,7 @@ from fedledger.web.signing import RequestVerifier
 from .aggregate import adapter_context
 from .api import router
 from .blobs import BlobStore
-from .ledger import EventWaker, Ledger
+from .ledger import WAKE_EVENTS, Ledger
 from .rounds import RoundService, RoundWorker
 from .settings import CoordinatorSettings
 
@@ -43,7 +44,9 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
         app.state.verifier = RequestVerifier(msps)
         app.state.org_ids = frozenset(settings.org_msps.resolved())
         app.state.operator_msp = settings.identity.msp_id
-        waker = EventWaker(ledger, service.wake).start() if settings.follow_events else None
+        waker = EventWaker(ledger.network, settings.gateway.chaincode, WAKE_EVENTS,
+                           service.wake, name="coordinator-events").start() \
+            if settings.follow_events else None
         worker.start()
         try:
             yield

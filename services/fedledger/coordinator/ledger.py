@@ -1,6 +1,6 @@
 """The coordinator's side of the consortium channel: thin wrappers around the
-``consortium`` contract (as the operator org's client) and a chaincode-event follower
-that wakes the round worker when something relevant committed.
+``consortium`` contract (as the operator org's client), and the events after which the
+round worker has something to do (``WAKE_EVENTS``, for ``fabric.waker.EventWaker``).
 
 Every write returns the Fabric transaction id, so rounds can show where they were
 recorded. The ledger is the source of truth for submissions and finality; the
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from fedledger.canonical import canonical_json
-from fedledger.fabric.errors import EvaluateError, FabricError
+from fedledger.fabric.errors import RecordNotFoundError
 from fedledger.fabric.gateway import Contract, Gateway
 
 from .settings import GatewaySettings, IdentitySettings
@@ -84,10 +83,8 @@ class Ledger:
     def get_round(self, round_id: int) -> dict[str, Any] | None:
         try:
             return self._evaluate("GetRound", str(round_id))
-        except EvaluateError as exc:
-            if "not found" in exc.message:
-                return None
-            raise
+        except RecordNotFoundError:
+            return None
 
     def last_round_id(self) -> int:
         return max((r["round_id"] for r in self._evaluate("ListRounds")), default=0)
@@ -101,10 +98,8 @@ class Ledger:
     def get_model_version(self, version_id: str) -> dict[str, Any] | None:
         try:
             return self._evaluate("GetModelVersion", version_id)
-        except EvaluateError as exc:
-            if "not found" in exc.message:
-                return None
-            raise
+        except RecordNotFoundError:
+            return None
 
     # -- writes
 
@@ -114,57 +109,15 @@ class Ledger:
     def close_round(self, round_id: int) -> Written:
         return self._submit("CloseRound", str(round_id))
 
+    def finalize_round(self, round_id: int, digest: str, attesters: list[str]) -> Written:
+        """Make the round final on ``digest``, attested by ``attesters`` (a majority)."""
+        return self._submit("FinalizeRound", canonical_json({
+            "round_id": round_id, "aggregate_digest": digest,
+            "attesters": sorted(attesters)}).decode())
+
     def register_model_version(self, version: dict[str, Any]) -> Written:
         return self._submit("RegisterModelVersion", canonical_json(version).decode())
 
 
 def _json(payload: bytes) -> Any:
     return json.loads(payload) if payload else None
-
-
-class EventWaker:
-    """Follows the chaincode's events on a thread and sets ``wake`` on relevant ones.
-
-    Only a hint: the worker re-reads the ledger itself on every tick, so a missed event
-    (reconnect, restart) costs at most one poll interval.
-    """
-
-    def __init__(self, ledger: Ledger, wake: threading.Event, *, retry_s: float = 1.0) -> None:
-        self.ledger = ledger
-        self.wake = wake
-        self.retry_s = retry_s
-        self._stop = threading.Event()
-        self._stream = None
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="coordinator-events", daemon=True)
-
-    def start(self) -> EventWaker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._lock:
-            if self._stream is not None:
-                self._stream.close()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = self.ledger.network.chaincode_events(self.ledger.settings.chaincode)
-                with self._lock:
-                    if self._stop.is_set():
-                        stream.close()
-                        return
-                    self._stream = stream
-                for event in stream:
-                    if event.event_name in WAKE_EVENTS:
-                        self.wake.set()
-                    if self._stop.is_set():
-                        return
-            except FabricError as exc:
-                log.info("chaincode event stream ended: %s", exc)
-            except Exception:  # noqa: BLE001 - a hint thread must not die silently
-                log.exception("chaincode event follower failed")
-            self._stop.wait(self.retry_s)

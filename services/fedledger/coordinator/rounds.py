@@ -47,7 +47,14 @@ from fedledger.incentives.outcome import verdict_of
 from fedledger.learning.errors import AggregationError, LearningError, UpdateRejectedError
 from fedledger.learning.unlearning.sisa import merge_shard_adapters
 from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
-from fedledger.web.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from fedledger.web.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    ledger_failure,
+)
 
 from . import lineage
 from .aggregate import AdapterContext, adapter_context, aggregate_updates, strategy_of
@@ -85,9 +92,13 @@ def parse_deadline(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+class LedgerUnavailable(ServiceError):
+    status, code = 502, "ledger_error"
+
+
 def ledger_error(exc: FabricError) -> ServiceError:
-    return ServiceError(f"ledger call failed: {exc.message}", status=502, code="ledger_error",
-                        details={"tx_id": exc.tx_id, "step": exc.step})
+    """A refusal keeps its code (404, 409...); any other failure is LedgerUnavailable."""
+    return ledger_failure("ledger call", exc, unavailable=LedgerUnavailable)
 
 
 def _plain(value: Any) -> Any:
@@ -605,13 +616,21 @@ class RoundService:
         # Round first, attestations second: a round seen final has its deciding
         # attestation in the list read after it.
         on_ledger = self.ledger.get_round(row.round_id)
-        for att in self.ledger.list_attestations(row.round_id):
+        attestations = self.ledger.list_attestations(row.round_id)
+        for att in attestations:
             existing = session.get(AttestationRow, (row.round_id, att["org"]))
             if existing is None:
                 session.add(AttestationRow(round_id=row.round_id, org=att["org"],
                                            digest=att["aggregate_digest"]))
-        if on_ledger is None or on_ledger["status"] != "final":
+        if on_ledger is None:
             return
+        if on_ledger["status"] != "final":
+            # The orgs' attestations never write the round (no hot key); one call here,
+            # by the coordinator alone, records the majority the ledger counts itself.
+            agreeing = [a["org"] for a in attestations if a["aggregate_digest"] == agg.digest]
+            if 2 * len(agreeing) <= len(self.ledger.list_orgs()):
+                return
+            on_ledger = self.ledger.finalize_round(row.round_id, agg.digest, agreeing).result
         if on_ledger.get("aggregate_digest") != agg.digest:
             self._fail(row, f"the ledger finalised digest {on_ledger.get('aggregate_digest')}, "
                             f"not the published aggregate {agg.digest}")

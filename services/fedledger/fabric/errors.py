@@ -1,13 +1,18 @@
 """Errors of the Fabric layer: one root, each error carrying the tx id and the step.
 
 ``step`` names where it failed (``endorse``, ``submit``, ``commit``, ``evaluate``,
-``events``, ``msp``, ``policy``, ``ledger``...), so a caller can log or map it without
-parsing messages.
+``events``, ``msp``, ``policy``, ``ledger``...) and ``grpc_code`` the gRPC status the
+peer answered with (``"FAILED_PRECONDITION"``...), so a caller can log or map it without
+parsing messages. A refusal by the chaincode itself is a :class:`ChaincodeRefusal`, one
+subclass per ``fedledger.protocol.errors.ErrorCode``, raised at the step it happened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from fedledger.protocol.errors import ErrorCode, Refusal
 
 
 @dataclass(frozen=True)
@@ -23,12 +28,13 @@ class FabricError(Exception):
     """Root of every error raised by ``fedledger.fabric``."""
 
     def __init__(self, message: str, *, tx_id: str | None = None, step: str | None = None,
-                 details: list[ErrorDetail] | None = None) -> None:
+                 details: list[ErrorDetail] | None = None, grpc_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.tx_id = tx_id
         self.step = step
         self.details = list(details or [])
+        self.grpc_code = grpc_code
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -93,6 +99,50 @@ class ChaincodeError(FabricError):
     """The chaincode connection failed or the chaincode broke the shim protocol."""
 
 
+class ChaincodeRefusal(FabricError):
+    """The chaincode refused the call with a machine-readable code (``code``), at
+    ``step`` ``endorse`` or ``evaluate``; ``function`` is ``Contract:Function``."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+
+    def __init__(self, refusal: Refusal, *, tx_id: str | None = None, step: str | None = None,
+                 details: list[ErrorDetail] | None = None, grpc_code: str | None = None) -> None:
+        super().__init__(f"{refusal.function} refused ({refusal.code.value}): "
+                         f"{refusal.message}", tx_id=tx_id, step=step, details=details,
+                         grpc_code=grpc_code)
+        self.function = refusal.function
+        self.reason = refusal.message
+
+
+class RecordNotFoundError(ChaincodeRefusal, LookupError):
+    code = ErrorCode.NOT_FOUND
+
+
+class RecordConflictError(ChaincodeRefusal):
+    code = ErrorCode.CONFLICT
+
+
+class ChaincodeForbiddenError(ChaincodeRefusal, PermissionError):
+    code = ErrorCode.FORBIDDEN
+
+
+class InvalidArgumentError(ChaincodeRefusal, ValueError):
+    code = ErrorCode.INVALID
+
+
+class WrongStateError(ChaincodeRefusal):
+    code = ErrorCode.STATE
+
+
+class ChaincodeInternalError(ChaincodeRefusal):
+    code = ErrorCode.INTERNAL
+
+
+REFUSALS: dict[ErrorCode, type[ChaincodeRefusal]] = {
+    cls.code: cls for cls in (RecordNotFoundError, RecordConflictError, ChaincodeForbiddenError,
+                              InvalidArgumentError, WrongStateError, ChaincodeInternalError)}
+
+
 class LedgerError(FabricError):
     """The dev peer's ledger store failed."""
 
@@ -102,7 +152,10 @@ class LedgerTamperedError(LedgerError):
 
 
 __all__ = [
-    "ChaincodeError", "CommitError", "CommitStatusError", "EndorseError", "ErrorDetail",
+    "REFUSALS", "ChaincodeError", "ChaincodeForbiddenError", "ChaincodeInternalError",
+    "ChaincodeRefusal", "CommitError", "CommitStatusError", "EndorseError", "ErrorDetail",
     "EvaluateError", "FabricError", "IdentityError", "LedgerError", "LedgerTamperedError",
-    "MSPError", "PermissionDeniedError", "PolicyError", "SignatureError", "SubmitError",
+    "InvalidArgumentError", "MSPError", "PermissionDeniedError", "PolicyError",
+    "RecordConflictError", "RecordNotFoundError", "SignatureError", "SubmitError",
+    "WrongStateError",
 ]

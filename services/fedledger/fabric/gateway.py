@@ -24,6 +24,7 @@ from google.rpc import status_pb2
 
 from fedledger.fabric import protos
 from fedledger.fabric.errors import (
+    REFUSALS,
     CommitError,
     CommitStatusError,
     EndorseError,
@@ -33,6 +34,7 @@ from fedledger.fabric.errors import (
     SubmitError,
 )
 from fedledger.fabric.identity import SigningIdentity
+from fedledger.protocol.errors import parse_refusal
 
 VALID = transaction_pb2.TxValidationCode.VALID
 DEFAULT_TIMEOUTS = {"endorse": 30.0, "submit": 10.0, "commit_status": 60.0, "evaluate": 10.0}
@@ -60,10 +62,19 @@ def error_details(error: grpc.RpcError) -> list[ErrorDetail]:
     return details
 
 
-def _wrap(error: grpc.RpcError, cls: type[FabricError], step: str, tx_id: str | None) -> FabricError:
+def _wrap(error: grpc.RpcError, cls: type[FabricError], step: str,
+          tx_id: str | None) -> FabricError:
+    """The typed error of a failed gateway call: a :class:`ChaincodeRefusal` subclass when
+    the chaincode refused (its code read from the refusal it encoded, wherever Fabric put
+    it), else ``cls``; both carry the gRPC status code by name."""
     code = error.code().name if error.code() else "UNKNOWN"
+    details = error_details(error)
+    refusal = parse_refusal(error.details() or "", *(d.message for d in details))
+    if refusal is not None:
+        return REFUSALS[refusal.code](refusal, tx_id=tx_id, step=step, details=details,
+                                      grpc_code=code)
     return cls(f"{step} failed ({code}): {error.details()}", tx_id=tx_id, step=step,
-               details=error_details(error))
+               details=details, grpc_code=code)
 
 
 def _as_bytes(arg: Any) -> bytes:
@@ -234,6 +245,16 @@ class SubmittedTransaction:
     def status(self) -> Status:
         return self.network.gateway._commit_status(self.tx_id, self.network.channel_id)
 
+    def committed(self) -> Status:
+        """Wait for the commit; raises :class:`CommitError` unless it committed VALID."""
+        status = self.status()
+        if not status.successful:
+            raise CommitError(
+                f"transaction {status.tx_id} committed as {status.code_name} "
+                f"in block {status.block_number}",
+                code=status.code_name, block_number=status.block_number, tx_id=status.tx_id)
+        return status
+
 
 @dataclass
 class Transaction:
@@ -311,10 +332,5 @@ class Contract:
         """:meth:`submit`, also returning the committed transaction's id."""
         submitted = self.submit_async(name, *args, transient=transient,
                                       endorsing_orgs=endorsing_orgs)
-        status = submitted.status()
-        if not status.successful:
-            raise CommitError(
-                f"transaction {status.tx_id} committed as {status.code_name} "
-                f"in block {status.block_number}",
-                code=status.code_name, block_number=status.block_number, tx_id=status.tx_id)
+        submitted.committed()
         return submitted.result, submitted.tx_id

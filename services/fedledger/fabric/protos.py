@@ -152,6 +152,28 @@ def proposal_hash(channel_header: bytes, signature_header: bytes, payload_for_tx
     return hashlib.sha256(channel_header + signature_header + payload_for_tx).digest()
 
 
+def proposal_target(signed: proposal_pb2.SignedProposal) -> tuple[str, str]:
+    """(channel id, chaincode name) of a signed proposal: all a Fabric gateway reads of
+    it before handing it to an endorser (``getChannelAndChaincodeFromSignedProposal``).
+    ``MalformedMessageError`` when it does not get that far; every further check is the
+    endorser's (:func:`parse_signed_proposal`)."""
+    if not signed.proposal_bytes:
+        raise MalformedMessageError("a signed proposal is required", step="parse")
+    proposal = _parse(proposal_pb2.Proposal, signed.proposal_bytes, "proposal")
+    header = _parse(common_pb2.Header, proposal.header, "proposal header")
+    channel_header = _parse(common_pb2.ChannelHeader, header.channel_header, "channel header")
+    payload = _parse(proposal_pb2.ChaincodeProposalPayload, proposal.payload, "proposal payload")
+    invocation = _parse(chaincode_pb2.ChaincodeInvocationSpec, payload.input, "invocation spec")
+    if not channel_header.channel_id:
+        raise MalformedMessageError("no channel id provided", step="parse")
+    chaincode = invocation.chaincode_spec.chaincode_id.name
+    if not chaincode:
+        raise MalformedMessageError(
+            f"no chaincode name is provided, channel id [{channel_header.channel_id}]",
+            step="parse")
+    return channel_header.channel_id, chaincode
+
+
 def parse_signed_proposal(signed: proposal_pb2.SignedProposal) -> ParsedProposal:
     proposal = _parse(proposal_pb2.Proposal, signed.proposal_bytes, "proposal")
     header = _parse(common_pb2.Header, proposal.header, "proposal header")

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from fedledger.audit.bundle import AuditBundle, SampleEvidence
 from fedledger.audit.proofs import ProofPackage, consortium_package, private_package, receipt_ref
 from fedledger.bridge.tree import LeafTree, leaf_bytes
-from fedledger.fabric.errors import FabricError
+from fedledger.fabric.errors import FabricError, RecordNotFoundError
 from fedledger.learning.unlearning import shard_of
 from fedledger.merkle import MembershipProof, SortedMerkleTree
 from fedledger.orgnode.deletions import deletion_public
@@ -48,9 +48,9 @@ def _query(node: OrgNode, channel: str, function: str, *args: str) -> Any:
         if channel == "private":
             return node.ledger.query_private(function, *args)
         return node.ledger.query_consortium(function, *args)
+    except RecordNotFoundError:
+        return None
     except FabricError as exc:
-        if "not found" in exc.message:
-            return None
         raise ledger_error(f"{function}", exc) from None
 
 

@@ -6,25 +6,29 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 
 from fedledger.canonical import canonical_json
 from fedledger.fabric.errors import FabricError
-from fedledger.fabric.gateway import Contract
+from fedledger.fabric.gateway import Contract, SubmittedTransaction
 from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.orgnode.settings import OrgNodeSettings
-from fedledger.web.errors import ServiceError
+from fedledger.web.errors import ServiceError, ledger_failure
+
+
+Channel = Literal["consortium", "private"]
 
 
 class LedgerUnavailable(ServiceError):
     status, code = 502, "ledger_error"
 
 
-def ledger_error(action: str, exc: FabricError) -> LedgerUnavailable:
-    return LedgerUnavailable(f"{action} failed on the ledger: {exc.message}",
-                             details={"tx_id": exc.tx_id, "step": exc.step})
+def ledger_error(action: str, exc: FabricError) -> ServiceError:
+    """A refusal keeps its code (404, 409...); any other failure is LedgerUnavailable."""
+    return ledger_failure(action, exc, unavailable=LedgerUnavailable)
 
 
 class OrgLedger:
@@ -87,6 +91,25 @@ class OrgLedger:
     def submit_consortium_tx(self, function: str, *args: dict[str, Any] | str) -> str:
         """Submit on the consortium channel; the committed transaction's id."""
         return self.consortium.submit_with_id(function, *map(_arg, args))[1]
+
+    def submit_together(self, calls: Sequence[tuple[Channel, str, dict[str, Any]]]
+                        ) -> list[str]:
+        """Submit ``(channel, function, record)`` calls, all handed to the orderer before
+        any commit is awaited, so they commit in the same block (one per channel) instead
+        of one block after another; their transaction ids, in order. Each call writes its
+        own keys (no two may conflict). Raises the first failure after waiting for all."""
+        pending = [self._contract(channel).submit_async(function, canonical_json(record))
+                   for channel, function, record in calls]
+        return [submitted.committed().tx_id for submitted in pending]
+
+    def submit_private_async(self, function: str, record: dict[str, Any]
+                             ) -> SubmittedTransaction:
+        """Endorse and hand to the orderer on the private channel; the commit is the
+        caller's to confirm (``.committed()``)."""
+        return self.private.submit_async(function, canonical_json(record))
+
+    def _contract(self, channel: Channel) -> Contract:
+        return self.consortium if channel == "consortium" else self.private
 
     def sign_hex(self, record: dict[str, Any]) -> str:
         """The org's signature (DER, hex) over a record's canonical JSON."""

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from fedledger.fabric.errors import FabricError
+from fedledger.fabric.gateway import SubmittedTransaction
 from fedledger.incentives.config import ACTIONS, QLearningConfig
 from fedledger.incentives.qlearning import QAgent, affordable, draw_rng
 from fedledger.incentives.reward import local_steps, round_reward, tokens_of
@@ -115,6 +116,9 @@ class Participation:
         self.read_stake = stake_reader or self._read_stake
         self.store = SqlQStore(node.sessions)
         self._record_failures: dict[int, int] = {}
+        # Decisions handed to the orderer and not yet confirmed, by round: the commit is
+        # awaited only when the update is submitted, so it costs the round no block time.
+        self._pending: dict[int, SubmittedTransaction] = {}
 
     @property
     def config(self) -> QLearningConfig:
@@ -129,7 +133,8 @@ class Participation:
     def decide(self, round_: dict[str, Any], mode: str, rounds: list[int],
                base_steps: int) -> ParticipationRow:
         """The decision for open round ``round_`` (this org is in its committee): the
-        stored one, or a new one, stored, then recorded on the private channel."""
+        stored one, or a new one, stored, then handed to the private channel's orderer
+        (``RecordParticipationDecision``); :meth:`confirm` makes sure it committed."""
         round_id = int(round_["round_id"])
         with self.node.sessions() as session:
             row = session.get(ParticipationRow, round_id)
@@ -140,9 +145,31 @@ class Participation:
                 session.commit()
             log.info("round %s: %s decided %s (%d local steps): %s", round_id, row.policy,
                      row.action, row.local_steps, row.reason)
-        if row.tx_id is None:
-            self._record(row)
+        if row.tx_id is None and row.round_id not in self._pending:
+            try:
+                self._pending[row.round_id] = self.node.ledger.submit_private_async(
+                    "RecordParticipationDecision", row.record)
+            except FabricError:
+                self._record(row)  # refused at endorsement: the synchronous path says why
         return row
+
+    def confirm(self, round_id: int) -> None:
+        """Make sure the round's decision is on the private channel: wait for the commit
+        of the one handed to the orderer, or record it now (after a restart, or when
+        that one did not commit)."""
+        pending = self._pending.pop(round_id, None)
+        with self.node.sessions() as session:
+            row = session.get(ParticipationRow, round_id)
+        if row is None or row.tx_id is not None:
+            return
+        if pending is not None:
+            try:
+                self._store_tx_id(row, pending.committed().tx_id)
+                return
+            except FabricError as exc:
+                log.warning("round %s: participation decision did not commit (%s); "
+                            "recording it again", round_id, exc)
+        self._record(row)
 
     def _new_decision(self, round_: dict[str, Any], mode: str, rounds: list[int],
                       base_steps: int) -> ParticipationRow:
@@ -327,6 +354,9 @@ class Participation:
                           "%s", row.round_id, count, exc)
                 return
             raise
+        self._store_tx_id(row, tx_id)
+
+    def _store_tx_id(self, row: ParticipationRow, tx_id: str) -> None:
         with self.node.sessions() as session:
             stored = session.get(ParticipationRow, row.round_id)
             stored.tx_id = tx_id

@@ -79,6 +79,12 @@ class OrgNodeSettings(_Section):
 
     coordinator_url: str | None = Field(None, description="None: no round worker")
     poll_s: float = Field(2.0, gt=0, description="round worker poll interval")
+    follow_events: bool = Field(
+        True, description="wake the round worker on the consortium's round events "
+        "(RoundOpened, RoundClosed, ...) instead of waiting for the next poll")
+    follow_up_s: float = Field(
+        2.0, ge=0, description="after such an event, poll every 0.1 s for this long: the "
+        "coordinator publishes the aggregate a moment after the RoundClosed event")
     max_backoff_s: float = Field(30.0, gt=0)
     torch_threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for training and evaluation; None: "

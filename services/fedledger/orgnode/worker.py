@@ -40,8 +40,9 @@ import torch
 from sqlalchemy import select
 
 from fedledger.canonical import canonical_digest
+from fedledger.fabric.errors import FabricError, RecordNotFoundError
+from fedledger.fabric.waker import EventWaker
 from fedledger.incentives.outcome import verdict_of
-from fedledger.fabric.errors import FabricError
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.attacks import Backdoor, boost_update, sign_flip
 from fedledger.learning.config import ExperimentConfig
@@ -52,10 +53,9 @@ from fedledger.learning.errors import LearningError
 from fedledger.learning.lora import adapter_config_dict, adapter_state, attach_lora
 from fedledger.learning.models import load_base_model
 from fedledger.learning.seeds import derive_seed
-from fedledger.learning.unlearning import shard_round_seed
-from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.tasks import build_task
 from fedledger.learning.training import train_local
+from fedledger.learning.unlearning import shard_round_seed
 from fedledger.learning.updates import (
     SAFETENSORS_WEIGHTS_NAME,
     AdapterSpec,
@@ -64,6 +64,7 @@ from fedledger.learning.updates import (
     sha256_hex,
     update_bytes,
 )
+from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.orgnode.client import (
     CoordinatorClient,
     CoordinatorError,
@@ -145,12 +146,22 @@ def _model_key(config: ExperimentConfig) -> str:
                              "lora": config.lora.model_dump(mode="json"), "seed": config.seed})
 
 
+#: Consortium events after which the worker has something to do: a round to pick up, an
+#: aggregate to recompute (published just after the close), a round outcome to follow.
+WAKE_EVENTS = frozenset({"RoundOpened", "RoundClosed", "AggregateFinal",
+                         "ModelVersionRegistered"})
+FOLLOW_UP_POLL_S = 0.1
+
+
 class RoundWorker:
     def __init__(self, node: OrgNode, client: CoordinatorClient) -> None:
         self.node = node
         self.settings = node.settings
         self.client = client
         self._stop = threading.Event()
+        # Set by the ledger's round events (and by stop); the poll is the safety net.
+        self.wake = threading.Event()
+        self._waker: EventWaker | None = None
         self._thread: threading.Thread | None = None
         self._trainer: _Trainer | None = None
         self._ledger_failures: dict[int, int] = {}
@@ -162,18 +173,26 @@ class RoundWorker:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.settings.follow_events:
+            self._waker = EventWaker(
+                self.node.ledger.consortium.network, self.settings.chaincode, WAKE_EVENTS,
+                self.wake, name=f"round-events:{self.settings.org}").start()
         self._thread = threading.Thread(target=self.run, name=f"round-worker:{self.settings.org}",
                                         daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 60) -> None:
         self._stop.set()
+        self.wake.set()
+        if self._waker is not None:
+            self._waker.stop()
         if self._thread is not None:
             self._thread.join(timeout)
         self.client.close()
 
     def run(self) -> None:
         failures = 0
+        follow_up_until = 0.0
         while not self._stop.is_set():
             try:
                 self.step()
@@ -191,7 +210,11 @@ class RoundWorker:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = min(self.settings.poll_s * 2 ** failures, self.settings.max_backoff_s)
                 log.exception("round worker step failed; retrying in %.1f s", delay)
-            self._stop.wait(delay)
+            if not failures and time.monotonic() < follow_up_until:
+                delay = min(delay, FOLLOW_UP_POLL_S)
+            if self.wake.wait(delay):
+                self.wake.clear()
+                follow_up_until = time.monotonic() + self.settings.follow_up_s
 
     # --- one poll --------------------------------------------------------------------
 
@@ -236,6 +259,8 @@ class RoundWorker:
                 base_steps = self.settings.train.local_steps
             decision = self.participation.decide(round_, mode, rounds, base_steps)
             reason = decision.reason if decision.action == "skip" else None
+            if reason:
+                self.participation.confirm(round_id)  # no training to overlap it with
         with self.node.sessions() as session:
             job = Job(round_id=round_id, status="skipped" if reason else "queued",
                       progress=1.0 if reason else 0.0, error=reason, round=round_, metrics={},
@@ -356,10 +381,8 @@ class RoundWorker:
         """The round as the ledger holds it; the coordinator's copy must agree."""
         try:
             round_ = self.node.ledger.query_consortium("GetRound", str(job.round_id))
-        except FabricError as exc:
-            if "not found" in exc.message:
-                raise Wait() from None
-            raise
+        except RecordNotFoundError:
+            raise Wait() from None
         announced = job.round.get("config_digest")
         if round_["config_digest"] != announced:
             raise JobFailed(f"round {job.round_id}: coordinator config digest {announced} differs "
@@ -538,6 +561,7 @@ class RoundWorker:
 
     def _submit(self, job: Job) -> None:
         ledger = self.node.ledger
+        self.participation.confirm(job.round_id)  # committed while this org trained
         path = self._paths(job.round_id)
         if not path.exists() or sha256_hex(path.read_bytes()) != job.update_hash:
             self._update(job.id, status="training")  # the file is gone: retrain (deterministic)
@@ -559,14 +583,16 @@ class RoundWorker:
                           "commitment_roots": self.commitment_roots(shard, list(job.datasets))}
             submission["signature"] = ledger.sign_hex(submission)
             self._update(job.id, submission=submission)
-        ledger.submit_consortium("SubmitUpdate", submission)
         metrics = {k: float(v) for k, v in job.metrics.items()
                    if k != "seconds" and k not in EVAL_KEYS}
-        for dataset_id, count in sorted(job.datasets.items()):
-            ledger.submit_private("RecordTrainingRecord", {
+        # One block on each channel, not one after another: the submission and the
+        # training records write keys of their own (all idempotent on a retry).
+        ledger.submit_together([("consortium", "SubmitUpdate", submission)] + [
+            ("private", "RecordTrainingRecord", {
                 "round_id": job.round_id, "shard": submission["shard"], "dataset_id": dataset_id,
                 "num_samples": count, "steps": int(job.metrics.get("steps", 0)),
                 "update_hash": job.update_hash, "metrics": metrics})
+            for dataset_id, count in sorted(job.datasets.items())])
         self._update(job.id, status="submitted", progress=0.9)
 
     # submitted -> attested | failed

@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from fedledger.fabric.errors import ChaincodeRefusal, FabricError
+
 
 class ServiceError(Exception):
     """A request that cannot be served; ``status`` is the HTTP status to answer with."""
@@ -47,6 +49,23 @@ class PayloadTooLarge(ServiceError):
 
 class Unavailable(ServiceError):
     status, code = 503, "unavailable"
+
+
+class LedgerRefused(ServiceError):
+    """The chaincode refused the call: the HTTP status and ``code`` are the refusal's
+    (``not_found`` 404, ``conflict`` 409, ``forbidden`` 403, ``invalid`` 422, ``state``
+    409, ``internal`` 500)."""
+
+
+def ledger_failure(action: str, exc: FabricError, *, unavailable: type[ServiceError]
+                   ) -> ServiceError:
+    """The HTTP answer to a failed ledger call: a chaincode refusal keeps its own code
+    and status; anything else (peer down, timeout, commit failure) is ``unavailable``."""
+    details = {"tx_id": exc.tx_id, "step": exc.step, "grpc_code": exc.grpc_code}
+    if isinstance(exc, ChaincodeRefusal):
+        return LedgerRefused(f"{action}: {exc.reason}", status=exc.code.http_status,
+                             code=exc.code.value, details={**details, "function": exc.function})
+    return unavailable(f"{action} failed on the ledger: {exc.message}", details=details)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Test helper: endorser transaction envelopes built with the real Fabric protos.
 
 Signatures are placeholders: the ledger does not check them (the validator's precheck
-does), so these envelopes exercise only the ledger's own rules.
+does), so these envelopes exercise only the ledger's own rules. ``config_block`` is the
+least a ledger accepts as block 0 (one CONFIG transaction); the dev peer's real config
+blocks are tested in ``test_configblock.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, configtx_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.msp import identities_pb2
 from fabric_protos.peer import (
@@ -23,6 +26,31 @@ CHANNEL = "mychannel"
 CHAINCODE = "fedledger"
 CREATOR = identities_pb2.SerializedIdentity(
     mspid="Org1MSP", id_bytes=b"-----CERT-----").SerializeToString()
+
+
+def config_block(channel_id: str = CHANNEL) -> common_pb2.Block:
+    """Block 0 holding one CONFIG transaction with an empty config."""
+    from fedledger.fabric.devpeer.blocks import new_block
+
+    nonce = os.urandom(24)
+    chdr = common_pb2.ChannelHeader(type=common_pb2.HeaderType.CONFIG, channel_id=channel_id,
+                                    tx_id=hashlib.sha256(nonce).hexdigest())
+    payload = common_pb2.Payload(
+        header=common_pb2.Header(
+            channel_header=chdr.SerializeToString(),
+            signature_header=common_pb2.SignatureHeader(nonce=nonce).SerializeToString()),
+        data=configtx_pb2.ConfigEnvelope(config=configtx_pb2.Config()).SerializeToString())
+    envelope = common_pb2.Envelope(payload=payload.SerializeToString())
+    return new_block(0, b"", [envelope.SerializeToString()])
+
+
+def joined_ledger(path: Path, channel_id: str = CHANNEL):  # noqa: ANN201 - Ledger
+    """A new ledger at ``path`` holding ``config_block(channel_id)`` as block 0."""
+    from fedledger.fabric.devpeer.ledger import Ledger
+
+    ledger = Ledger(path, channel_id)
+    ledger.join(config_block(channel_id))
+    return ledger
 
 
 def new_tx_id() -> str:

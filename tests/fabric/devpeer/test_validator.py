@@ -13,11 +13,12 @@ from fabric_protos.peer import proposal_response_pb2, transaction_pb2
 from fedledger.fabric import protos
 from fedledger.fabric.devca import write_network_crypto
 from fedledger.fabric.devpeer.channel import ChannelDefinition, ChannelPolicies
-from fedledger.fabric.devpeer.ledger import Ledger
 from fedledger.fabric.devpeer.validator import VALIDATION_PARAMETER, Validator
 from fedledger.fabric.identity import load_signing_identity
 from fedledger.fabric.msp import MSP, MSPManager
 from fedledger.fabric.policy import parse_policy, signature_policy_envelope
+
+from .envelopes import joined_ledger
 
 Code = transaction_pb2.TxValidationCode
 NS = "fedledger"
@@ -33,7 +34,7 @@ def setup(crypto, tmp_path: Path):
     msps = MSPManager([MSP.from_dir(o.msp_dir, o.msp_id) for o in crypto.all_orgs()])
     channel = ChannelPolicies.of(ChannelDefinition(name="consortium",
                                                    members=("Org1MSP", "Org2MSP")))
-    ledger = Ledger(tmp_path / "consortium.sqlite", "consortium")
+    ledger = joined_ledger(tmp_path / "consortium.sqlite", "consortium")
     validator = Validator(msps, channel, lambda ns, key: ledger.get_state_metadata(ns, key)
                           .get(VALIDATION_PARAMETER))
     peers = {o.msp_id: load_signing_identity(o.peer.msp_dir, o.msp_id) for o in

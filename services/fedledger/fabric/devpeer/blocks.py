@@ -7,9 +7,12 @@ Fabric orderer:
   previous_hash, OCTET STRING data_hash}`` (``protoutil.BlockHeaderBytes``);
 * data hash: sha256 of the block's envelopes concatenated (``protoutil.BlockDataHash``).
 
-``parse_transaction`` walks an endorser transaction envelope down to its read-write set;
-anything that does not parse is a :class:`MalformedTransactionError`, which the validator
-maps to ``BAD_PAYLOAD``.
+``parse_envelope_header`` reads only what an orderer reads of an envelope (its channel
+and signature headers); ``parse_transaction`` walks an endorser transaction envelope down
+to its read-write set. Anything that does not parse is a
+:class:`MalformedTransactionError`, which the validator maps to ``BAD_PAYLOAD``.
+Block 0 of a channel is its config block (``is_config_block``; built by
+:mod:`fedledger.fabric.devpeer.configblock`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fedledger.fabric.errors import LedgerError
 
 __all__ = [
-    "METADATA_SLOTS", "MalformedTransactionError", "NamespaceRWSet", "ParsedTransaction",
-    "block_data_hash",
-    "block_header_hash", "der_header_bytes", "new_block", "parse_transaction",
+    "METADATA_SLOTS", "EnvelopeHeader", "MalformedTransactionError", "NamespaceRWSet",
+    "ParsedTransaction", "block_data_hash", "block_header_hash", "der_header_bytes",
+    "is_config_block", "new_block", "parse_envelope_header", "parse_transaction",
     "set_transactions_filter", "transactions_filter",
 ]
 
@@ -178,9 +181,29 @@ def _parse(message_type: type[_M], data: bytes, what: str, tx_id: str | None = N
     return msg
 
 
-def parse_transaction(envelope_bytes: bytes) -> ParsedTransaction:
-    """Decode an envelope down to its read-write set; ``MalformedTransactionError`` if it
-    is not a well-formed (endorser) transaction."""
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    """What an orderer reads of an envelope before ordering it: the headers, and the
+    bytes its creator signed. ``size`` is Fabric's measure of an envelope
+    (``len(payload) + len(signature)``), the one block cutting and ``AbsoluteMaxBytes``
+    apply to."""
+
+    tx_id: str
+    channel_id: str
+    header_type: int
+    timestamp: Timestamp
+    creator: bytes
+    nonce: bytes
+    signature: bytes
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + len(self.signature)
+
+
+def _envelope_header(envelope_bytes: bytes
+                     ) -> tuple[EnvelopeHeader, common_pb2.Payload, common_pb2.ChannelHeader]:
     if not envelope_bytes:
         raise MalformedTransactionError("empty envelope")
     env = _parse(common_pb2.Envelope, envelope_bytes, "envelope")
@@ -190,12 +213,41 @@ def parse_transaction(envelope_bytes: bytes) -> ParsedTransaction:
     if not payload.HasField("header") or not payload.header.channel_header:
         raise MalformedTransactionError("payload has no channel header")
     chdr = _parse(common_pb2.ChannelHeader, payload.header.channel_header, "channel header")
-    tx_id = chdr.tx_id or None
     shdr = _parse(common_pb2.SignatureHeader, payload.header.signature_header, "signature header",
-                  tx_id)
-    base = dict(tx_id=chdr.tx_id, channel_id=chdr.channel_id, header_type=chdr.type,
-                timestamp=chdr.timestamp, creator=shdr.creator, nonce=shdr.nonce,
-                signature=env.signature, payload=env.payload)
+                  chdr.tx_id or None)
+    header = EnvelopeHeader(tx_id=chdr.tx_id, channel_id=chdr.channel_id, header_type=chdr.type,
+                            timestamp=chdr.timestamp, creator=shdr.creator, nonce=shdr.nonce,
+                            signature=env.signature, payload=env.payload)
+    return header, payload, chdr
+
+
+def parse_envelope_header(envelope_bytes: bytes) -> EnvelopeHeader:
+    """The headers of an envelope, without looking at what it carries;
+    ``MalformedTransactionError`` if they do not decode."""
+    return _envelope_header(envelope_bytes)[0]
+
+
+def is_config_block(block: common_pb2.Block, channel_id: str | None = None) -> bool:
+    """Whether ``block`` is a config block (one envelope, a ``CONFIG`` transaction) of
+    ``channel_id`` (any channel when None)."""
+    if len(block.data.data) != 1:
+        return False
+    try:
+        header = parse_envelope_header(block.data.data[0])
+    except MalformedTransactionError:
+        return False
+    return (header.header_type == common_pb2.HeaderType.CONFIG
+            and (channel_id is None or header.channel_id == channel_id))
+
+
+def parse_transaction(envelope_bytes: bytes) -> ParsedTransaction:
+    """Decode an envelope down to its read-write set; ``MalformedTransactionError`` if it
+    is not a well-formed (endorser) transaction."""
+    header, payload, chdr = _envelope_header(envelope_bytes)
+    tx_id = chdr.tx_id or None
+    base = dict(tx_id=header.tx_id, channel_id=header.channel_id, header_type=header.header_type,
+                timestamp=header.timestamp, creator=header.creator, nonce=header.nonce,
+                signature=header.signature, payload=header.payload)
     if chdr.type != common_pb2.HeaderType.ENDORSER_TRANSACTION:
         return ParsedTransaction(**base)
     if not chdr.tx_id:

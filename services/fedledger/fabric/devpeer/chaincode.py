@@ -36,6 +36,12 @@ PAGE_SIZE = 100                     # range results per QueryResponse
 EXECUTE_TIMEOUT_S = 30.0            # Fabric's chaincode.executetimeout default
 CONNECT_TIMEOUT_S = 10.0
 MAX_MESSAGE_BYTES = 100 * 1024 * 1024
+# A Fabric peer's keepalive towards chaincode servers (comm.DefaultKeepaliveOptions):
+# a ping every ClientInterval, the connection dropped when one is not answered within
+# ClientTimeout, pings sent with no stream open too (PermitWithoutStream). The dev peer
+# pings the same way so a chaincode server that refuses such pings fails its tests.
+KEEPALIVE_INTERVAL_S = 60.0
+KEEPALIVE_TIMEOUT_S = 20.0
 
 
 class TxSimulator(Protocol):
@@ -152,7 +158,11 @@ class ChaincodeClient:
                  chaincode_id: str | None = None,
                  execute_timeout: float = EXECUTE_TIMEOUT_S,
                  connect_timeout: float = CONNECT_TIMEOUT_S,
-                 page_size: int = PAGE_SIZE) -> None:
+                 page_size: int = PAGE_SIZE,
+                 keepalive_interval: float = KEEPALIVE_INTERVAL_S,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT_S) -> None:
+        if keepalive_interval <= 0 or keepalive_timeout <= 0:
+            raise ValueError("keepalive_interval and keepalive_timeout must be > 0")
         self.address = address
         self.chaincode_name = chaincode_name     # also the state namespace
         # What the chaincode must register as (a package id "label:hash" on real CCaaS).
@@ -160,6 +170,8 @@ class ChaincodeClient:
         self.execute_timeout = execute_timeout
         self.connect_timeout = connect_timeout
         self.page_size = page_size
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         self._tls = tls
         self._conn: _Connection | None = None
         self._connect_lock = asyncio.Lock()
@@ -195,7 +207,14 @@ class ChaincodeClient:
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    # a fresh dial must not inherit the reconnect backoff of a shared
                    # subchannel that saw the chaincode go away
-                   ("grpc.use_local_subchannel_pool", 1)]
+                   ("grpc.use_local_subchannel_pool", 1),
+                   # keepalive like a Fabric peer's (KEEPALIVE_INTERVAL_S); without
+                   # max_pings_without_data=0, gRPC stops pinging after 2 pings on a
+                   # quiet stream, which a real peer does not
+                   ("grpc.keepalive_time_ms", round(self.keepalive_interval * 1000)),
+                   ("grpc.keepalive_timeout_ms", round(self.keepalive_timeout * 1000)),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   ("grpc.http2.max_pings_without_data", 0)]
         if self._tls is None:
             channel = grpc.aio.insecure_channel(self.address, options=options)
         else:
@@ -452,4 +471,5 @@ def _optional(simulator: object, method: str) -> Callable[..., object]:
     return found
 
 
-__all__ = ["ChaincodeClient", "ClientTLS", "ExecutionResult", "TxSimulator"]
+__all__ = ["KEEPALIVE_INTERVAL_S", "KEEPALIVE_TIMEOUT_S", "ChaincodeClient", "ClientTLS",
+           "ExecutionResult", "TxSimulator"]

@@ -1,4 +1,7 @@
-"""Commit notifications inside the dev peer: commit-status waiters and block listeners."""
+"""Commit notifications inside the dev peer: commit-status waiters and block listeners.
+
+Every block yields its :class:`BlockEvents`, the config block (block 0) too, with no
+events: a listener from block 0 passes over it as a Fabric gateway does."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from fabric_protos.common import common_pb2
 from fabric_protos.peer import chaincode_event_pb2, transaction_pb2
 
 from fedledger.fabric.devpeer.blocks import parse_transaction, transactions_filter
@@ -30,6 +34,8 @@ def block_events(block) -> BlockEvents:  # noqa: ANN001 - common_pb2.Block
         if code != VALID:
             continue
         parsed = parse_transaction(envelope)
+        if parsed.header_type != common_pb2.HeaderType.ENDORSER_TRANSACTION:
+            continue  # a config transaction: no chaincode events
         if parsed.chaincode_event:
             event = chaincode_event_pb2.ChaincodeEvent()
             event.ParseFromString(parsed.chaincode_event)

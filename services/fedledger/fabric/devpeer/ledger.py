@@ -18,9 +18,14 @@ Commit follows Fabric's committer, transaction by transaction in block order:
    earlier writes must give the same keys and versions (``PHANTOM_READ_CONFLICT``);
 5. otherwise ``VALID``; its writes get version ``(block number, tx number)``.
 
-Differences from Fabric, on purpose: block 0 is simply the first committed block
-(Fabric's genesis block is a config block; this dev peer has no config transactions),
-so it has ``previous_hash == b""``. Block metadata other than TRANSACTIONS_FILTER is left
+Block 0 is the channel's config block, as on a Fabric channel: a ledger starts empty
+and :meth:`Ledger.join` stores the genesis block (``peer channel join``); only then are
+transaction blocks committed, the first of them block 1. A ledger file whose block 0 is
+not a config block of its channel (written by a dev peer older than config blocks) is
+refused at open with :class:`LedgerFormatError`, naming the file: renumbering its blocks
+would change every state version and hash, so it is not migrated; delete the file (the
+dev network's ``ledgers/`` folder) to start the channel afresh. Differences from Fabric,
+on purpose: block metadata other than TRANSACTIONS_FILTER of transaction blocks is left
 empty (no orderer signature, LAST_CONFIG or COMMIT_HASH).
 
 On open the whole hash chain is checked (header hash, data hash recomputed from the
@@ -46,7 +51,9 @@ from fedledger.fabric.devpeer.blocks import (
     ParsedTransaction,
     block_data_hash,
     block_header_hash,
+    is_config_block,
     new_block,
+    parse_envelope_header,
     parse_transaction,
     set_transactions_filter,
 )
@@ -61,7 +68,7 @@ from fedledger.fabric.devpeer.rwset import (
 )
 from fedledger.fabric.errors import LedgerError, LedgerTamperedError
 
-__all__ = ["CommittedBlock", "Ledger"]
+__all__ = ["CommittedBlock", "Ledger", "LedgerFormatError"]
 
 _Code = transaction_pb2.TxValidationCode
 VALID = _Code.VALID
@@ -109,10 +116,19 @@ _RANGE_VERSIONS_SQL = {k: f"SELECT key, block_num, tx_num FROM state WHERE {w} O
 _KEEP = None  # metadata marker: the write leaves the key's committed metadata as it is
 
 
+class LedgerFormatError(LedgerError):
+    """A ledger file this dev peer cannot use as it is (``path``): its block 0 is not
+    the channel's config block."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message, step="ledger")
+        self.path = path
+
+
 @dataclass(frozen=True)
 class CommittedBlock:
     """A block as stored, with the final validation code and tx id of each envelope
-    (``""`` where the envelope did not parse)."""
+    (``""`` where not even its headers parse)."""
 
     number: int
     block: common_pb2.Block
@@ -137,6 +153,16 @@ class _BlockUpdates:
         self.hashes: dict[tuple[str, str, bytes], tuple[bytes | None, int]] = {}
         # (ns, coll, key hash) -> (key, value) to store, or None: drop the cleartext
         self.private: dict[tuple[str, str, bytes], tuple[str, bytes, int] | None] = {}
+
+
+def _header_tx_id(envelope: bytes) -> str:
+    """The tx id in the channel header of an envelope whose body does not parse ("" when
+    the headers do not either): Fabric indexes such a BAD_PAYLOAD transaction by it, so
+    its commit status is known and the id is not reusable."""
+    try:
+        return parse_envelope_header(envelope).tx_id
+    except MalformedTransactionError:
+        return ""
 
 
 def _read_version(read: kv_rwset_pb2.KVRead | kv_rwset_pb2.KVReadHash) -> Version | None:
@@ -236,6 +262,12 @@ class Ledger:
                 raise tampered("data hash does not match the stored transactions")
             if block_header_hash(header) != header_hash:
                 raise tampered("header hash does not match the header")
+            if number == 0 and not is_config_block(block, self.channel_id):
+                raise LedgerFormatError(
+                    f"ledger {self.path} was written by an older dev peer: its block 0 is not "
+                    f"the config block of channel {self.channel_id!r}, as block 0 of a Fabric "
+                    f"channel is. Delete {self.path} to start the channel afresh",
+                    path=self.path)
             expected, prev_hash = number + 1, header_hash
         return expected, prev_hash
 
@@ -323,6 +355,42 @@ class Ledger:
 
     # -- commit ----------------------------------------------------------------------
 
+    def join(self, genesis: common_pb2.Block) -> CommittedBlock:
+        """Store the channel's config block as block 0 (``peer channel join``): the
+        ledger must be empty and ``genesis`` block 0 of this channel, a config block."""
+        if genesis.header.number != 0 or genesis.header.previous_hash:
+            raise LedgerError(f"a genesis block is block 0 with no previous hash, not block "
+                              f"{genesis.header.number}", step="ledger")
+        if not is_config_block(genesis, self.channel_id):
+            raise LedgerError(f"not a config block of channel {self.channel_id!r}",
+                              step="ledger")
+        if block_data_hash(genesis.data) != genesis.header.data_hash:
+            raise LedgerError("the genesis block's data hash does not match its data",
+                              step="ledger")
+        tx_id = parse_envelope_header(genesis.data.data[0]).tx_id
+        block = common_pb2.Block()
+        block.CopyFrom(genesis)
+        set_transactions_filter(block, [VALID])
+        header_hash = block_header_hash(block.header)
+        with self._lock:
+            if self._height != 0:
+                raise LedgerError(f"ledger {self.path} already holds channel "
+                                  f"{self.channel_id!r} ({self._height} blocks)", step="ledger")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._write(0, block, header_hash, [VALID], [tx_id], _BlockUpdates())
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise LedgerError(f"storing the genesis block failed: {exc}",
+                                  step="ledger") from exc
+            self._height, self._last_hash = 1, header_hash
+        return CommittedBlock(number=0, block=block, codes=[VALID], tx_ids=[tx_id],
+                              header_hash=header_hash)
+
     def commit_block(self, envelopes: Sequence[bytes], precheck: Sequence[int],
                      private_data: Mapping[str, PrivateWrites] | None = None,
                      parsed: Sequence[ParsedTransaction | None] | None = None) -> CommittedBlock:
@@ -342,6 +410,9 @@ class Ledger:
         private_data = private_data or {}
         with self._lock:
             number = self._height
+            if number == 0:
+                raise LedgerError(f"channel {self.channel_id!r} has no config block yet: "
+                                  f"join it first (Ledger.join)", step="commit")
             updates = _BlockUpdates()
             codes: list[int] = []
             tx_ids: list[str] = []
@@ -355,7 +426,7 @@ class Ledger:
                             tx = parse_transaction(envelope)
                         except MalformedTransactionError:
                             tx = None
-                    tx_id = tx.tx_id if tx else ""
+                    tx_id = tx.tx_id if tx else _header_tx_id(envelope)
                     code = int(pre)
                     if code == VALID:
                         code = self._validate(tx, tx_id, seen, updates, number)

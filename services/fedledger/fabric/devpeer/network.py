@@ -3,9 +3,17 @@
 ``DevNetwork`` writes (once) an N-org network's crypto material in cryptogen's layout
 and a ``network.json`` naming its channels — a ``consortium`` channel of all orgs
 endorsed by MAJORITY, and one ``<org>-private`` channel per org endorsed by that org
-alone — then starts the chaincode server (chaincode-as-a-service), the dev peer and its
-Gateway endpoint on loopback. ``EmbeddedNetwork`` runs it on a background event loop
-so synchronous code (tests, CLI, services) can use the gateway client against it.
+alone — and their orderer settings, then starts the chaincode server
+(chaincode-as-a-service), the dev peer and its Gateway endpoint on loopback.
+
+Blocks are cut by :class:`~fedledger.fabric.devpeer.orderer.OrdererSettings`: the
+deployment's ``configtx.yaml`` values (250 ms, 100 messages, 512 KB) unless
+``network.json`` says otherwise or the caller passes ``orderer=`` (an ``OrdererSettings``
+such as ``OrdererSettings.fast()`` for unit tests, or the path of a ``configtx.yaml``).
+Each channel's block 0 is its config block, which records them.
+
+``EmbeddedNetwork`` runs it on a background event loop so synchronous code (tests, CLI,
+services) can use the gateway client against it.
 
 The crypto material is what ``cryptogen generate`` writes for a cryptogen config
 (``crypto_config``; default: :func:`~fedledger.fabric.devca.default_crypto_config` of the
@@ -18,6 +26,7 @@ as a network with one peer per org offers them (``Endpoints.org_gateways``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Sequence
@@ -32,7 +41,9 @@ from fedledger.fabric.devca import (
     default_crypto_config,
     write_crypto_config,
 )
+from fedledger.fabric.devpeer.chaincode import KEEPALIVE_INTERVAL_S
 from fedledger.fabric.devpeer.channel import ChannelDefinition
+from fedledger.fabric.devpeer.orderer import OrdererSettings
 from fedledger.fabric.devpeer.peer import DevPeer, PeerSettings
 from fedledger.fabric.devpeer.service import start_gateway_server
 from fedledger.fabric.errors import FabricError
@@ -56,16 +67,21 @@ class NetworkLayout(BaseModel):
     domain: str = "example.com"
     chaincode: str = CHAINCODE_NAME
     channels: list[ChannelDefinition]
+    # Block cutting of every channel (BatchTimeout, BatchSize); absent in files written
+    # before it existed, which then get the deployment's values.
+    orderer: OrdererSettings = Field(default_factory=OrdererSettings.deployment)
 
     @classmethod
-    def default(cls, orgs: Sequence[str], domain: str = "example.com") -> NetworkLayout:
+    def default(cls, orgs: Sequence[str], domain: str = "example.com",
+                orderer: OrdererSettings | None = None) -> NetworkLayout:
         msp = [f"{org}MSP" for org in orgs]
         channels = [ChannelDefinition(name=CONSORTIUM_CHANNEL, members=tuple(msp),
                                       endorsement_policy="MAJORITY Endorsement")]
         channels += [ChannelDefinition(name=private_channel(org), members=(m,),
                                        endorsement_policy=f"OR('{m}.peer')")
                      for org, m in zip(orgs, msp)]
-        return cls(orgs=list(orgs), domain=domain, channels=channels)
+        return cls(orgs=list(orgs), domain=domain, channels=channels,
+                   orderer=orderer or OrdererSettings.deployment())
 
 
 @dataclass(frozen=True)
@@ -81,14 +97,23 @@ class Endpoints:
 
 
 class DevNetwork:
-    """Crypto + channels + chaincode server + dev peer, on the running event loop."""
+    """Crypto + channels + chaincode server + dev peer, on the running event loop.
+
+    ``orderer``: the channels' block cutting, an :class:`OrdererSettings` or a
+    ``configtx.yaml`` path; None takes ``network.json``'s (the deployment's for a new
+    network). ``batch_timeout`` (seconds) and ``max_batch`` replace just that field.
+    ``self.orderer`` is what is in force.
+    """
 
     def __init__(self, root: Path, orgs: Sequence[str] = ("Org1", "Org2", "Org3"), *,
                  host: str = "127.0.0.1", gateway_port: int = 0, chaincode_port: int = 0,
-                 chaincode_address: str | None = None, max_batch: int = 500,
-                 batch_timeout: float = 0.002, tls: bool = True,
+                 chaincode_address: str | None = None,
+                 orderer: OrdererSettings | Path | str | None = None,
+                 batch_timeout: float | None = None, max_batch: int | None = None,
+                 tls: bool = True,
                  crypto_config: CryptoConfig | Path | str | None = None,
-                 org_gateways: bool = False) -> None:
+                 org_gateways: bool = False,
+                 chaincode_keepalive: float = KEEPALIVE_INTERVAL_S) -> None:
         self.root = Path(root)
         if crypto_config is not None and not isinstance(crypto_config, CryptoConfig):
             crypto_config = CryptoConfig.from_file(crypto_config)
@@ -99,22 +124,31 @@ class DevNetwork:
                                   step="devnet")
         self.crypto_config = crypto_config
         self.org_gateways = org_gateways
+        self.chaincode_keepalive = chaincode_keepalive   # s between the peer's pings
         self._org_servers: list = []
         self.host = host
         self.gateway_port = gateway_port
         self.chaincode_port = chaincode_port
         self.external_chaincode = chaincode_address
-        self.max_batch = max_batch
-        self.batch_timeout = batch_timeout
         self.tls = tls
-        self.layout = self._layout(list(orgs))
+        if orderer is not None and not isinstance(orderer, OrdererSettings):
+            orderer = OrdererSettings.from_configtx(orderer)
+        self.layout = self._layout(list(orgs), orderer)
+        # Given settings win over network.json's for this run (the file is not rewritten);
+        # batch_timeout / max_batch are shorthands replacing one field of them.
+        settings = orderer or self.layout.orderer
+        if batch_timeout is not None:
+            settings = dataclasses.replace(settings, batch_timeout_s=batch_timeout)
+        if max_batch is not None:
+            settings = dataclasses.replace(settings, max_message_count=max_batch)
+        self.orderer: OrdererSettings = settings
         self.crypto: NetworkCrypto = self._crypto()
         self.peer: DevPeer | None = None
         self._server = None
         self._chaincode_server = None
         self.endpoints: Endpoints | None = None
 
-    def _layout(self, orgs: list[str]) -> NetworkLayout:
+    def _layout(self, orgs: list[str], orderer: OrdererSettings | None) -> NetworkLayout:
         path = self.root / "network.json"
         if path.exists():
             layout = NetworkLayout.model_validate_json(path.read_text())
@@ -123,7 +157,7 @@ class DevNetwork:
                                   step="devnet")
             return layout
         self.root.mkdir(parents=True, exist_ok=True)
-        layout = NetworkLayout.default(orgs)
+        layout = NetworkLayout.default(orgs, orderer=orderer)
         path.write_text(layout.model_dump_json(indent=2) + "\n")
         return layout
 
@@ -156,11 +190,14 @@ class DevNetwork:
             for org in (self.crypto.org(name) for name in self.layout.orgs)
         }
         first = self.crypto.org(self.layout.orgs[0])
+        orderer_org = self.crypto.orderer_org
+        assert orderer_org is not None  # the dev CA always writes one
         settings = PeerSettings(
             ledger_dir=self.root / "ledgers", channels=self.layout.channels,
             peer_identities=peer_identities, chaincode_addresses={self.layout.chaincode: chaincode_address},
-            address=f"{first.peer.host}:{self.gateway_port}", max_batch=self.max_batch,
-            batch_timeout=self.batch_timeout)
+            chaincode_keepalive=self.chaincode_keepalive,
+            address=f"{first.peer.host}:{self.gateway_port}", orderer=self.orderer,
+            orderer_msp_id=orderer_org.msp_id, orderer_address=f"{orderer_org.orderer.host}:7050")
         self.peer = DevPeer(settings, self.msp_manager())
         await self.peer.start()
         self._server, port = await start_gateway_server(
@@ -207,6 +244,7 @@ class DevNetwork:
             "chaincode": self.endpoints.chaincode,
             **({"org_gateways": self.endpoints.org_gateways} if self.endpoints.org_gateways else {}),
             "channels": {c.name: list(c.members) for c in self.layout.channels},
+            "orderer": dataclasses.asdict(self.orderer),
             "orgs": {
                 org: {"msp_id": self.crypto.org(org).msp_id,
                       "admin_msp": str(self.crypto.org(org).admin.msp_dir),
