@@ -60,7 +60,7 @@ from benchmarks._deployment import (
     read_ledgers,
     retry_lines,
 )
-from benchmarks.round_overhead import Stage, coordinator_events, wait_quiet
+from benchmarks.round_overhead import Stage, _f, coordinator_events, wait_quiet
 
 NAME = "round_latency"
 GOALS = {"submit_to_final_s": 2.0, "post_to_anchored_minus_training_s": 3.0, "mvcc_retries": 0}
@@ -585,10 +585,6 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _met(ok: bool) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 from fabric_protos.common import common_pb2
@@ -141,14 +141,11 @@ class NamespaceRWSet:
 
 
 @dataclass(frozen=True)
-class ParsedTransaction:
-    """What the validator and the ledger need from one envelope.
-
-    ``payload`` is the envelope's payload bytes (what ``signature`` signs);
-    ``endorsements`` are ``(endorser, signature)`` pairs, each signature over
-    ``proposal_response_payload ‖ endorser``. For a transaction that is not an endorser
-    transaction only the header fields are set.
-    """
+class EnvelopeHeader:
+    """What an orderer reads of an envelope before ordering it: the headers, and the
+    bytes its creator signed. ``size`` is Fabric's measure of an envelope
+    (``len(payload) + len(signature)``), the one block cutting and ``AbsoluteMaxBytes``
+    apply to."""
 
     tx_id: str
     channel_id: str
@@ -158,6 +155,22 @@ class ParsedTransaction:
     nonce: bytes
     signature: bytes
     payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + len(self.signature)
+
+
+@dataclass(frozen=True)
+class ParsedTransaction(EnvelopeHeader):
+    """What the validator and the ledger need from one envelope.
+
+    ``payload`` is the envelope's payload bytes (what ``signature`` signs);
+    ``endorsements`` are ``(endorser, signature)`` pairs, each signature over
+    ``proposal_response_payload ‖ endorser``. For a transaction that is not an endorser
+    transaction only the header fields (those of :class:`EnvelopeHeader`) are set.
+    """
+
     chaincode_name: str = ""
     rwset: rwset_pb2.TxReadWriteSet | None = None
     namespaces: tuple[NamespaceRWSet, ...] = ()
@@ -179,27 +192,6 @@ def _parse(message_type: type[_M], data: bytes, what: str, tx_id: str | None = N
     except (DecodeError, ValueError, TypeError) as exc:
         raise MalformedTransactionError(f"{what} does not decode: {exc}", tx_id=tx_id) from exc
     return msg
-
-
-@dataclass(frozen=True)
-class EnvelopeHeader:
-    """What an orderer reads of an envelope before ordering it: the headers, and the
-    bytes its creator signed. ``size`` is Fabric's measure of an envelope
-    (``len(payload) + len(signature)``), the one block cutting and ``AbsoluteMaxBytes``
-    apply to."""
-
-    tx_id: str
-    channel_id: str
-    header_type: int
-    timestamp: Timestamp
-    creator: bytes
-    nonce: bytes
-    signature: bytes
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.payload) + len(self.signature)
 
 
 def _envelope_header(envelope_bytes: bytes
@@ -245,9 +237,7 @@ def parse_transaction(envelope_bytes: bytes) -> ParsedTransaction:
     is not a well-formed (endorser) transaction."""
     header, payload, chdr = _envelope_header(envelope_bytes)
     tx_id = chdr.tx_id or None
-    base = dict(tx_id=header.tx_id, channel_id=header.channel_id, header_type=header.header_type,
-                timestamp=header.timestamp, creator=header.creator, nonce=header.nonce,
-                signature=header.signature, payload=header.payload)
+    base = {f.name: getattr(header, f.name) for f in fields(EnvelopeHeader)}
     if chdr.type != common_pb2.HeaderType.ENDORSER_TRANSACTION:
         return ParsedTransaction(**base)
     if not chdr.tx_id:
