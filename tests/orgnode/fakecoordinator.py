@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +24,7 @@ from fedledger.fabric.msp import MSPManager
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.updates import sha256_hex, update_bytes
 from fedledger.web.errors import Conflict, NotFound, ServiceError, install_error_handlers
+from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
 
 
@@ -172,3 +175,17 @@ class FakeCoordinator:
             return Response(self.blobs[sha256], media_type="application/octet-stream")
 
         return app
+
+
+@contextmanager
+def serving(consortium, msps: MSPManager, *, expect: int = 2) -> Iterator[FakeCoordinator]:  # noqa: ANN001
+    """A FakeCoordinator served on a free loopback port (``.url``) until the block ends;
+    ``expect``: submissions on the ledger before it closes a round."""
+    fake = FakeCoordinator(consortium, msps)
+    fake.expect = expect
+    server = ThreadedServer(fake.app).start()
+    fake.url = server.url
+    try:
+        yield fake
+    finally:
+        server.stop()

@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 from fedledger.bridge.tree import private_leaves
 from fedledger.orgnode.app import create_app
 from fedledger.orgnode.ledger import OrgLedger
-from fedledger.web.server import ThreadedServer
 
 from .conftest import TINY_CONFIG, admin_headers, anchor_account, node_settings
-from .fakecoordinator import FakeCoordinator
+from .fakecoordinator import serving
 from .test_worker import wait_jobs
 
 ME = "Org3MSP"
@@ -33,12 +32,8 @@ def coordinator(devnet, operator, tmp_path_factory):  # noqa: ANN001, ANN201
     org1 = OrgLedger(node_settings(devnet, "Org1", tmp_path_factory.mktemp("org1-ledger")))
     org1.ensure_ready(anchor_account("Org1").address)
     org1.close()
-    fake = FakeCoordinator(operator, devnet.network.msp_manager())
-    fake.expect = 1
-    server = ThreadedServer(fake.app).start()
-    fake.url = server.url
-    yield fake
-    server.stop()
+    with serving(operator, devnet.network.msp_manager(), expect=1) as fake:
+        yield fake
 
 
 def decisions(client: TestClient) -> dict[int, dict]:

@@ -14,21 +14,18 @@ from sqlalchemy import create_engine, text
 
 from fedledger.learning.updates import sha256_hex
 from fedledger.orgnode.app import create_app
-from fedledger.web.server import ThreadedServer, free_port
+from fedledger.web.server import free_port
 
 from .conftest import TINY_CONFIG, admin_headers, node_settings
-from .fakecoordinator import FakeCoordinator
+from .fakecoordinator import serving
 
 COMMITTEE = ["Org1MSP", "Org2MSP"]
 
 
 @pytest.fixture(scope="module")
 def coordinator(devnet, operator):  # noqa: ANN001, ANN201
-    fake = FakeCoordinator(operator, devnet.network.msp_manager())
-    server = ThreadedServer(fake.app).start()
-    fake.url = server.url
-    yield fake
-    server.stop()
+    with serving(operator, devnet.network.msp_manager()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

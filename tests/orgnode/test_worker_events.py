@@ -10,22 +10,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fedledger.orgnode.app import create_app
-from fedledger.web.server import ThreadedServer
 
 from .conftest import TINY_CONFIG, admin_headers, node_settings
-from .fakecoordinator import FakeCoordinator
+from .fakecoordinator import serving
 
 POLL_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def coordinator(devnet, operator):  # noqa: ANN001, ANN201
-    fake = FakeCoordinator(operator, devnet.network.msp_manager())
-    fake.expect = 1
-    server = ThreadedServer(fake.app).start()
-    fake.url = server.url
-    yield fake
-    server.stop()
+    with serving(operator, devnet.network.msp_manager(), expect=1) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
