@@ -101,6 +101,18 @@ def policy_of(args: list[str]) -> str:
     return "channel-config-policy /Channel/Application/Endorsement"  # the peer CLI's default
 
 
+def next_definition(state, args):  # noqa: ANN001, ANN201
+    """(channel, definition) of a readiness check or commit, which must be the next
+    sequence after the committed one, as Fabric's lifecycle requires."""
+    channel = channel_of(state, args)
+    definition = definition_of(args)
+    current = committed_sequence(state, channel)
+    if definition["sequence"] != current + 1:
+        raise Refused(f"requested sequence is {definition['sequence']}, but new definition "
+                      f"must be sequence {current + 1}")
+    return channel, definition
+
+
 def definition_of(args: list[str]) -> dict[str, Any]:
     if option(args, "--collections-config") is not None:
         raise Refused("the stand-in knows no collections; the deployment has none")
@@ -183,20 +195,10 @@ def lifecycle(state: dict[str, Any], command: str, args: list[str]) -> None:
                           f"namespace {definition['name']} with unchanged content")
         approved[msp()] = {**definition, "package_id": package_id}
     elif command == "checkcommitreadiness":
-        channel = channel_of(state, args)
-        definition = definition_of(args)
-        current = committed_sequence(state, channel)
-        if definition["sequence"] != current + 1:
-            raise Refused(f"requested sequence is {definition['sequence']}, but new definition "
-                          f"must be sequence {current + 1}")
+        channel, definition = next_definition(state, args)
         out({"approvals": approvals_of(state, channel, definition)})
     elif command == "commit":
-        channel = channel_of(state, args)
-        definition = definition_of(args)
-        current = committed_sequence(state, channel)
-        if definition["sequence"] != current + 1:
-            raise Refused(f"requested sequence is {definition['sequence']}, but new definition "
-                          f"must be sequence {current + 1}")
+        channel, definition = next_definition(state, args)
         approvals = approvals_of(state, channel, definition)
         if sum(approvals.values()) * 2 <= len(approvals):  # LifecycleEndorsement: MAJORITY
             raise Refused(f"transaction invalidated with status (ENDORSEMENT_POLICY_FAILURE): "
