@@ -51,9 +51,9 @@ def _seconds(duration: str) -> float:
 
 def deployment_orderer() -> dict[str, Any]:
     """The ``Orderer`` block-cutting settings of ``deploy/fabric/configtx.yaml``, as
-    :class:`~fedledger.fabric.devpeer.orderer.OrdererSettings` fields."""
+    :class:`~fedledger.devnet.orderer.OrdererSettings` fields."""
     try:
-        from fedledger.fabric.devpeer.orderer import OrdererSettings
+        from fedledger.devnet.orderer import OrdererSettings
     except ImportError:
         OrdererSettings = None
     if OrdererSettings is not None and hasattr(OrdererSettings, "from_configtx"):
@@ -78,7 +78,7 @@ def _host_orderer_field() -> str | None:
     """The field of ``HostSettings`` that holds the dev peer's orderer settings, if it has
     one (the host builds its dev network with it)."""
     try:
-        from fedledger.fabric.devpeer.orderer import OrdererSettings
+        from fedledger.devnet.orderer import OrdererSettings
         from fedledger.host.settings import HostSettings
     except ImportError:
         return None
@@ -113,7 +113,7 @@ def code_default_orderer() -> dict[str, Any] | None:
     parameter; None when neither is declared with a value."""
     import inspect
 
-    from fedledger.fabric.devpeer.network import DevNetwork
+    from fedledger.devnet.network import DevNetwork
 
     params = inspect.signature(DevNetwork.__init__).parameters
     default = params["orderer"].default if "orderer" in params else None
@@ -260,7 +260,8 @@ def _blocks(path: Path, channel: str) -> tuple[Iterator[Any], str]:
     """The file's blocks: through the dev peer's ``Ledger`` (which checks the hash chain on
     open), or, if that refuses the file, plain read-only sqlite."""
     from fabric_protos.common import common_pb2
-    from fedledger.fabric.devpeer.ledger import Ledger
+
+    from fedledger.devnet.ledger import Ledger
     from fedledger.fabric.errors import LedgerError
 
     try:
@@ -283,7 +284,7 @@ def _blocks(path: Path, channel: str) -> tuple[Iterator[Any], str]:
 def read_ledgers(fabric_root: Path) -> Ledgers:
     """Every envelope of every channel ledger under ``fabric_root``, read from a copy (the
     originals are not opened). Run it after the host has stopped."""
-    from fedledger.fabric.devpeer.blocks import transactions_filter
+    from fedledger.devnet.blocks import transactions_filter
 
     txs: list[LedgerTx] = []
     orderer: dict[str, dict[str, Any] | None] = {}

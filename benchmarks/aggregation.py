@@ -106,7 +106,7 @@ def make_case(label: str, spec: tuple[int, list[tuple[int, int]], int], seed: in
     gen = torch.Generator().manual_seed(seed)
     reference: dict[str, torch.Tensor] = {}
     for layer in range(layers):
-        for name, (fan_in, fan_out) in zip(_MODULE_NAMES, modules):
+        for name, (fan_in, fan_out) in zip(_MODULE_NAMES, modules, strict=True):
             group = (
                 "self_attn" if name.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else "mlp"
             )
@@ -251,7 +251,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], sizes: list[str], path: 
         bars = ax.bar(
             x + (j - (len(sizes) - 1) / 2) * width, vals, width, label=f"10 x {size} params"
         )
-        for b, v in zip(bars, vals):
+        for b, v in zip(bars, vals, strict=True):
             ax.annotate(
                 f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7
             )

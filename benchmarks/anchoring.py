@@ -19,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS_DIR, machine_description, update_results_md, write_json  # noqa: E402
-
 from eth_account import Account  # noqa: E402
 
 from fedledger.evm import Chain, EmbeddedBackend, EvmConfig, RpcBackend  # noqa: E402
@@ -49,7 +48,7 @@ def anchor_gas(chain: Chain, orgs: int, batch: int, anchors: int) -> list[int]:
     registry = deploy_anchor_registry(chain, addresses, m, submitter)
     gas = []
     first = 1
-    for i in range(anchors):
+    for _i in range(anchors):
         last = first + batch - 1
         root = os.urandom(32)
         typed = registry.typed_data(first, last, root)

@@ -41,6 +41,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.progress import Progress
+
+from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 from fedledger.coordinator.committee import select_validators
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.attacks import Backdoor, boost_update
@@ -53,10 +57,6 @@ from fedledger.learning.training import train_local
 from fedledger.learning.updates import sha256_hex, update_bytes
 from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.voting import committee_verdict
-from rich.console import Console
-from rich.progress import Progress
-
-from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 
 NAME = "backdoor"
 ORGS = ["airline", "sports", "apple", "music_festival", "self_driving"]

@@ -58,10 +58,10 @@ def start_chaincode() -> tuple[subprocess.Popen, str]:
         try:
             socket.create_connection(("127.0.0.1", int(address.split(":")[1])), 0.2).close()
             return proc, address
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError(f"chaincode server did not start: {proc.stderr.read()}")
+                raise RuntimeError(f"chaincode server did not start: {proc.stderr.read()}") from exc
             time.sleep(0.1)
 
 
@@ -204,7 +204,7 @@ def in_process_costs(transactions: int) -> dict:
     from fabric_protos.gateway import gateway_pb2
 
     from fedledger.fabric import protos
-    from fedledger.fabric.devpeer.network import DevNetwork
+    from fedledger.devnet.network import DevNetwork
 
     async def run(root: Path) -> dict:
         network = DevNetwork(root, ["Org1", "Org2"])
@@ -221,7 +221,7 @@ def in_process_costs(transactions: int) -> dict:
             envelopes = await asyncio.gather(*(peer.endorse(r) for r in requests))
             for envelope in envelopes:
                 envelope.signature = identity.sign(envelope.payload)
-            return list(zip(unsigned, envelopes))
+            return list(zip(unsigned, envelopes, strict=True))
 
         async def submit_all(endorsed: list) -> None:
             for u, envelope in endorsed:
@@ -336,7 +336,8 @@ def main() -> None:
         f"`private:RegisterDataset` and waits for its commit. {warmup:.0f} s warm-up, "
         f"{duration:.0f} s measured per row.",
         "",
-        "| clients | committed tx/s | p50 latency (ms) | p99 latency (ms) | failed | CPU cores busy: peer / chaincode / clients |",
+        "| clients | committed tx/s | p50 latency (ms) | p99 latency (ms) | failed "
+        "| CPU cores busy: peer / chaincode / clients |",
         "|---:|---:|---:|---:|---:|---:|",
         *(f"| {r['clients']} | {r['tps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{r['failed']} | {cores(r)} |" for r in rows),

@@ -99,6 +99,7 @@ def _logs(deployment, lines: int = 15) -> str:
 def run_org_count(orgs: int, args, experiment, console, progress, stage) -> dict[str, Any]:
     """Start ``fedledger up`` with ``orgs`` orgs, run the rounds, stop, read the ledgers."""
     import httpx
+
     from fedledger.launcher import Deployment
 
     root = Path(tempfile.mkdtemp(prefix=f"fedledger-latency-{orgs}-")) / "up"
@@ -573,7 +574,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         vals = [results["details"][o]["segments_mean_s"].get(s) or 0.0 for o in keys]
         right.bar(range(len(keys)), vals, 0.5, bottom=bottom, label=SHORT[s],
                   color=colors[i % len(colors)])
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     right.set_xticks(range(len(keys)), [f"{o} orgs" for o in keys])
     right.set_ylabel("s from POST /rounds (mean over rounds)")
     right.set_title("where the time goes, POST → anchored")
@@ -802,11 +803,11 @@ def main() -> None:
         args.quiet_timeout_s = 10.0 if args.quick else 60.0
     command = "python benchmarks/round_latency.py" + "".join(f" {a}" for a in sys.argv[1:])
 
-    from fedledger.launcher import experiment_config
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from benchmarks._results import RESULTS_DIR, machine_description, write_json
+    from fedledger.launcher import experiment_config
 
     console = Console()
     name = NAME + ("_quick" if args.quick else "")

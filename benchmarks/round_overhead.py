@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import multiprocessing as mp
+import os
 import re
 import statistics
 import sys
@@ -380,7 +380,7 @@ def run_plain(args, ledger: dict[str, Any], experiment, console, progress, stage
     orgs = ledger["datasets"]  # org name -> file, shards, msp_id
     workers = {}
     with stage("starting the plain training processes"):
-        for name, info in orgs.items():
+        for _name, info in orgs.items():
             parent, child = ctx.Pipe()
             # The launcher's share for each org node (see Deployment._service_configs).
             share = max(1, (os.cpu_count() or 1) // len(orgs))
@@ -432,7 +432,7 @@ def run_plain(args, ledger: dict[str, Any], experiment, console, progress, stage
             progress.advance(task)
             console.print(f"  plain round {round_id}: {t_round:.2f} s")
     finally:
-        for proc, conn, _info in workers.values():
+        for _proc, conn, _info in workers.values():
             try:
                 conn.send(None)
             except (BrokenPipeError, OSError):
@@ -580,7 +580,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     for name in names:
         vals = [r["breakdown"]["segments_s"].get(name) or 0.0 for r in rounds]
         right.bar(list(x), vals, 0.5, bottom=bottom, label=name.replace("_", " "))
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     right.scatter(list(x), [r["round_s_plain"] for r in rounds], color="black", marker="_", s=900,
                   zorder=3, label="plain round")
     right.set_xticks(list(x), [f"round {r['round_id']}" for r in rounds])

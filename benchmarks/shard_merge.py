@@ -34,8 +34,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from fedledger.learning.simulation import Federation
-from fedledger.learning.unlearning import SisaConfig, SisaFederation, merge_shard_adapters
 from rich.console import Console
 from rich.progress import Progress
 
@@ -48,6 +46,8 @@ from benchmarks.unlearning import (
     public,
     run_arguments,
 )
+from fedledger.learning.simulation import Federation
+from fedledger.learning.unlearning import SisaConfig, SisaFederation, merge_shard_adapters
 
 NAME = "shard_merge"
 MERGES = ("mean", "sum")

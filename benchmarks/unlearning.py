@@ -53,8 +53,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import matplotlib
 
 matplotlib.use("Agg")
-import fedledger.learning.unlearning.sisa as sisa_module
 import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import fedledger.learning.unlearning.sisa as sisa_module
+from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.simulation import Federation
 from fedledger.learning.unlearning import (
@@ -66,10 +70,6 @@ from fedledger.learning.unlearning import (
     per_sample_losses,
 )
 from fedledger.learning.unlearning.sisa import served_adapter
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 
 NAME = "unlearning"
 console = Console()
@@ -467,7 +467,8 @@ def markdown(res: dict, png: Path) -> str:
         delta = (f"{r['accuracy_drop_vs_s1_points']:.1f} ± {r['accuracy_drop_vs_s1_se_points']:.1f}"
                  if "accuracy_drop_vs_s1_points" in r else "–")
         md.append(
-            f"| {r['shards']} | {r['train_s']:.0f} | {r['deletion_s']:.1f} | {r['retrain_s']:.1f} | {r['speedup']:.2f}x | {mono} | "
+            f"| {r['shards']} | {r['train_s']:.0f} | {r['deletion_s']:.1f} | {r['retrain_s']:.1f} "
+            f"| {r['speedup']:.2f}x | {mono} | "
             f"{r['accuracy_before']:.3f} ± {r['accuracy_se_before']:.3f} | {r['accuracy_dropped']:.3f} | "
             f"{r['accuracy_after']:.3f} | {delta} | {r['mia_auc_before']:.3f} | {r['mia_auc_after']:.3f} | "
             f"{r['replay_equals_retrain_max_abs_diff']:.1e} |"
@@ -487,7 +488,8 @@ def markdown(res: dict, png: Path) -> str:
     g = res["goals"]
     if g is not None:
         top = rows[-1]
-        verdict = lambda ok: "**met**" if ok else "**not met**"
+        def verdict(ok):
+            return "**met**" if ok else "**not met**"
         md += [
             (f"Goals at S = {g['shards']}: ≥ 6x faster than a full retrain: {verdict(g['speedup_at_least_6x'])} "
             f"({top['speedup']:.2f}x against the same-S retrain, {top['speedup_vs_monolithic']:.2f}x against the "

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import torch
 from typer.testing import CliRunner
+
 from fedledger.audit.bundle import AuditBundle, verify_bundle_offline, verify_bundle_with_rpc
 from fedledger.cli import app
 from fedledger.launcher import Deployment, experiment_config
@@ -28,7 +29,6 @@ from fedledger.learning.training import train_local
 from fedledger.learning.unlearning import max_abs_diff, merge_shard_adapters, shard_round_seed
 from fedledger.learning.updates import AdapterSpec, load_update_bytes
 from fedledger.orgnode.datasets import dataset_path, read_samples, select_training
-
 from tests.test_end_to_end import run_round, wait_for
 
 SHARDS = 2

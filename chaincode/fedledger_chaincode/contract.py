@@ -36,13 +36,14 @@ import types
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from fabric_protos.peer import proposal_response_pb2
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
 from fedledger.canonical import canonical_json
 from fedledger.protocol.errors import ErrorCode, refusal_message
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 Response = proposal_response_pb2.Response
 M = TypeVar("M", bound=BaseModel)
@@ -158,9 +159,9 @@ class ReadOnlyStub:
 def _to_datetime(stamp: Any) -> datetime:
     """The tx timestamp as an aware UTC datetime (protobuf Timestamp or datetime)."""
     if isinstance(stamp, datetime):
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
     # google.protobuf.Timestamp: nanos are truncated to microseconds.
-    return datetime.fromtimestamp(stamp.seconds, tz=timezone.utc).replace(
+    return datetime.fromtimestamp(stamp.seconds, tz=UTC).replace(
         microsecond=stamp.nanos // 1000
     )
 
@@ -331,7 +332,7 @@ class Function:
                 f"expects {expected} argument{'s' if high != 1 else ''} ({names}), got {len(args)}"
             )
         values = []
-        for param, raw in zip(self.parameters, args):
+        for param, raw in zip(self.parameters, args, strict=False):
             try:
                 values.append(param.parse(raw))
             except UnicodeDecodeError:

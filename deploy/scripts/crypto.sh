@@ -3,7 +3,7 @@
 # docker-compose `crypto` service runs this in the fabric-tools image). An empty folder
 # gets `cryptogen generate`; a folder with material gets `cryptogen extend`, which adds
 # only the orgs, nodes and users the config names and the folder lacks (how an org is
-# added). Material written by `python -m fedledger.fabric.devca` or `fedledger devnet`
+# added). Material written by `python -m fedledger.devnet.ca` or `fedledger devnet`
 # has the same layout and is used as it is.
 #
 # Then the one certificate cryptogen's config cannot describe: each peer org's chaincode

@@ -136,7 +136,7 @@ def devnet_up(
     import json
     import signal
 
-    from fedledger.fabric.devpeer.network import DevNetwork
+    from fedledger.devnet.network import DevNetwork
     from fedledger.fabric.errors import FabricError
 
     names = [f"Org{i}" for i in range(1, orgs + 1)]

@@ -202,7 +202,7 @@ class Deployment:
             return
         from eth_account import Account
 
-        from fedledger.fabric.devpeer.network import DevNetwork
+        from fedledger.devnet.network import DevNetwork
 
         self._clean()
         for folder in (self.root, self.config_dir, self.log_dir):

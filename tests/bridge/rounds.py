@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,7 +56,7 @@ def finalize_round(contracts: dict, round_id: int, *, attesters: int | None = No
     aggregate digest. ``contracts`` maps msp id -> that org's consortium Contract."""
     orgs = sorted(contracts)
     opener = contracts[orgs[0]]
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     opener.submit("OpenRound", json.dumps({
         "round_id": round_id, "config_digest": digest("config"), "deadline": deadline,
         "quorum": 1, "shard": 0, "committee": orgs}))

@@ -10,15 +10,15 @@ import pytest
 
 from fedledger.audit.proofs import ProofPackage, consortium_proof, private_proof
 from fedledger.audit.verify import verify_package
-from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.embedded import build_anchoring
+from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import AnchorStatus, Outbox
-from fedledger.bridge.tree import AnchorBatch
 from fedledger.bridge.service import Bridge, BridgeSettings
+from fedledger.bridge.tree import AnchorBatch
 from fedledger.evm.backends import connect
 from fedledger.evm.chain import PreparedTx
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 
 from .rounds import digest, final_round_seen, finalize_round, join, wait_final_rounds
 
@@ -34,7 +34,7 @@ def world(tmp_path):
     anchoring = build_anchoring(network, chain, db_url=f"sqlite:///{tmp_path / 'bridge.db'}",
                                 settings=BridgeSettings(batch_rounds=1, confirmations=1))
     consortium = join(anchoring, ORGS)
-    for org, msp in zip(ORGS, MSPS):
+    for org, msp in zip(ORGS, MSPS, strict=True):
         private = anchoring.gateways[msp].network(f"{org.lower()}-private").contract(
             "fedledger", "private")
         private.submit("RegisterDataset", json.dumps({

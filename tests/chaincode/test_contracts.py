@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fedledger.protocol.errors import ErrorCode as E
+from fedledger.protocol.errors import parse_refusal
 from fedledger_chaincode.app import build_chaincode
 from fedledger_chaincode.contract import (
     Context,
@@ -23,9 +25,6 @@ from fedledger_chaincode.contract import (
     query,
     transaction,
 )
-
-from fedledger.protocol.errors import ErrorCode as E
-from fedledger.protocol.errors import parse_refusal
 
 from .fakestub import FakeLedger, Result
 
@@ -205,7 +204,7 @@ def test_validator_committee_votes_until_its_deadline(consortium: FakeLedger):
     ledger = consortium
     opening_ = opening(committee=["Org1MSP", "Org2MSP", "Org3MSP"], validators=["Org2MSP"],
                        vote_deadline="2026-01-03T00:00:00Z", reward_wei=10, slash_wei=20)
-    for bad, fragment in (({"validators": ["Org9MSP"]}, "committee members"),
+    for bad, _fragment in (({"validators": ["Org9MSP"]}, "committee members"),
                           ({"vote_deadline": None}, "go together"),
                           ({"vote_deadline": "2026-01-01T00:00:00Z"}, "before the submission")):
         assert_refused(ledger, ledger.call("Org1MSP", "OpenRound", js({**opening_, **bad})), E.INVALID)
@@ -508,7 +507,7 @@ def test_participation_decisions(private: FakeLedger):
     assert private.call("Org1MSP", "private:GetParticipationDecision", "3").json() == record
     assert_refused(private, private.call("Org1MSP", "private:GetParticipationDecision", "2"), E.NOT_FOUND)
     # the shape is checked: a skip trains nothing, agent fields only for the agent
-    for bad, reason in ((decision(action="skip"), "a skip trains 0 local steps"),
+    for bad, _reason in ((decision(action="skip"), "a skip trains 0 local steps"),
                         (decision(local_steps=0), "a skip trains 0 local steps"),
                         (decision(policy="always"), "belong to qlearning decisions"),
                         (decision(q_values={"nap": 1.0}), "unknown actions"),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fedledger.fabric.devpeer.chaincode import KEEPALIVE_INTERVAL_S, ChaincodeClient
-from fedledger.fabric.devpeer.peer import DevPeer, PeerSettings
+from fedledger.devnet.chaincode import KEEPALIVE_INTERVAL_S, ChaincodeClient
+from fedledger.devnet.peer import DevPeer, PeerSettings
 from fedledger.fabric.msp import MSPManager
 from fedledger_chaincode.shim import ChaincodeServer
 from fedledger_chaincode.shim.server import SERVER_KEEPALIVE, KeepalivePolicy

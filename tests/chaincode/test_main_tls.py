@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedledger.fabric.devca import NetworkCrypto, load_ca, write_network_crypto
-from fedledger.fabric.devpeer.chaincode import ChaincodeClient, ClientTLS
+from fedledger.devnet.ca import NetworkCrypto, load_ca, write_network_crypto
+from fedledger.devnet.chaincode import ChaincodeClient, ClientTLS
 from fedledger.fabric.errors import ChaincodeError
 from fedledger_chaincode.__main__ import ServerSettings, SettingsError
 from fedledger_chaincode.shim import ChaincodeServer

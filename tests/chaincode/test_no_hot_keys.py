@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.errors import WrongStateError
 from fedledger.fabric.gateway import Contract
 
@@ -73,11 +73,11 @@ def in_one_block(contracts: dict[str, Contract], function: str,
 def test_submissions_votes_and_attestations_of_five_orgs_share_a_block(
         contracts: dict[str, Contract]) -> None:
     opener = contracts["Org1MSP"]
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     opener.submit("OpenRound", json.dumps({
         "round_id": 1, "config_digest": h("config"), "deadline": deadline, "quorum": 1,
         "shard": 0, "committee": MSPS, "validators": MSPS,
-        "vote_deadline": (datetime.now(timezone.utc) + timedelta(hours=2)).strftime(
+        "vote_deadline": (datetime.now(UTC) + timedelta(hours=2)).strftime(
             "%Y-%m-%dT%H:%M:%SZ")}))
 
     blocks = in_one_block(contracts, "SubmitUpdate", {msp: (json.dumps({
@@ -107,7 +107,7 @@ def test_submissions_votes_and_attestations_of_five_orgs_share_a_block(
 
 def test_finalize_without_a_majority_is_a_typed_refusal(contracts: dict[str, Contract]) -> None:
     opener = contracts["Org1MSP"]
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     opener.submit("OpenRound", json.dumps({
         "round_id": 2, "config_digest": h("config"), "deadline": deadline, "quorum": 1,
         "shard": 0, "committee": MSPS}))
@@ -130,7 +130,7 @@ def test_late_attestations_and_the_finalisation_share_a_block(
     """The coordinator finalises on the first majority while the other orgs are still
     attesting: both kinds commit in one block, whichever the orderer puts first."""
     opener = contracts["Org1MSP"]
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     opener.submit("OpenRound", json.dumps({
         "round_id": round_id, "config_digest": h("config"), "deadline": deadline,
         "quorum": 1, "shard": 0, "committee": MSPS}))

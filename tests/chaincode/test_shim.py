@@ -26,7 +26,7 @@ from fabric_protos.msp import identities_pb2
 from fabric_protos.peer import chaincode_pb2, proposal_pb2
 from google.protobuf import timestamp_pb2
 
-from fedledger.fabric.devpeer.chaincode import ChaincodeClient, ExecutionResult
+from fedledger.devnet.chaincode import ChaincodeClient, ExecutionResult
 from fedledger.fabric.errors import PermissionDeniedError
 from fedledger_chaincode.shim import (
     ChaincodeServer,
@@ -217,7 +217,7 @@ class FakeSimulator:
 def self_signed_cert(cn: str = "User1@org1.example.com") -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))

@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
-import httpx
 
 from fedledger.config import FedLedgerConfig
 from fedledger.coordinator import CoordinatorSettings, create_app
 from fedledger.coordinator.aggregate import AdapterContext, adapter_context
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.learning.updates import AdapterSpec, sha256_hex, update_bytes
 from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import SignedAuth

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -41,7 +41,7 @@ def test_migrations_match_models_and_store_rows(db_url) -> None:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         digest, update = "a" * 64, "b" * 64
         with Session(engine) as session:
             session.add(RoundRow(round_id=1, status="final", shard=0, deadline="2030-01-01T00:00:00Z",

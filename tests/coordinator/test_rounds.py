@@ -58,7 +58,7 @@ def test_open_round_is_on_the_ledger(app_client, consortium) -> None:
     again = client.post("/rounds", json={}, headers=OPERATOR)
     assert again.status_code == 409
     assert f"round {round_id} is still open" in again.json()["message"]
-    too_many = client.post("/rounds/{}/close".format(round_id), headers={})
+    too_many = client.post(f"/rounds/{round_id}/close", headers={})
     assert too_many.status_code == 401
 
 

@@ -7,7 +7,7 @@ and the new version merges the replayed shard back."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fedledger.coordinator.models import UnlearningJobRow
 from fedledger.learning.updates import sha256_hex
@@ -104,7 +104,7 @@ def test_shard_lineages_and_a_replayed_deletion(app_client, devnet, consortium, 
             if current.status_code == 200:
                 return current.json()
             time.sleep(0.05)
-        raise AssertionError(client.get(f"/unlearning/n-test").json())
+        raise AssertionError(client.get("/unlearning/n-test").json())
 
     replay = replay_round()
     assert (replay["shard"], replay["step"], replay["replay_of"]) == (0, 1, r1)
@@ -156,7 +156,7 @@ def wait_job(client, notice_id: str, status: str, timeout: float = 20) -> dict:
 def test_rounds_wait_for_an_unfinished_deletion(app_client) -> None:
     client = app_client()
     service = client.app.state.service
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with service.sessions() as session:
         session.add(UnlearningJobRow(notice_id="n-busy", org="Org2MSP", status="replaying",
                                      first_steps={"0": 1}, plan=[{"shard": 0, "step": 1,

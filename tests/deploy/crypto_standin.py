@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     if "config" not in options or folder is None or len(options) != len(argv) - 1:
         print(f"cryptogen stand-in: bad arguments {argv}", file=sys.stderr)
         return 1
-    from fedledger.fabric.devca import CryptoConfig, write_crypto_config
+    from fedledger.devnet.ca import CryptoConfig, write_crypto_config
 
     write_crypto_config(CryptoConfig.from_file(options["config"]), Path(folder))
     return 0

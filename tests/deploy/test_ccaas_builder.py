@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.fabric.devca import write_network_crypto
+from fedledger.devnet.ca import write_network_crypto
 
 from .compose import DEPLOY, need
 

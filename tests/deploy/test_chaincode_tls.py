@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from fedledger.fabric.devpeer.chaincode import ChaincodeClient, ClientTLS
+from fedledger.devnet.chaincode import ChaincodeClient, ClientTLS
 from fedledger.fabric.errors import ChaincodeError
 from fedledger_chaincode.__main__ import ServerSettings
 from fedledger_chaincode.app import build_chaincode

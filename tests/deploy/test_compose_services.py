@@ -43,10 +43,10 @@ from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.contracts import AnchorRegistryClient
 from fedledger.evm.rpc_server import create_rpc_app
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
+from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.web.server import ThreadedServer, free_port
 
-from .compose import DEPLOY, REPO, environment, load_compose
+from .compose import DEPLOY, environment, load_compose
 from .test_crosscheck import host_path, mounts
 
 ORGS = ["org1", "org2", "org3"]

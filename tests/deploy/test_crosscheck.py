@@ -19,8 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from fedledger.bridge.deploy import DeploySettings
 from fedledger.bridge.standalone import StandaloneBridgeSettings
 from fedledger.coordinator.settings import CoordinatorSettings
-from fedledger.fabric.devca import CryptoConfig
-from fedledger.fabric.devpeer.network import NetworkLayout
+from fedledger.devnet.ca import CryptoConfig
+from fedledger.devnet.network import NetworkLayout
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.environment import SHARED_NAMES, resolve
 
@@ -243,7 +243,7 @@ def test_msp_ids_agree(compose: dict[str, Any], configtx: dict[str, Any]) -> Non
                 msps += keys
     assert set(msps) == ids
     assert environment(services["coordinator"])["FEDLEDGER_ORG_MSPS__ORGS"].split(",") == ORG_NAMES
-    for org, name in zip(ORGS, ORG_NAMES):
+    for org, name in zip(ORGS, ORG_NAMES, strict=True):
         assert environment(services[f"peer0.{org}.example.com"])["CORE_PEER_LOCALMSPID"] == f"{name}MSP"
         node = environment(services[f"{org}-node"])
         assert (node["FEDLEDGER_ORG"], node["FEDLEDGER_MSP_ID"]) == (name, f"{name}MSP")
@@ -263,7 +263,7 @@ def test_peer_ports_agree(compose: dict[str, Any], configtx: dict[str, Any]) -> 
     fabric_orgs = dict(e.split(":") for e in environment(services["network"])["FABRIC_ORGS"].split())
     assert list(fabric_orgs) == ORGS
     anchors = {o["ID"]: o["AnchorPeers"][0] for o in configtx["Organizations"] if "AnchorPeers" in o}
-    for org, name in zip(ORGS, ORG_NAMES):
+    for org, name in zip(ORGS, ORG_NAMES, strict=True):
         host = f"peer0.{org}.example.com"
         env = environment(services[host])
         port = int(fabric_orgs[org])

@@ -1,4 +1,4 @@
-"""The crypto material `fedledger devnet` (fedledger.fabric.devca) writes has cryptogen's
+"""The crypto material `fedledger devnet` (fedledger.devnet.ca) writes has cryptogen's
 layout for the same config: every file and folder `cryptogen generate` makes, no more.
 
 Fabric's binaries are not available here, so the expected layout is computed by
@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedledger.fabric.devca import CryptoConfig, default_crypto_config
-from fedledger.fabric.devpeer.network import DevNetwork
+from fedledger.devnet.ca import CryptoConfig, default_crypto_config
+from fedledger.devnet.network import DevNetwork
 
 from .compose import DEPLOY, REPO
 from .crypto_standin import run_crypto_sh
@@ -49,7 +49,7 @@ CHAINCODE_TLS = ("chaincode/", "chaincode/tls/", "chaincode/tls/ca.crt",
 
 def _render(template: str, **data: object) -> str:
     for key, value in data.items():
-        template = template.replace("{{.%s}}" % key, str(value))
+        template = template.replace(f"{{{{.{key}}}}}", str(value))
     return template
 
 
@@ -133,7 +133,7 @@ def test_the_oracle_matches_fabric_samples_test_network_paths() -> None:
 def test_devca_writes_cryptogens_layout_for_the_deploy_config(tmp_path: Path) -> None:
     out = tmp_path / "organizations"
     # What the README documents: the devca module in cryptogen's place.
-    subprocess.run([sys.executable, "-m", "fedledger.fabric.devca", "--config", str(CONFIG),
+    subprocess.run([sys.executable, "-m", "fedledger.devnet.ca", "--config", str(CONFIG),
                     "--output", str(out)], check=True, capture_output=True, cwd=REPO, timeout=120)
     assert written_layout(out) == cryptogen_layout(yaml.safe_load(CONFIG.read_text()))
     # Node certificates as cryptogen makes them: SANs = CN, host name, the config's SANs.
@@ -164,7 +164,7 @@ def test_layout_follows_the_config(tmp_path: Path) -> None:
                       "Template": {"Count": 2, "Start": 3, "Hostname": "node{{.Index}}"},
                       "Specs": [{"Hostname": "edge"}], "Users": {"Count": 2}}],
     }
-    from fedledger.fabric.devca import write_crypto_config
+    from fedledger.devnet.ca import write_crypto_config
 
     crypto = write_crypto_config(CryptoConfig.model_validate(config), tmp_path / "c")
     assert written_layout(tmp_path / "c") == cryptogen_layout(config)
@@ -209,7 +209,7 @@ def test_crypto_sh_writes_cryptogens_layout_and_each_chaincode_servers_tls(tmp_p
     out = tmp_path / "organizations"
     run_crypto_sh(out, bin_dir=tmp_path / "bin")
     assert written_layout(out) == crypto_sh_layout(yaml.safe_load(CONFIG.read_text()))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for org in ("org1", "org2", "org3"):
         org_dir = out / f"peerOrganizations/{org}.example.com"
         tls, host = org_dir / "chaincode/tls", f"chaincode.{org}.example.com"

@@ -13,7 +13,7 @@ from eth_account import Account
 from fedledger.evm import Chain, EmbeddedBackend, EvmConfig, RevertError, RpcBackend
 from fedledger.evm import typed_data as td
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry
-from fedledger.evm.rpc_server import create_rpc_app, _revert_data
+from fedledger.evm.rpc_server import _revert_data, create_rpc_app
 from fedledger.web.server import ThreadedServer
 
 ROOT = bytes.fromhex("22" * 32)

@@ -51,6 +51,7 @@ from string import Template
 
 import pytest
 import yaml
+
 from fedledger.web.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,7 +248,7 @@ class RealNetwork:
             self.script("crypto.sh", env={"SERVICES_UID": str(os.getuid()),
                                           "SERVICES_GID": str(os.getgid())})
         else:
-            self._run([sys.executable, "-m", "fedledger.fabric.devca", "--config",
+            self._run([sys.executable, "-m", "fedledger.devnet.ca", "--config",
                        str(self.fabric_dir / "crypto-config.yaml"), "--output", str(self.crypto_dir)],
                       "devca")
 

@@ -18,9 +18,9 @@ from fabric_protos.gateway import gateway_pb2
 from fabric_protos.peer import transaction_pb2
 
 from fedledger.fabric import protos
-from fedledger.fabric.devca import write_network_crypto
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.ca import write_network_crypto
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.errors import (
     ChaincodeForbiddenError,
     CommitError,
@@ -122,12 +122,12 @@ def test_a_duplicate_transaction_id_is_rejected(private1, devnet):
     transaction.submit()
     ledger = devnet.network.peer.channels["org1-private"].ledger
     private1.submit("RegisterDataset", dataset_record("ds-after-dup"))  # a later block
-    from fedledger.fabric.devpeer.blocks import parse_transaction, transactions_filter
+    from fedledger.devnet.blocks import parse_transaction, transactions_filter
 
     codes = []
     for number in range(first.block_number, ledger.height):
         block = ledger.block(number)
-        for envelope, code in zip(block.data.data, transactions_filter(block)):
+        for envelope, code in zip(block.data.data, transactions_filter(block), strict=True):
             if parse_transaction(envelope).tx_id == transaction.tx_id:
                 codes.append(code)
     assert codes == [Code.VALID, Code.DUPLICATE_TXID]

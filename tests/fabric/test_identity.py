@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from fabric_protos.msp import identities_pb2
 
-from fedledger.fabric.devca import NetworkCrypto, write_network_crypto
+from fedledger.devnet.ca import NetworkCrypto, write_network_crypto
 from fedledger.fabric.errors import IdentityError
 from fedledger.fabric.identity import (
     P256_ORDER,

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import NameOID
 
 from fedledger.fabric import msp as msp_module
-from fedledger.fabric.devca import NetworkCrypto, issue_identity, load_ca, write_network_crypto
+from fedledger.devnet.ca import NetworkCrypto, issue_identity, load_ca, write_network_crypto
 from fedledger.fabric.errors import MSPError, SignatureError
 from fedledger.fabric.identity import (
     P256_ORDER,
@@ -142,7 +142,7 @@ def test_unknown_msp_and_garbage(manager: MSPManager, peer1: SigningIdentity) ->
 
 
 def test_expired_cert_rejected(net: NetworkCrypto, manager: MSPManager, tmp_path: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     out = issue_identity(net.orgs["Org1"].ca_dir, "Old@org1.example.com", "client",
                          tmp_path / "old", not_before=now - dt.timedelta(days=30),
                          not_after=now - dt.timedelta(days=1))
@@ -161,7 +161,7 @@ def test_cached_identity_still_expires(net: NetworkCrypto, tmp_path: Path,
     si = load_signing_identity(net.orgs["Org1"].user.msp_dir, "Org1MSP")
     first = manager.deserialize(si.serialize())
     assert manager.deserialize(si.serialize()) is first      # served from the cache
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365 * 20)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 20)
     monkeypatch.setattr(msp_module.time, "time", lambda: later.timestamp())
 
     class _Later(dt.datetime):
@@ -206,7 +206,7 @@ def test_without_node_ous_only_member_and_admincerts(net: NetworkCrypto,
 def _intermediate(root_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     root = load_ca(root_dir)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([
@@ -223,7 +223,7 @@ def _intermediate(root_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePri
 
 
 def test_intermediate_ca_chain(net: NetworkCrypto, tmp_path: Path) -> None:
-    from fedledger.fabric.devca import CertAuthority
+    from fedledger.devnet.ca import CertAuthority
 
     ica_cert, ica_key = _intermediate(net.orgs["Org1"].ca_dir)
     ica = CertAuthority(ica_cert, ica_key)

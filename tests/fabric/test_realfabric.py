@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from fedledger.fabric.errors import EndorseError, SubmitError
 
 from .conftest import dataset_record, org_record

@@ -50,7 +50,7 @@ def host(tmp_path_factory):
         "orgs": [{"name": org, "msp_id": f"{org}MSP", "anchor_address": a.address,
                   # nothing listens there: the bridge only logs and retries
                   "node_url": f"http://127.0.0.1:{free_port()}"}
-                 for org, a in zip(ORGS, accounts)],
+                 for org, a in zip(ORGS, accounts, strict=True)],
         "bridge": {"poll_interval_s": 0.2},
     }
     HostSettings.model_validate(config)

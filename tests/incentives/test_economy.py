@@ -74,7 +74,7 @@ def test_fit_recovers_a_known_gain_model():
     curves = [[a] for a in accuracy]
     for _ in range(truth.rounds):
         accuracy = model.step(accuracy, [1.0] * 3)
-        for curve, a in zip(curves, accuracy):
+        for curve, a in zip(curves, accuracy, strict=True):
             curve.append(a)
     fitted = fit_gain_model(curves)
     assert fitted.kappa == pytest.approx(0.4, abs=0.006)

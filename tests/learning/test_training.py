@@ -3,11 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedledger.learning.config import LoraConfig, TrainConfig
+from fedledger.learning.config import LoraConfig, TinyLlamaConfig, TrainConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.lora import adapter_state, attach_lora, load_adapter_state
 from fedledger.learning.models import build_tiny_llama
-from fedledger.learning.config import TinyLlamaConfig
 from fedledger.learning.tasks import ClassificationTask
 from fedledger.learning.training import batch_order, train_local
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.orgnode.settings import OrgNodeSettings
 
 ORGS = ("Org1", "Org2", "Org3")

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,7 +45,7 @@ class FakeCoordinator:
     def open_round(self, committee: list[str], config: dict[str, Any], *, quorum: int = 1) -> int:
         existing = json.loads(self.consortium.evaluate("ListRounds"))
         round_id = max([r["round_id"] for r in existing], default=0) + 1
-        deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         digest = canonical_digest(config)
         self.consortium.submit("OpenRound", json.dumps({
             "round_id": round_id, "config_digest": digest, "deadline": deadline,

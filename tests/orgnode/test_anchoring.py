@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -40,7 +40,7 @@ def round_id(node, operator):  # noqa: ANN001, ANN201
                                  "domain": "sports", "max_samples": 10}, headers=admin_headers())
     existing = json.loads(operator.evaluate("ListRounds"))
     rid = max([r["round_id"] for r in existing], default=0) + 1
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     operator.submit("OpenRound", json.dumps({
         "round_id": rid, "config_digest": "ab" * 32, "deadline": deadline, "quorum": 1,
         "shard": 0, "committee": ["Org1MSP"]}))

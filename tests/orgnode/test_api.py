@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from fedledger.fabric.errors import FabricError
+from fedledger.learning.unlearning import shard_of
 from fedledger.merkle import SortedMerkleTree
 from fedledger.orgnode.app import create_app
-from fedledger.learning.unlearning import shard_of
 from fedledger.orgnode.datasets import dataset_path, read_samples
 
 from .conftest import ADMIN_TOKEN, admin_headers, node_settings

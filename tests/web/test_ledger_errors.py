@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.errors import (
     ChaincodeForbiddenError,
     ChaincodeRefusal,

@@ -27,18 +27,7 @@ it counts by key, so neither it nor a late attestation in its block conflicts.
 
 from __future__ import annotations
 
-from ..contract import (
-    Conflict,
-    Context,
-    Contract,
-    Forbidden,
-    Invalid,
-    NotFound,
-    WrongState,
-    query,
-    transaction,
-)
-from ..records import (
+from fedledger.protocol.records import (
     AnchorReceipt,
     Attestation,
     Id,
@@ -53,6 +42,18 @@ from ..records import (
     Vote,
     format_timestamp,
     parse_timestamp,
+)
+
+from ..contract import (
+    Conflict,
+    Context,
+    Contract,
+    Forbidden,
+    Invalid,
+    NotFound,
+    WrongState,
+    query,
+    transaction,
 )
 from . import keys
 

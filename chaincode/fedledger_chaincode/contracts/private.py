@@ -22,17 +22,7 @@ ParticipationDecided.
 
 from __future__ import annotations
 
-from ..contract import (
-    Conflict,
-    Context,
-    Contract,
-    Forbidden,
-    Invalid,
-    WrongState,
-    query,
-    transaction,
-)
-from ..records import (
+from fedledger.protocol.records import (
     DELETION_TRANSITIONS,
     DataCommitment,
     Dataset,
@@ -44,6 +34,17 @@ from ..records import (
     TrainingRecord,
     UnlearningRecord,
     format_timestamp,
+)
+
+from ..contract import (
+    Conflict,
+    Context,
+    Contract,
+    Forbidden,
+    Invalid,
+    WrongState,
+    query,
+    transaction,
 )
 from . import keys
 

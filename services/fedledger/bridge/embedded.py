@@ -12,10 +12,10 @@ from eth_account.signers.local import LocalAccount
 from fedledger.bridge.agents import OrgAnchorAgent
 from fedledger.bridge.outbox import Outbox
 from fedledger.bridge.service import Bridge, BridgeSettings
+from fedledger.devnet.network import CHAINCODE_NAME, CONSORTIUM_CHANNEL, EmbeddedNetwork, private_channel
 from fedledger.evm.chain import Chain
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry
 from fedledger.evm.typed_data import sorted_keys
-from fedledger.fabric.devpeer.network import CHAINCODE_NAME, CONSORTIUM_CHANNEL, EmbeddedNetwork, private_channel
 from fedledger.fabric.gateway import Gateway
 
 
@@ -55,7 +55,7 @@ def build_anchoring(network: EmbeddedNetwork, chain: Chain, *, db_url: str,
         registry = deploy_anchor_registry(chain, keys, threshold, deployer)
     else:
         registry = AnchorRegistryClient(chain, registry_address)
-    gateways = {msp: network.connect(org) for org, msp in zip(orgs, msp_ids)}
+    gateways = {msp: network.connect(org) for org, msp in zip(orgs, msp_ids, strict=True)}
     agents = {
         msp: OrgAnchorAgent(
             msp, private_channel=private_channel(org),
@@ -64,7 +64,7 @@ def build_anchoring(network: EmbeddedNetwork, chain: Chain, *, db_url: str,
             consortium_query=gateways[msp].network(CONSORTIUM_CHANNEL)
             .contract(CHAINCODE_NAME, "consortium").evaluate,
             account=org_accounts[msp])
-        for org, msp in zip(orgs, msp_ids)
+        for org, msp in zip(orgs, msp_ids, strict=True)
     }
     operator_msp = operator or msp_ids[0]
     consortium = gateways[operator_msp].network(CONSORTIUM_CHANNEL).contract(

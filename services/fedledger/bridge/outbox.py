@@ -13,7 +13,7 @@ import enum
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -33,14 +33,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class AnchorStatus(str, enum.Enum):
+class AnchorStatus(enum.StrEnum):
     BUILT = "built"          # tree and leaves stored
     SIGNED = "signed"        # m-of-n org signatures collected
     PREPARED = "prepared"    # raw transaction signed and stored, maybe broadcast

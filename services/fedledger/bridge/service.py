@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
@@ -238,8 +238,8 @@ class Bridge:
         if self.settings.settle_s <= 0:
             return True
         seen = round_.seen_at if round_.seen_at.tzinfo else round_.seen_at.replace(
-            tzinfo=timezone.utc)
-        if datetime.now(timezone.utc) - seen >= timedelta(seconds=self.settings.settle_s):
+            tzinfo=UTC)
+        if datetime.now(UTC) - seen >= timedelta(seconds=self.settings.settle_s):
             return True
         if json.loads(self.consortium.evaluate("ListModelVersions", str(round_.round_id))):
             return True

@@ -14,7 +14,7 @@ which is exact: the merge of the others never saw the data).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select

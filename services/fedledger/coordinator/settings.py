@@ -17,8 +17,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedledger.config import FedLedgerConfig
+from fedledger.devnet.ca import load_network_crypto
 from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
-from fedledger.fabric.devca import load_network_crypto
 from fedledger.fabric.msp import MSPManager
 from fedledger.web.environment import env_secret, env_values, url_with_password
 

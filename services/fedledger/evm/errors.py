@@ -118,7 +118,7 @@ def _format_reason(name: str, args: tuple, names: tuple[str, ...]) -> str:
     if name == "Panic" and len(args) == 1 and isinstance(args[0], int):
         return f"Panic(0x{args[0]:02x}: {PANIC_CODES.get(args[0], 'unknown panic code')})"
     if names and len(names) == len(args) and all(names):
-        inner = ", ".join(f"{n}={_format_value(v)}" for n, v in zip(names, args))
+        inner = ", ".join(f"{n}={_format_value(v)}" for n, v in zip(names, args, strict=True))
     else:
         inner = ", ".join(_format_value(v) for v in args)
     return f"{name}({inner})"
@@ -215,7 +215,7 @@ def decode_revert_data(data: bytes | None, selectors: Mapping[bytes, Mapping[str
         if entry is not None:
             types = [_abi_type(i) for i in entry.get("inputs", [])]
             values = abi_decode(types, body)
-            return RevertError(entry["name"], tuple(_normalize(v, t) for v, t in zip(values, types)),
+            return RevertError(entry["name"], tuple(_normalize(v, t) for v, t in zip(values, types, strict=True)),
                                arg_names=[i.get("name", "") for i in entry.get("inputs", [])],
                                data=bytes(data), tx_hash=tx_hash, step=step)
     except Exception:  # noqa: BLE001 - undecodable data stays visible as Unknown

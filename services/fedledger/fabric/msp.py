@@ -137,7 +137,7 @@ class MSP:
     def validate(self, cert: x509.Certificate,
                  now: dt.datetime | None = None) -> tuple[frozenset[str], dt.datetime]:
         """Check ``cert`` against this MSP; return its roles and when the chain expires."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         _check_key(cert, self.msp_id)
         if _is_ca(cert):
             raise MSPError(f"a CA certificate cannot be an identity of {self.msp_id}",

@@ -48,13 +48,13 @@ from starlette.concurrency import run_in_threadpool
 from fedledger.bridge.outbox import Anchor, Outbox
 from fedledger.bridge.remote import RemoteAnchorAgent
 from fedledger.bridge.service import Bridge
+from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry, deploy_staking
 from fedledger.evm.rpc_server import create_rpc_app
 from fedledger.evm.typed_data import sorted_keys
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
 from fedledger.host.settings import HostSettings
 from fedledger.web.errors import NotFound, ServiceError, install_error_handlers
 from fedledger.web.server import ThreadedServer, free_port

@@ -72,7 +72,7 @@ class EconomyConfig(BaseModel):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != self.orgs:
                 raise ValueError(f"{name} needs one value per org ({self.orgs})")
-        for a0, a in zip(self.per_org(self.initial_accuracy), self.per_org(self.ceiling)):
+        for a0, a in zip(self.per_org(self.initial_accuracy), self.per_org(self.ceiling), strict=True):
             if not 0 <= a0 <= 1 or not 0 <= a <= 1:
                 raise ValueError("accuracies are in [0, 1]")
         return self
@@ -94,9 +94,9 @@ class GainModel:
     def effective_effort(self, efforts: Sequence[float]) -> list[float]:
         rho, w = self.config.transfer, self.weights
         efforts = [e ** self.config.effort_exponent for e in efforts]
-        total = sum(wj * ej for wj, ej in zip(w, efforts))
+        total = sum(wj * ej for wj, ej in zip(w, efforts, strict=True))
         out = []
-        for i, (wi, ei) in enumerate(zip(w, efforts)):
+        for _i, (wi, ei) in enumerate(zip(w, efforts, strict=True)):
             others_w = sum(w) - wi
             denominator = wi + rho * others_w
             out.append((wi * ei + rho * (total - wi * ei)) / denominator if denominator else 0.0)
@@ -106,7 +106,7 @@ class GainModel:
         """Accuracies after one round in which org i spent ``efforts[i]``."""
         kappa = self.config.kappa
         return [a + (top - a) * (1 - math.exp(-kappa * e)) for a, top, e in
-                zip(accuracy, self.ceiling, self.effective_effort(efforts))]
+                zip(accuracy, self.ceiling, self.effective_effort(efforts), strict=True)]
 
 
 @dataclass
@@ -204,7 +204,7 @@ def run_episode(policy: Policy, config: EconomyConfig, agent: QLearningConfig, *
         observations = [] if last else [observe(i, step + 1) for i in range(n)]
         for i in range(n):
             policy.feedback(i, rewards[i], None if last else observations[i])
-    gains = [a - a0 for a, a0 in zip(accuracy, start)]
+    gains = [a - a0 for a, a0 in zip(accuracy, start, strict=True)]
     return EpisodeResult(
         welfare=welfare(gains, sum(spent), rcfg), compute=sum(spent), gains=gains,
         net_reward=[earned[i] + rcfg.gain_weight * gains[i] - costs[i] for i in range(n)],
@@ -238,7 +238,7 @@ def fit_gain_model(curves: Sequence[Sequence[float]], efforts: Sequence[Sequence
     cumulative = [[0.0] * n]
     for round_efforts in efforts:
         e = probe.effective_effort(round_efforts)
-        cumulative.append([c + x for c, x in zip(cumulative[-1], e)])
+        cumulative.append([c + x for c, x in zip(cumulative[-1], e, strict=True)])
     best: tuple[float, float, list[float]] | None = None
     for k in range(1, 601):
         kappa = k * 0.005
@@ -248,10 +248,10 @@ def fit_gain_model(curves: Sequence[Sequence[float]], efforts: Sequence[Sequence
             xs = [1 - math.exp(-kappa * cumulative[t][i]) for t in range(rounds + 1)]
             ys = [curve[t] - a0 * (1 - xs[t]) for t in range(rounds + 1)]
             denom = sum(x * x for x in xs)
-            ceiling = sum(x * y for x, y in zip(xs, ys)) / denom if denom else a0
+            ceiling = sum(x * y for x, y in zip(xs, ys, strict=True)) / denom if denom else a0
             ceiling = min(1.0, max(0.0, ceiling))
             ceilings.append(ceiling)
-            error += sum((a0 + (ceiling - a0) * x - y0) ** 2 for x, y0 in zip(xs, curve))
+            error += sum((a0 + (ceiling - a0) * x - y0) ** 2 for x, y0 in zip(xs, curve, strict=True))
         if best is None or error < best[0]:
             best = (error, kappa, ceilings)
     assert best is not None

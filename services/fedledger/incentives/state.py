@@ -62,7 +62,7 @@ class State:
     def from_key(cls, key: str) -> State:
         parts = key.split(".")
         if len(parts) != len(FEATURES) or any(
-                not p.startswith(prefix) for p, (_, prefix) in zip(parts, FEATURES)):
+                not p.startswith(prefix) for p, (_, prefix) in zip(parts, FEATURES, strict=True)):
             raise ValueError(f"not a state key: {key!r}")
         return cls(*(int(p[1:]) for p in parts))
 

@@ -15,10 +15,10 @@ from fedledger.learning.data import (
     Dataset,
     Partition,
     Sample,
-    read_dataset,
     partition_by_domain,
     partition_dirichlet,
     partition_iid,
+    read_dataset,
     split_samples,
     take_per_org,
 )

@@ -18,7 +18,6 @@ from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.errors import ServiceError, ledger_failure
 
-
 Channel = Literal["consortium", "private"]
 
 

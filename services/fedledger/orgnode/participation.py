@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -304,7 +304,7 @@ class Participation:
                 stored.outcome = {"tokens": tokens, "steps": steps, "gain": gain,
                                   "settled": settled, "next_state": next_row.state,
                                   "q_value": value}
-                stored.learned_at = datetime.now(timezone.utc)
+                stored.learned_at = datetime.now(UTC)
                 session.commit()
             learned += 1
             log.info("round %s: learned reward %.4g (tokens %.4g, %d steps, gain %s) -> "

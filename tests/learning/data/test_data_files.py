@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fedledger.learning.data import DatasetError, Sample, read_dataset, load_file
+
+from fedledger.learning.data import DatasetError, Sample, load_file, read_dataset
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:

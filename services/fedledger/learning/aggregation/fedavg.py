@@ -36,7 +36,7 @@ class FedAvg(AggregationStrategy):
             tensors=fedavg_tensors(batch),
             accepted=batch.client_ids,
             rejected={},
-            details={"weights": dict(zip(batch.client_ids, batch.weights))},
+            details={"weights": dict(zip(batch.client_ids, batch.weights, strict=True))},
         )
 
 

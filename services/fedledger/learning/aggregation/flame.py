@@ -126,15 +126,15 @@ class Flame(AggregationStrategy):
         }
         details: dict[str, Any] = {
             "labels": {ids[i]: (0 if i in accepted_set else -1) for i in range(len(ids))},
-            "crowd_distance": dict(zip(ids, crowd.tolist())),
+            "crowd_distance": dict(zip(ids, crowd.tolist(), strict=True)),
             "threshold": threshold,
             "threshold_adaptive": self.distance_threshold is None,
             "slack": float(self.slack),
             "core": [ids[i] for i in core],
             "cosine_distances": dist.tolist(),
-            "norms": dict(zip(ids, norms.tolist())),
+            "norms": dict(zip(ids, norms.tolist(), strict=True)),
             "clip_bound": bound,
-            "clip_factors": dict(zip(kept.client_ids, factors)),
+            "clip_factors": dict(zip(kept.client_ids, factors, strict=True)),
             "noise_sigma": sigma,
             "relative_to_reference": batch.reference is not None,
         }

@@ -87,8 +87,8 @@ class MultiKrum(AggregationStrategy):
                 "f": self.f,
                 "m": m,
                 "neighbours": n - self.f - 2,
-                "scores": dict(zip(ids, scores.tolist())),
-                "weights": dict(zip(kept.client_ids, kept.weights)),
+                "scores": dict(zip(ids, scores.tolist(), strict=True)),
+                "weights": dict(zip(kept.client_ids, kept.weights, strict=True)),
             },
         )
 

@@ -69,9 +69,9 @@ class NormClipping(AggregationStrategy):
             details={
                 "max_norm": bound,
                 "adaptive": self.max_norm is None,
-                "norms": dict(zip(ids, norms.tolist())),
-                "clip_factors": dict(zip(ids, factors)),
-                "clipped": [i for i, f in zip(ids, factors) if f < 1.0],
+                "norms": dict(zip(ids, norms.tolist(), strict=True)),
+                "clip_factors": dict(zip(ids, factors, strict=True)),
+                "clipped": [i for i, f in zip(ids, factors, strict=True) if f < 1.0],
                 "relative_to_reference": batch.reference is not None,
             },
         )
@@ -84,7 +84,7 @@ def clip_factors(norms: np.ndarray, bound: float) -> list[float]:
 
 def clipped_mean(batch: UpdateBatch, factors: list[float]) -> dict[str, torch.Tensor]:
     """``reference + sum_i w_i c_i (update_i - reference)`` (reference 0 when absent)."""
-    scaled = [w * c for w, c in zip(batch.weights, factors)]
+    scaled = [w * c for w, c in zip(batch.weights, factors, strict=True)]
     # The reference keeps the weight the clipped clients gave up (about 0 if none were).
     base_weight = 1.0 - math.fsum(scaled)
     out: dict[str, torch.Tensor] = {}

@@ -71,7 +71,7 @@ def weighted_sum(
     else:
         acc = _scaled_copy(tensors[0], weights[0], acc_dtype)
         start = 1
-    for t, w in zip(tensors[start:], weights[start:]):
+    for t, w in zip(tensors[start:], weights[start:], strict=True):
         acc.add_(t, alpha=w)
     return acc
 
@@ -94,7 +94,7 @@ def squared_norms(
     n = len(batch_columns[0])
     out = np.zeros(n, dtype=np.float64)
     stack = _Stack()
-    for column, center in zip(batch_columns, centers):
+    for column, center in zip(batch_columns, centers, strict=True):
         x = stack.fill(column, center)
         out += torch.linalg.vector_norm(x, dim=1).to(torch.float64).cpu().numpy() ** 2
     return out
@@ -115,7 +115,7 @@ def gram_matrix(
     n = len(batch_columns[0])
     gram = np.zeros((n, n), dtype=np.float64)
     stack = _Stack()
-    for column, center in zip(batch_columns, centers):
+    for column, center in zip(batch_columns, centers, strict=True):
         gram += _gram_block(stack.fill(column, center)).to(torch.float64).cpu().numpy()
     return gram
 

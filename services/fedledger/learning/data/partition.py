@@ -119,7 +119,7 @@ def partition_iid(
         raise DatasetError(f"cannot give {n_orgs} orgs at least one of {len(samples)} samples")
     order = _hash_order(samples, range(len(samples)), "iid", seed)
     out: Partition = {}
-    for name, chunk in zip(names, np.array_split(np.asarray(order, dtype=np.int64), n_orgs)):
+    for name, chunk in zip(names, np.array_split(np.asarray(order, dtype=np.int64), n_orgs), strict=True):
         out[name] = [samples[i] for i in sorted(chunk.tolist())]
     return out
 
@@ -175,7 +175,7 @@ def partition_dirichlet(
             for org, part in enumerate(np.split(np.asarray(idx, dtype=np.int64), cuts)):
                 members[org].extend(part.tolist())
         if min(len(m) for m in members) >= min_per_org:
-            return {name: [samples[i] for i in sorted(m)] for name, m in zip(names, members)}
+            return {name: [samples[i] for i in sorted(m)] for name, m in zip(names, members, strict=True)}
     raise DatasetError(
         f"Dirichlet(alpha={alpha}) left some of {n_orgs} orgs with fewer than {min_per_org} "
         f"samples in {max_attempts} attempts; use a larger alpha, fewer orgs or a smaller "

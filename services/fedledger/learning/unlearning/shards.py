@@ -75,7 +75,7 @@ class ShardScheme:
         object.__setattr__(self, "slice_rounds", sr)
         if len(sr) != self.slices:
             raise ConfigError(f"slice_rounds has {len(sr)} entries for {self.slices} slices")
-        if sr[0] != 1 or any(b < a for a, b in zip(sr, sr[1:])) or sr[-1] > self.rounds:
+        if sr[0] != 1 or any(b < a for a, b in zip(sr, sr[1:], strict=False)) or sr[-1] > self.rounds:
             raise ConfigError(
                 f"slice_rounds must start at 1, never decrease and stay <= {self.rounds}, got {list(sr)}"
             )

@@ -11,12 +11,12 @@ from fabric_protos.common import common_pb2
 from fabric_protos.peer import proposal_response_pb2, transaction_pb2
 
 from fedledger.fabric import protos
-from fedledger.fabric.devca import write_network_crypto
-from fedledger.fabric.devpeer.channel import ChannelDefinition, ChannelPolicies
-from fedledger.fabric.devpeer.validator import VALIDATION_PARAMETER, Validator
+from fedledger.devnet.ca import write_network_crypto
+from fedledger.devnet.channel import ChannelDefinition, ChannelPolicies
+from fedledger.devnet.validator import VALIDATION_PARAMETER, Validator
 from fedledger.fabric.identity import load_signing_identity
 from fedledger.fabric.msp import MSP, MSPManager
-from fedledger.fabric.policy import parse_policy, signature_policy_envelope
+from fedledger.devnet.policy import parse_policy, signature_policy_envelope
 
 from .envelopes import joined_ledger
 

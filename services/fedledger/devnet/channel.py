@@ -2,7 +2,7 @@
 
 A real network holds these in each channel's config block (configtx.yaml in
 ``deploy/``); the dev peer reads the same facts from ``network.json``, written by
-:mod:`fedledger.fabric.devpeer.network`.
+:mod:`fedledger.devnet.network`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fedledger.devnet.policy import Policy, parse_policy
 from fedledger.fabric.msp import VerifiedIdentity
-from fedledger.fabric.policy import Policy, parse_policy
 
 
 class ChannelDefinition(BaseModel):

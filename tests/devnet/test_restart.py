@@ -8,13 +8,13 @@ import sqlite3
 
 import pytest
 
-from fedledger.fabric.devpeer.blocks import block_header_hash, new_block
-from fedledger.fabric.devpeer.ledger import Ledger, LedgerFormatError
-from fedledger.fabric.devpeer.network import EmbeddedNetwork
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.blocks import block_header_hash, new_block
+from fedledger.devnet.ledger import Ledger, LedgerFormatError
+from fedledger.devnet.network import EmbeddedNetwork
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.errors import LedgerTamperedError
 
-from ..conftest import dataset_record
+from tests.fabric.conftest import dataset_record
 from .envelopes import joined_ledger, make_envelope
 
 FAST = OrdererSettings.fast()

@@ -46,7 +46,7 @@ from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import transaction_pb2
 from google.protobuf.message import DecodeError
 
-from fedledger.fabric.devpeer.blocks import (
+from fedledger.devnet.blocks import (
     MalformedTransactionError,
     ParsedTransaction,
     block_data_hash,
@@ -57,7 +57,7 @@ from fedledger.fabric.devpeer.blocks import (
     parse_transaction,
     set_transactions_filter,
 )
-from fedledger.fabric.devpeer.rwset import (
+from fedledger.devnet.rwset import (
     CollectionAccess,
     ImplicitCollections,
     PrivateWrites,
@@ -418,7 +418,7 @@ class Ledger:
             tx_ids: list[str] = []
             seen: set[str] = set()
             try:
-                for tx_num, (envelope, pre) in enumerate(zip(envelopes, precheck)):
+                for tx_num, (envelope, pre) in enumerate(zip(envelopes, precheck, strict=True)):
                     if parsed is not None:
                         tx: ParsedTransaction | None = parsed[tx_num]
                     else:
@@ -607,7 +607,7 @@ class Ledger:
 
         db.executemany("INSERT OR IGNORE INTO txindex VALUES (?,?,?,?)",
                        [(tx_id, number, i, code)
-                        for i, (tx_id, code) in enumerate(zip(tx_ids, codes)) if tx_id])
+                        for i, (tx_id, code) in enumerate(zip(tx_ids, codes, strict=True)) if tx_id])
         db.execute("INSERT INTO blocks VALUES (?,?,?,?,?)",
                    (number, header_hash, block.header.previous_hash, block.header.data_hash,
                     block.SerializeToString()))

@@ -6,7 +6,7 @@ endorsed by MAJORITY, and one ``<org>-private`` channel per org endorsed by that
 alone — and their orderer settings, then starts the chaincode server
 (chaincode-as-a-service), the dev peer and its Gateway endpoint on loopback.
 
-Blocks are cut by :class:`~fedledger.fabric.devpeer.orderer.OrdererSettings`: the
+Blocks are cut by :class:`~fedledger.devnet.orderer.OrdererSettings`: the
 deployment's ``configtx.yaml`` values (250 ms, 100 messages, 512 KB) unless
 ``network.json`` says otherwise or the caller passes ``orderer=`` (an ``OrdererSettings``
 such as ``OrdererSettings.fast()`` for unit tests, or the path of a ``configtx.yaml``).
@@ -16,7 +16,7 @@ Each channel's block 0 is its config block, which records them.
 services) can use the gateway client against it.
 
 The crypto material is what ``cryptogen generate`` writes for a cryptogen config
-(``crypto_config``; default: :func:`~fedledger.fabric.devca.default_crypto_config` of the
+(``crypto_config``; default: :func:`~fedledger.devnet.ca.default_crypto_config` of the
 orgs, which for Org1..Org3 is ``deploy/fabric/crypto-config.yaml``), so a dev network and
 the docker-compose deployment can share one folder. ``org_gateways=True`` also serves one
 Gateway per org, each with that org's peer TLS certificate and acting as that org's peer,
@@ -35,17 +35,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedledger.fabric.devca import (
+from fedledger.devnet.ca import (
     CryptoConfig,
     NetworkCrypto,
     default_crypto_config,
     write_crypto_config,
 )
-from fedledger.fabric.devpeer.chaincode import KEEPALIVE_INTERVAL_S
-from fedledger.fabric.devpeer.channel import ChannelDefinition
-from fedledger.fabric.devpeer.orderer import OrdererSettings
-from fedledger.fabric.devpeer.peer import DevPeer, PeerSettings
-from fedledger.fabric.devpeer.service import start_gateway_server
+from fedledger.devnet.chaincode import KEEPALIVE_INTERVAL_S
+from fedledger.devnet.channel import ChannelDefinition
+from fedledger.devnet.orderer import OrdererSettings
+from fedledger.devnet.peer import DevPeer, PeerSettings
+from fedledger.devnet.service import start_gateway_server
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.fabric.msp import MSP, MSPManager
@@ -79,7 +79,7 @@ class NetworkLayout(BaseModel):
                                       endorsement_policy="MAJORITY Endorsement")]
         channels += [ChannelDefinition(name=private_channel(org), members=(m,),
                                        endorsement_policy=f"OR('{m}.peer')")
-                     for org, m in zip(orgs, msp)]
+                     for org, m in zip(orgs, msp, strict=True)]
         return cls(orgs=list(orgs), domain=domain, channels=channels,
                    orderer=orderer or OrdererSettings.deployment())
 

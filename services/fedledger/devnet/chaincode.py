@@ -45,7 +45,7 @@ KEEPALIVE_TIMEOUT_S = 20.0
 
 
 class TxSimulator(Protocol):
-    """What the shim needs of a simulator (``devpeer/rwset.py``'s ``TxSimulator``).
+    """What the shim needs of a simulator (``devnet/rwset.py``'s ``TxSimulator``).
 
     ``get_private_data_range``, ``get_private_data_metadata`` and
     ``set_private_data_metadata`` are optional: used when present, else the request

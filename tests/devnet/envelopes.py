@@ -30,7 +30,7 @@ CREATOR = identities_pb2.SerializedIdentity(
 
 def config_block(channel_id: str = CHANNEL) -> common_pb2.Block:
     """Block 0 holding one CONFIG transaction with an empty config."""
-    from fedledger.fabric.devpeer.blocks import new_block
+    from fedledger.devnet.blocks import new_block
 
     nonce = os.urandom(24)
     chdr = common_pb2.ChannelHeader(type=common_pb2.HeaderType.CONFIG, channel_id=channel_id,
@@ -46,7 +46,7 @@ def config_block(channel_id: str = CHANNEL) -> common_pb2.Block:
 
 def joined_ledger(path: Path, channel_id: str = CHANNEL):  # noqa: ANN201 - Ledger
     """A new ledger at ``path`` holding ``config_block(channel_id)`` as block 0."""
-    from fedledger.fabric.devpeer.ledger import Ledger
+    from fedledger.devnet.ledger import Ledger
 
     ledger = Ledger(path, channel_id)
     ledger.join(config_block(channel_id))

@@ -47,17 +47,17 @@ from fabric_protos.msp import msp_config_pb2
 from fabric_protos.orderer import configuration_pb2 as orderer_configuration_pb2
 from google.protobuf.message import DecodeError, Message
 
-from fedledger.fabric import protos
-from fedledger.fabric.devpeer.blocks import (
+from fedledger.devnet.blocks import (
     MalformedTransactionError,
     is_config_block,
     new_block,
     parse_envelope_header,
 )
-from fedledger.fabric.devpeer.channel import ChannelDefinition
-from fedledger.fabric.devpeer.orderer import OrdererSettings, format_duration, parse_duration
+from fedledger.devnet.channel import ChannelDefinition
+from fedledger.devnet.orderer import OrdererSettings, format_duration, parse_duration
+from fedledger.devnet.policy import parse_policy, signature_policy_envelope
+from fedledger.fabric import protos
 from fedledger.fabric.msp import MSP
-from fedledger.fabric.policy import parse_policy, signature_policy_envelope
 
 __all__ = [
     "ORDERER_ORG",

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.gateway import Gateway
 from fedledger.fabric.identity import load_signing_identity
 
-from .conftest import dataset_record
+from tests.fabric.conftest import dataset_record
 
 
 def free_port() -> int:

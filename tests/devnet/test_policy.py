@@ -6,11 +6,11 @@ import pytest
 from fabric_protos.common import policies_pb2
 from fabric_protos.msp import msp_principal_pb2
 
-from fedledger.fabric.devca import NetworkCrypto, write_network_crypto
+from fedledger.devnet.ca import NetworkCrypto, write_network_crypto
 from fedledger.fabric.errors import PolicyError
 from fedledger.fabric.identity import load_signing_identity
 from fedledger.fabric.msp import MSPManager, VerifiedIdentity
-from fedledger.fabric.policy import (
+from fedledger.devnet.policy import (
     ImplicitMetaPolicy,
     NOutOf,
     Principal,

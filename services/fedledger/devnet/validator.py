@@ -17,11 +17,11 @@ from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import transaction_pb2
 
-from fedledger.fabric.devpeer.blocks import MalformedTransactionError, ParsedTransaction, parse_transaction
-from fedledger.fabric.devpeer.channel import ChannelPolicies
+from fedledger.devnet.blocks import MalformedTransactionError, ParsedTransaction, parse_transaction
+from fedledger.devnet.channel import ChannelPolicies
+from fedledger.devnet.policy import Policy, policy_from_envelope
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.msp import MSPManager, SignatureMemo, VerifiedIdentity
-from fedledger.fabric.policy import Policy, policy_from_envelope
 
 Code = transaction_pb2.TxValidationCode
 VALIDATION_PARAMETER = "VALIDATION_PARAMETER"

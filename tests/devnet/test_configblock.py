@@ -11,16 +11,16 @@ from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
 from fabric_protos.msp import msp_config_pb2
 from fabric_protos.orderer import configuration_pb2 as orderer_configuration_pb2
 
-from fedledger.fabric.devca import write_network_crypto
-from fedledger.fabric.devpeer.blocks import (
+from fedledger.devnet.ca import write_network_crypto
+from fedledger.devnet.blocks import (
     MalformedTransactionError,
     block_data_hash,
     is_config_block,
     new_block,
 )
-from fedledger.fabric.devpeer.channel import ChannelDefinition
-from fedledger.fabric.devpeer.configblock import ORDERER_ORG, genesis_block, read_config_block
-from fedledger.fabric.devpeer.orderer import OrdererSettings
+from fedledger.devnet.channel import ChannelDefinition
+from fedledger.devnet.configblock import ORDERER_ORG, genesis_block, read_config_block
+from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.msp import MSP
 
 CHANNEL = ChannelDefinition(name="consortium", members=("Org1MSP", "Org2MSP"))

@@ -1,4 +1,4 @@
-"""The peer side of the shim protocol (``devpeer/chaincode.py``) over real gRPC: paging,
+"""The peer side of the shim protocol (``devnet/chaincode.py``) over real gRPC: paging,
 simulator errors, chaincode ERROR, timeouts, registration checks, concurrency and
 reconnecting after the chaincode server restarts."""
 
@@ -15,7 +15,7 @@ from fabric_protos.peer import chaincode_pb2
 from fabric_protos.peer import chaincode_shim_pb2 as shim_pb2
 from fabric_protos.peer import chaincode_shim_pb2_grpc as shim_grpc
 
-from fedledger.fabric.devpeer.chaincode import ChaincodeClient
+from fedledger.devnet.chaincode import ChaincodeClient
 from fedledger.fabric.errors import ChaincodeError, LedgerError
 from fedledger_chaincode.shim import ChaincodeServer
 from tests.chaincode.test_shim import CC_NAME, FakeSimulator, KVChaincode, call, running

@@ -21,7 +21,7 @@ kept as strings so that a record round-trips byte for byte.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives import serialization
@@ -64,7 +64,7 @@ Timestamp = Annotated[str, AfterValidator(_check_timestamp)]
 def format_timestamp(moment: datetime) -> str:
     """The canonical :data:`Timestamp` string of an aware or UTC-naive datetime."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return text + (f".{moment.microsecond:06d}Z" if moment.microsecond else "Z")
 

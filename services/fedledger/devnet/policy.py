@@ -23,8 +23,8 @@ from fabric_protos.common import policies_pb2
 from fabric_protos.msp import msp_principal_pb2
 from google.protobuf.message import DecodeError
 
-from .errors import PolicyError
-from .msp import VerifiedIdentity
+from fedledger.fabric.errors import PolicyError
+from fedledger.fabric.msp import VerifiedIdentity
 
 _ROLE_TO_PROTO = {
     "member": msp_principal_pb2.MSPRole.MEMBER,

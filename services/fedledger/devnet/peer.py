@@ -37,15 +37,15 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.peer import chaincode_event_pb2, proposal_response_pb2
 
+from fedledger.devnet.blocks import MalformedTransactionError, parse_envelope_header
+from fedledger.devnet.chaincode import KEEPALIVE_INTERVAL_S, ChaincodeClient
+from fedledger.devnet.channel import ChannelDefinition, ChannelPolicies
+from fedledger.devnet.configblock import genesis_block
+from fedledger.devnet.events import BlockEvents, CommitNotifier
+from fedledger.devnet.ledger import Ledger
+from fedledger.devnet.orderer import BlockCutter, OrdererRefusal, OrdererSettings
+from fedledger.devnet.validator import VALIDATION_PARAMETER, Validator
 from fedledger.fabric import protos
-from fedledger.fabric.devpeer.blocks import MalformedTransactionError, parse_envelope_header
-from fedledger.fabric.devpeer.chaincode import KEEPALIVE_INTERVAL_S, ChaincodeClient
-from fedledger.fabric.devpeer.channel import ChannelDefinition, ChannelPolicies
-from fedledger.fabric.devpeer.configblock import genesis_block
-from fedledger.fabric.devpeer.events import BlockEvents, CommitNotifier
-from fedledger.fabric.devpeer.ledger import Ledger
-from fedledger.fabric.devpeer.orderer import BlockCutter, OrdererRefusal, OrdererSettings
-from fedledger.fabric.devpeer.validator import VALIDATION_PARAMETER, Validator
 from fedledger.fabric.errors import (
     ChaincodeError,
     EndorseError,
@@ -466,7 +466,7 @@ class DevPeer:
             log.exception("commit of a block on %s failed", runtime.name)
             raise
         events = BlockEvents(committed.number, [
-            _event(v.parsed.chaincode_event) for v, code in zip(validated, committed.codes)
+            _event(v.parsed.chaincode_event) for v, code in zip(validated, committed.codes, strict=True)
             if code == 0 and v.parsed is not None and v.parsed.chaincode_event])
         runtime.notifier.committed(committed.number, committed.tx_ids, committed.codes, events)
 

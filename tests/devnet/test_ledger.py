@@ -11,9 +11,9 @@ import pytest
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import transaction_pb2
 
-from fedledger.fabric.devpeer.blocks import block_header_hash, new_block, transactions_filter
-from fedledger.fabric.devpeer.ledger import Ledger, LedgerFormatError
-from fedledger.fabric.devpeer.rwset import implicit_collection, key_hash, value_hash
+from fedledger.devnet.blocks import block_header_hash, new_block, transactions_filter
+from fedledger.devnet.ledger import Ledger, LedgerFormatError
+from fedledger.devnet.rwset import implicit_collection, key_hash, value_hash
 from fedledger.fabric.errors import LedgerError, LedgerTamperedError, PermissionDeniedError
 
 from .envelopes import CHANNEL, config_block, joined_ledger, make_envelope, new_tx_id, simulate
@@ -53,7 +53,7 @@ def test_hash_chain_across_blocks(ledger: Ledger) -> None:
     blocks = [commit(ledger, simulate(ledger, put(f"k{i}", b"v"))) for i in range(3)]
     assert [b.number for b in blocks] == [1, 2, 3] and ledger.height == 4
     assert blocks[0].block.header.previous_hash == block_header_hash(genesis.header)
-    for prev, cur in zip(blocks, blocks[1:]):
+    for prev, cur in zip(blocks, blocks[1:], strict=False):
         assert cur.block.header.previous_hash == prev.header_hash
         assert prev.header_hash == block_header_hash(prev.block.header)
     stored = list(ledger.blocks_from(0, batch=2))

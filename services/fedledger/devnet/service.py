@@ -16,8 +16,8 @@ from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
-from fedledger.fabric.devpeer.orderer import OrdererRefusal
-from fedledger.fabric.devpeer.peer import (
+from fedledger.devnet.orderer import OrdererRefusal
+from fedledger.devnet.peer import (
     AccessDeniedError,
     ChaincodeResponseError,
     ChannelUnavailableError,

@@ -9,7 +9,7 @@ import pytest
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 
-from fedledger.fabric.devpeer.rwset import (
+from fedledger.devnet.rwset import (
     ImplicitCollections,
     TxSimulator,
     Version,

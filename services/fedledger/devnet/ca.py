@@ -15,7 +15,7 @@ peer and for a real Fabric network started from them::
 
 The layout follows a cryptogen config (:class:`CryptoConfig`, the same YAML file
 ``cryptogen generate --config`` reads): ``write_crypto_config(config, root)`` or
-``python -m fedledger.fabric.devca --config crypto-config.yaml --output DIR``;
+``python -m fedledger.devnet.ca --config crypto-config.yaml --output DIR``;
 ``write_network_crypto`` writes :func:`default_crypto_config` for N orgs, which for
 Org1..Org3 is ``deploy/fabric/crypto-config.yaml`` (tests/deploy compares the result with
 cryptogen's rules file by file).
@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import IdentityError
-from .identity import load_certificate, load_private_key
+from fedledger.fabric.errors import IdentityError
+from fedledger.fabric.identity import load_certificate, load_private_key
 
 ORDERER_ORG = "Orderer"
 ORDERER_MSP_ID = "OrdererMSP"
@@ -185,7 +185,7 @@ class CertAuthority:
               not_after: dt.datetime | None = None,
               valid_days: int = 3650) -> x509.Certificate:
         """A leaf certificate as cryptogen makes it (signing or TLS)."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         not_before = not_before or now - _BACKDATE
         not_after = not_after or now + dt.timedelta(days=valid_days)
         attrs = _base_name()
@@ -223,7 +223,7 @@ class CertAuthority:
 def new_ca(common_name: str, org_domain: str, valid_days: int = 3650) -> CertAuthority:
     """A self-signed CA for ``org_domain`` (subject as cryptogen writes it)."""
     key = _new_key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name(_base_name() + [
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, org_domain),
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -655,11 +655,11 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fedledger.fabric.devca --config crypto-config.yaml --output DIR``: what
+    """``python -m fedledger.devnet.ca --config crypto-config.yaml --output DIR``: what
     ``cryptogen generate`` (or, on an existing DIR, ``cryptogen extend``) writes."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m fedledger.fabric.devca",
+    parser = argparse.ArgumentParser(prog="python -m fedledger.devnet.ca",
                                      description=main.__doc__)
     parser.add_argument("--config", required=True, type=Path, help="cryptogen config (YAML)")
     parser.add_argument("--output", required=True, type=Path, help="output folder")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.fabric.devpeer.orderer import (
+from fedledger.devnet.orderer import (
     BlockCutter,
     OrdererRefusal,
     OrdererSettings,
@@ -20,7 +20,7 @@ from fedledger.fabric.devpeer.orderer import (
     parse_duration,
 )
 
-CONFIGTX = Path(__file__).resolve().parents[3] / "deploy" / "fabric" / "configtx.yaml"
+CONFIGTX = Path(__file__).resolve().parents[2] / "deploy" / "fabric" / "configtx.yaml"
 
 
 # -- settings ------------------------------------------------------------------------------

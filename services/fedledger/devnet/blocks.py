@@ -12,7 +12,7 @@ and signature headers); ``parse_transaction`` walks an endorser transaction enve
 to its read-write set. Anything that does not parse is a
 :class:`MalformedTransactionError`, which the validator maps to ``BAD_PAYLOAD``.
 Block 0 of a channel is its config block (``is_config_block``; built by
-:mod:`fedledger.fabric.devpeer.configblock`).
+:mod:`fedledger.devnet.configblock`).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class OrdererSettings:
     @classmethod
     def deployment(cls) -> OrdererSettings:
         """What ``deploy/fabric/configtx.yaml`` sets for every channel of the deployment
-        (``tests/fabric/devpeer/test_orderer.py`` checks the two agree)."""
+        (``tests/devnet/test_orderer.py`` checks the two agree)."""
         return cls(batch_timeout_s=0.25, max_message_count=100,
                    preferred_max_bytes=512 * 1024, absolute_max_bytes=99 * 1024 * 1024)
 

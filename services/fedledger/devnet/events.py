@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import chaincode_event_pb2, transaction_pb2
 
-from fedledger.fabric.devpeer.blocks import parse_transaction, transactions_filter
-from fedledger.fabric.devpeer.ledger import Ledger
+from fedledger.devnet.blocks import parse_transaction, transactions_filter
+from fedledger.devnet.ledger import Ledger
 
 VALID = transaction_pb2.TxValidationCode.VALID
 

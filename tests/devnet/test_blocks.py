@@ -9,7 +9,7 @@ from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 
-from fedledger.fabric.devpeer.blocks import (
+from fedledger.devnet.blocks import (
     MalformedTransactionError,
     block_data_hash,
     block_header_hash,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedledger.fabric.devca import (
+from fedledger.devnet.ca import (
     NetworkCrypto,
     issue_identity,
     load_network_crypto,
@@ -215,7 +215,7 @@ def test_issue_identity(net: NetworkCrypto, tmp_path: Path) -> None:
 
 
 def test_issue_identity_validity_window(net: NetworkCrypto, tmp_path: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     out = issue_identity(net.orgs["Org1"].ca_dir, "Old@org1.example.com", "client",
                          tmp_path / "msp", not_before=now - dt.timedelta(days=30),
                          not_after=now - dt.timedelta(days=1))
