@@ -46,6 +46,7 @@ from rich.progress import Progress
 
 from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 from fedledger.coordinator.committee import select_validators
+from fedledger.digests import sha256_hex
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.attacks import Backdoor, boost_update
 from fedledger.learning.config import ExperimentConfig
@@ -54,7 +55,7 @@ from fedledger.learning.lora import load_adapter_state
 from fedledger.learning.seeds import derive_seed
 from fedledger.learning.simulation import Federation
 from fedledger.learning.training import train_local
-from fedledger.learning.updates import sha256_hex, update_bytes
+from fedledger.learning.updates import update_bytes
 from fedledger.learning.validation import VotingPolicy, score_updates
 from fedledger.learning.voting import committee_verdict
 

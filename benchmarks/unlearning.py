@@ -57,7 +57,7 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import fedledger.learning.unlearning.sisa as sisa_module
+import fedledger.learning.round as round_module
 from benchmarks._results import RESULTS_DIR, machine_description, update_results_md, write_json
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.simulation import Federation
@@ -317,7 +317,7 @@ def main() -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=False)
     task = progress.add_task("local training jobs", total=jobs)
-    trainer = sisa_module.train_local
+    trainer = round_module.train_local
 
     def counted(*a, **k):
         out = trainer(*a, **k)
@@ -328,7 +328,7 @@ def main() -> None:
         progress.update(task, description=message)
         progress.console.log(message)
 
-    sisa_module.train_local = counted
+    round_module.train_local = counted
     rows = []
     try:
         with progress, tempfile.TemporaryDirectory(prefix="fedledger-unlearning-") as tmp:
@@ -338,7 +338,7 @@ def main() -> None:
                 rows.append(run_one(fed, shards, forget, scorer, base_score, args, Path(tmp), log))
             progress.update(task, completed=jobs, description="done")
     finally:
-        sisa_module.train_local = trainer
+        round_module.train_local = trainer
     seconds = time.perf_counter() - started
     sample_load()
 

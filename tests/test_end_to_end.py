@@ -112,7 +112,7 @@ def test_rounds_complete_attested_by_every_org_and_anchored(deployment):
                 return records if sorted(a["org"] for a in records) == ORGS else None
 
             records = wait_for(f"attestations of round {r['round_id']}", attested, 120, d)
-            assert {a["aggregate_digest"] for a in records} == {r["aggregate"]["digest"]}
+            assert {a["aggregate_digest"] for a in records} == {r["aggregate"]["aggregate_digest"]}
         # the org nodes' jobs reached "attested"
         for org in d.orgs:
             jobs = httpx.get(org.url + "/jobs", headers=admin(d, org.name)).json()
@@ -202,7 +202,7 @@ def test_coordinator_killed_mid_round_resumes_with_every_submission_once(deploym
         gateway.close()
     assert sorted(s["org"] for s in submissions) == ORGS  # each org's update exactly once
     assert {s["update_hash"] for s in submissions} == {s["update_hash"] for s in r["submissions"]}
-    assert {a["aggregate_digest"] for a in attestations} == {r["aggregate"]["digest"]}
+    assert {a["aggregate_digest"] for a in attestations} == {r["aggregate"]["aggregate_digest"]}
     blob_dir = Path(json.loads((d.config_dir / "coordinator.json").read_text())["blob_dir"])
     stored = {p.name for p in blob_dir.iterdir()}
     assert {s["update_hash"] for s in submissions} <= stored  # no upload lost in the kill

@@ -304,7 +304,7 @@ class Demo:
                     extra = ""
                     if status == "aggregated" and round_.get("aggregate"):
                         agg = round_["aggregate"]
-                        extra = (f" digest {agg['digest'][:16]}… of "
+                        extra = (f" digest {agg['aggregate_digest'][:16]}… of "
                                  f"{', '.join(agg.get('included') or [])}")
                     if status == "final":
                         extra = f" model version {round_.get('version_id')}"
@@ -716,7 +716,7 @@ class Demo:
                 "submissions": sorted(s["org"] for s in round_.get("submissions") or []),
                 "attestations": sorted(set(round_.get("attestations") or []) | {
                     m for m, p in per_org.items() if p["job_status"] == "attested"}),
-                "aggregate_digest": aggregate.get("digest"),
+                "aggregate_digest": aggregate.get("aggregate_digest"),
                 "included": aggregate.get("included"),
                 "per_org": per_org, "mean_accuracy": r.mean(msp_ids),
                 "ledger": round_.get("ledger") or {},

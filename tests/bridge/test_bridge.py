@@ -15,10 +15,10 @@ from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import AnchorStatus, Outbox
 from fedledger.bridge.service import Bridge, BridgeSettings
 from fedledger.bridge.tree import AnchorBatch
-from fedledger.evm.backends import connect
-from fedledger.evm.chain import PreparedTx
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
+from fedledger.evm.chain import PreparedTx
+from fedledger.evm.connection import connect
 
 from .rounds import digest, final_round_seen, finalize_round, join, wait_final_rounds
 

@@ -17,9 +17,9 @@ from fedledger.audit.proofs import consortium_proof
 from fedledger.bridge.embedded import build_anchoring
 from fedledger.bridge.outbox import AnchorStatus
 from fedledger.bridge.service import BridgeSettings
-from fedledger.evm import Chain, RpcBackend
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
+from fedledger.evm import Chain, RpcBackend
 
 from ..anvil import ANVIL, ANVIL_CHAIN_ID, ANVIL_DEV_KEYS, AnvilProcess, free_port, require_anvil, rpc_config
 from .rounds import final_round_seen, finalize_round, join, wait_final_rounds

@@ -18,9 +18,9 @@ from fedledger.bridge.outbox import AnchorStatus
 from fedledger.bridge.remote import RemoteAnchorAgent
 from fedledger.bridge.service import BridgeSettings
 from fedledger.bridge.tree import AnchorBatch
-from fedledger.evm.backends import connect
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
+from fedledger.evm.connection import connect
 from fedledger.web.errors import Conflict, Forbidden, install_error_handlers
 from fedledger.web.server import ThreadedServer, free_port
 from fedledger.web.signing import RequestVerifier

@@ -17,7 +17,8 @@ from fedledger.coordinator import CoordinatorSettings, create_app
 from fedledger.coordinator.aggregate import AdapterContext, adapter_context
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
-from fedledger.learning.updates import AdapterSpec, sha256_hex, update_bytes
+from fedledger.digests import sha256_hex
+from fedledger.learning.updates import AdapterSpec, update_bytes
 from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import SignedAuth
 from tests.bridge.rounds import register_org

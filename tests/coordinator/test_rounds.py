@@ -8,7 +8,8 @@ import json
 import torch
 
 from fedledger.coordinator.aggregate import aggregate_updates
-from fedledger.learning.updates import load_update_bytes, sha256_hex
+from fedledger.digests import sha256_hex
+from fedledger.learning.updates import load_update_bytes
 
 from .conftest import (
     MSPS,
@@ -95,41 +96,43 @@ def test_round_to_final_model_version(app_client, devnet, consortium, context) -
         downloaded[item["org"]] = (load_update_bytes(blob.content, context.spec,
                                                      max_bytes=1 << 20), item["num_samples"])
     expected = aggregate_updates("fedavg", {}, downloaded, context.initial_state)
-    assert aggregate["digest"] == expected.digest == aggregate["adapter_hash"]
+    assert aggregate["aggregate_digest"] == expected.digest
+    assert "digest" not in aggregate and "adapter_hash" not in aggregate
     manual = {k: sum(downloaded[m][0][k] * samples[m] for m in MSPS) / 60 for k in context.spec.shapes}
     got = load_update_bytes(expected.data, context.spec, max_bytes=1 << 20)
     for key in context.spec.shapes:
         torch.testing.assert_close(got[key], manual[key])
-    assert client.get(f"/blobs/{aggregate['digest']}").status_code == 401
+    assert client.get(f"/blobs/{aggregate['aggregate_digest']}").status_code == 401
 
     # One attestation is not a majority of three orgs.
-    attest(consortium["Org2MSP"], round_id, "Org2MSP", aggregate["digest"])
-    attest(consortium["Org3MSP"], round_id, "Org3MSP", aggregate["digest"])
+    attest(consortium["Org2MSP"], round_id, "Org2MSP", aggregate["aggregate_digest"])
+    attest(consortium["Org3MSP"], round_id, "Org3MSP", aggregate["aggregate_digest"])
     body = wait_status(client, round_id, "final")
     assert body["version_id"] == f"v{round_id}"
     assert body["ledger"]["model_tx"]
     assert body["attestations"] == ["Org2MSP", "Org3MSP"]
     version = json.loads(consortium["Org3MSP"].evaluate("GetModelVersion", f"v{round_id}"))
-    assert version["adapter_digest"] == aggregate["digest"]
+    assert version["adapter_digest"] == aggregate["aggregate_digest"]
     assert version["round_id"] == round_id and version["parents"] == []
     models = client.get("/models").json()
     assert [m["version_id"] for m in models] == [f"v{round_id}"]
     adapter = client.get(f"/models/v{round_id}/adapter", auth=auth(devnet, "Org3"))
-    assert sha256_hex(adapter.content) == aggregate["digest"]
+    assert sha256_hex(adapter.content) == aggregate["aggregate_digest"]
     assert client.get(f"/models/v{round_id}/adapter", headers=OPERATOR).status_code == 200
     assert client.get(f"/models/v{round_id}/adapter").status_code == 401
 
     # The next round starts from this version; its committee seed is this digest.
     second = open_round(client, quorum=1)
     assert second["round_id"] == round_id + 1
-    assert second["base"] == {"version_id": f"v{round_id}", "adapter_hash": aggregate["digest"]}
+    assert second["base"] == {"version_id": f"v{round_id}",
+                              "adapter_hash": aggregate["aggregate_digest"]}
     update = make_update(context.spec, seed=7)
     assert upload(client, devnet, "Org2MSP", second["round_id"], update).status_code == 201
     submit_on_ledger(consortium["Org2MSP"], second["round_id"], "Org2MSP", sha256_hex(update))
     closed = client.post(f"/rounds/{second['round_id']}/close", headers=OPERATOR)
     assert closed.status_code == 200, closed.text
     body = wait_status(client, second["round_id"], "aggregated")
-    digest = body["aggregate"]["digest"]
+    digest = body["aggregate"]["aggregate_digest"]
     for msp in ("Org1MSP", "Org3MSP"):
         attest(consortium[msp], second["round_id"], msp, digest)
     wait_status(client, second["round_id"], "final")

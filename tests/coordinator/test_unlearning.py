@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 
 from fedledger.coordinator.models import UnlearningJobRow
-from fedledger.learning.updates import sha256_hex
+from fedledger.digests import sha256_hex
 
 from .conftest import (
     EXPERIMENT,
@@ -45,7 +45,7 @@ def finish(client, consortium, round_id: int) -> dict:
     """Attest the published aggregate by a majority; the round becomes final."""
     aggregated = wait_status(client, round_id, "aggregated")
     for org in ("Org1MSP", "Org2MSP"):
-        attest(consortium[org], round_id, org, aggregated["aggregate"]["digest"])
+        attest(consortium[org], round_id, org, aggregated["aggregate"]["aggregate_digest"])
     return wait_status(client, round_id, "final")
 
 

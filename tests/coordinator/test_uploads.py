@@ -9,7 +9,7 @@ import torch
 from sqlalchemy import func, select
 
 from fedledger.coordinator.models import BlobRow, SubmissionRow
-from fedledger.learning.updates import sha256_hex
+from fedledger.digests import sha256_hex
 
 from .conftest import make_update, open_round, upload
 

@@ -38,12 +38,12 @@ from typing import Any
 import httpx
 import pytest
 
+from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.contracts import AnchorRegistryClient
 from fedledger.evm.rpc_server import create_rpc_app
-from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.web.server import ThreadedServer, free_port
 
 from .compose import DEPLOY, environment, load_compose

@@ -18,7 +18,6 @@ import pytest
 from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.gateway import Gateway
 from fedledger.fabric.identity import load_signing_identity
-
 from tests.fabric.conftest import dataset_record
 
 

@@ -11,13 +11,13 @@ from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
 from fabric_protos.msp import msp_config_pb2
 from fabric_protos.orderer import configuration_pb2 as orderer_configuration_pb2
 
-from fedledger.devnet.ca import write_network_crypto
 from fedledger.devnet.blocks import (
     MalformedTransactionError,
     block_data_hash,
     is_config_block,
     new_block,
 )
+from fedledger.devnet.ca import write_network_crypto
 from fedledger.devnet.channel import ChannelDefinition
 from fedledger.devnet.configblock import ORDERER_ORG, genesis_block, read_config_block
 from fedledger.devnet.orderer import OrdererSettings

@@ -7,9 +7,6 @@ from fabric_protos.common import policies_pb2
 from fabric_protos.msp import msp_principal_pb2
 
 from fedledger.devnet.ca import NetworkCrypto, write_network_crypto
-from fedledger.fabric.errors import PolicyError
-from fedledger.fabric.identity import load_signing_identity
-from fedledger.fabric.msp import MSPManager, VerifiedIdentity
 from fedledger.devnet.policy import (
     ImplicitMetaPolicy,
     NOutOf,
@@ -20,6 +17,9 @@ from fedledger.devnet.policy import (
     policy_from_envelope,
     signature_policy_envelope,
 )
+from fedledger.fabric.errors import PolicyError
+from fedledger.fabric.identity import load_signing_identity
+from fedledger.fabric.msp import MSPManager, VerifiedIdentity
 
 ORGS = ["Org1", "Org2", "Org3"]
 MSPS = [f"{o}MSP" for o in ORGS]

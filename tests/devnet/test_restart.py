@@ -13,8 +13,8 @@ from fedledger.devnet.ledger import Ledger, LedgerFormatError
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
 from fedledger.fabric.errors import LedgerTamperedError
-
 from tests.fabric.conftest import dataset_record
+
 from .envelopes import joined_ledger, make_envelope
 
 FAST = OrdererSettings.fast()

@@ -10,13 +10,13 @@ import pytest
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import proposal_response_pb2, transaction_pb2
 
-from fedledger.fabric import protos
 from fedledger.devnet.ca import write_network_crypto
 from fedledger.devnet.channel import ChannelDefinition, ChannelPolicies
+from fedledger.devnet.policy import parse_policy, signature_policy_envelope
 from fedledger.devnet.validator import VALIDATION_PARAMETER, Validator
+from fedledger.fabric import protos
 from fedledger.fabric.identity import load_signing_identity
 from fedledger.fabric.msp import MSP, MSPManager
-from fedledger.devnet.policy import parse_policy, signature_policy_envelope
 
 from .envelopes import joined_ledger
 

@@ -9,6 +9,7 @@ and the step, never by message text. Blocks are cut with the deployment's settin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,22 +18,24 @@ import pytest
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.peer import transaction_pb2
 
-from fedledger.fabric import protos
 from fedledger.devnet.ca import write_network_crypto
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
+from fedledger.fabric import protos
 from fedledger.fabric.errors import (
     ChaincodeForbiddenError,
     CommitError,
     CommitStatusError,
     EndorseError,
     EvaluateError,
+    IdentityError,
     RecordConflictError,
     RecordNotFoundError,
     SubmitError,
 )
 from fedledger.fabric.gateway import Gateway
 from fedledger.fabric.identity import load_signing_identity
+from fedledger.fabric.protos import MalformedMessageError
 
 from .conftest import dataset_record, org_record
 
@@ -334,3 +337,88 @@ def test_block_bytes_preferred_max_bytes_splits_and_absolute_max_bytes_refuses(t
         assert info.value.grpc_code == "ABORTED"
         with pytest.raises(RecordNotFoundError):
             contract.evaluate("GetDataset", "too-large")
+
+
+def _offline_signer(devnet, org: str = "Org1"):
+    """The user's public identity and, apart from it, its key as a plain key object: what
+    an HSM or an offline machine holds. It signs a SHA-256 digest (prehashed), low-S."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    from fedledger.fabric.identity import load_private_key, to_low_s
+
+    crypto = devnet.network.crypto.org(org)
+    user = next(u for u in crypto.users if u.name.startswith("User1"))
+    key = load_private_key(next((user.msp_dir / "keystore").iterdir()))
+    identity = load_signing_identity(user.msp_dir, crypto.msp_id).identity
+
+    def sign(digest: bytes) -> bytes:
+        return to_low_s(key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))))
+
+    return identity, sign
+
+
+def _offline_gateway(devnet, identity):
+    endpoints = devnet.endpoints
+    return Gateway.connect(endpoints.gateway, identity, tls_root_cert=endpoints.tls_ca_cert.read_bytes(),
+                           server_name=endpoints.server_name)
+
+
+def test_a_transaction_signed_offline_at_each_step_commits(devnet, private1):
+    identity, sign = _offline_signer(devnet)
+    with _offline_gateway(devnet, identity) as gateway:   # no key: it cannot sign anything
+        contract = gateway.network("org1-private").contract("fedledger", "private")
+        unsigned = contract.new_proposal("RegisterDataset", dataset_record("ds-offline"))
+        assert unsigned.signature == b""
+        assert unsigned.digest() == hashlib.sha256(
+            gateway_pb2.ProposedTransaction.FromString(unsigned.bytes()).proposal.proposal_bytes).digest()
+        with pytest.raises(IdentityError):
+            unsigned.endorse()
+
+        proposal = gateway.new_signed_proposal(unsigned.bytes(), sign(unsigned.digest()))
+        assert proposal.tx_id == unsigned.tx_id and proposal.digest() == unsigned.digest()
+        endorsed = proposal.endorse()
+        assert endorsed.tx_id == unsigned.tx_id and endorsed.envelope.signature == b""
+        with pytest.raises(IdentityError):
+            endorsed.submit()
+        transaction = gateway.new_signed_transaction(endorsed.bytes(), sign(endorsed.digest()))
+        submitted = transaction.submit()
+        commit = gateway.new_signed_commit(submitted.bytes(), sign(submitted.digest()))
+        status = commit.committed()
+        assert status.successful and status.tx_id == unsigned.tx_id
+
+        query = contract.new_proposal("GetDataset", "ds-offline")
+        signed_query = gateway.new_signed_proposal(query.bytes(), sign(query.digest()))
+        assert json.loads(signed_query.evaluate())["dataset_id"] == "ds-offline"
+    # The gateway's own identity sees the same committed record.
+    assert json.loads(private1.evaluate("GetDataset", "ds-offline"))["dataset_id"] == "ds-offline"
+
+
+def test_a_proposal_signed_offline_with_a_bad_signature_is_refused(devnet, private1):
+    identity, sign = _offline_signer(devnet)
+    _, other_org_sign = _offline_signer(devnet, "Org2")   # a valid signature, by another key
+    with _offline_gateway(devnet, identity) as gateway:
+        contract = gateway.network("org1-private").contract("fedledger", "private")
+        unsigned = contract.new_proposal("RegisterDataset", dataset_record("ds-offline-bad"))
+        wrong_key = gateway.new_signed_proposal(unsigned.bytes(), other_org_sign(unsigned.digest()))
+        with pytest.raises(EndorseError) as endorse:
+            wrong_key.endorse()
+        assert endorse.value.grpc_code == "ABORTED"
+        wrong_digest = gateway.new_signed_proposal(unsigned.bytes(), sign(hashlib.sha256(b"other").digest()))
+        with pytest.raises(EvaluateError) as evaluate:
+            wrong_digest.evaluate()
+        assert evaluate.value.grpc_code == "FAILED_PRECONDITION"
+
+        # A good proposal, but its transaction signed by the wrong key: the orderer refuses.
+        endorsed = gateway.new_signed_proposal(unsigned.bytes(), sign(unsigned.digest())).endorse()
+        transaction = gateway.new_signed_transaction(endorsed.bytes(), other_org_sign(endorsed.digest()))
+        with pytest.raises(SubmitError) as submit:
+            transaction.submit()
+        assert submit.value.grpc_code == "ABORTED"
+    with pytest.raises(RecordNotFoundError):
+        private1.evaluate("GetDataset", "ds-offline-bad")
+
+
+def test_new_signed_proposal_refuses_bytes_that_are_not_a_proposal(org1):
+    with pytest.raises(MalformedMessageError):
+        org1.new_signed_proposal(b"\xff\xff not a proposal", b"sig")

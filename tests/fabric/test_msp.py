@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.x509.oid import NameOID
 
-from fedledger.fabric import msp as msp_module
 from fedledger.devnet.ca import NetworkCrypto, issue_identity, load_ca, write_network_crypto
+from fedledger.fabric import msp as msp_module
 from fedledger.fabric.errors import MSPError, SignatureError
 from fedledger.fabric.identity import (
     P256_ORDER,

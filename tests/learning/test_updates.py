@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fedledger.digests import sha256_hex
 from fedledger.learning.errors import ConfigError, UpdateRejectedError
 from fedledger.learning.updates import (
     CONFIG_NAME,
@@ -25,7 +26,6 @@ from fedledger.learning.updates import (
     load_update_bytes,
     load_update_file,
     save_adapter,
-    sha256_hex,
     update_bytes,
 )
 

@@ -20,9 +20,10 @@ from fastapi.responses import JSONResponse, Response
 from safetensors.torch import load as load_safetensors
 
 from fedledger.canonical import canonical_digest
+from fedledger.digests import sha256_hex
 from fedledger.fabric.msp import MSPManager
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
-from fedledger.learning.updates import sha256_hex, update_bytes
+from fedledger.learning.updates import update_bytes
 from fedledger.web.errors import Conflict, NotFound, ServiceError, install_error_handlers
 from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
@@ -83,8 +84,7 @@ class FakeCoordinator:
         if self.tamper:
             digest = hashlib.sha256(b"tampered" + data).hexdigest()
         self.blobs[sha256_hex(data)] = data
-        round_["aggregate"] = {"digest": digest, "adapter_hash": sha256_hex(data),
-                               "included": included,
+        round_["aggregate"] = {"aggregate_digest": digest, "included": included,
                                "strategy": {"name": "fedavg", "params": {}}}
         round_["status"] = "aggregated"
 
@@ -95,7 +95,7 @@ class FakeCoordinator:
                                  for s in self._ledger_submissions(round_id)]
         agg = round_["aggregate"]
         round_["aggregate"] = None if agg is None else {
-            "digest": agg["digest"], "adapter_hash": agg["adapter_hash"],
+            "aggregate_digest": agg["aggregate_digest"],
             "included": [i["org"] for i in agg["included"]], "strategy": agg["strategy"]["name"]}
         return round_
 

@@ -141,7 +141,7 @@ def test_staking_signals_and_tokens_of_a_round():
 
     settings = SimpleNamespace(staking=SimpleNamespace(stake_wei=10**18),
                                participation=QLearningConfig())
-    agent = Participation(SimpleNamespace(settings=settings, sessions=None), lambda _r: None)
+    agent = Participation(settings, None, None, lambda _r: None)
     reading = StakeReading(stake_wei=9 * 10**17, per_round={5: 2 * 10**15, 6: -10**16},
                            next_round=6)
     voted = SimpleNamespace(round={"validation": {"validators": ["Org1MSP"]}})

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from fedledger.learning.updates import sha256_hex
+from fedledger.digests import sha256_hex
 from fedledger.orgnode.app import create_app
 from fedledger.web.server import free_port
 
@@ -89,7 +89,7 @@ def test_full_round(devnet, operator, coordinator, nodes):  # noqa: ANN001
             (f"{org.lower()}-tweets", jobs[org]["update_hash"], jobs[org]["num_samples"])]
     # the aggregate was recomputed and attested: a majority, so the round can be made
     # final on the ledger (the coordinator's FinalizeRound; attestations never write it)
-    digest = coordinator.rounds[round_id]["aggregate"]["digest"]
+    digest = coordinator.rounds[round_id]["aggregate"]["aggregate_digest"]
     attestations = json.loads(operator.evaluate("ListAttestations", str(round_id)))
     assert {a["org"]: a["aggregate_digest"] for a in attestations} == {
         "Org1MSP": digest, "Org2MSP": digest}

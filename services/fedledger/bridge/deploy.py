@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.standalone import SubmitterKey
-from fedledger.evm.backends import connect
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
+from fedledger.evm.connection import connect
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry, deploy_staking
 from fedledger.evm.typed_data import sorted_keys
 from fedledger.web.environment import env_values, read_secret

@@ -46,9 +46,9 @@ from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import Anchor, Outbox
 from fedledger.bridge.remote import RemoteAnchorAgent
 from fedledger.bridge.service import Bridge, BridgeSettings
-from fedledger.evm.backends import connect
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
+from fedledger.evm.connection import connect
 from fedledger.evm.contracts import AnchorRegistryClient
 from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password

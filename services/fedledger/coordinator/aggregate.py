@@ -3,9 +3,9 @@
 * :func:`adapter_context` builds, once per (model, lora, seed) config, the
   :class:`~fedledger.learning.updates.AdapterSpec` every update is checked against and
   the fresh LoRA init that round 1 starts from: it loads the configured base model on
-  the CPU and attaches LoRA with the seed ``derive_seed(seed, "lora-init")`` -- the same
-  steps as ``learning.simulation.Federation.build``, so org nodes that start from that
-  init and this coordinator agree on the reference adapter.
+  the CPU and attaches the initial LoRA with
+  :func:`fedledger.learning.round.initial_adapter` -- the one definition the simulation
+  and the org nodes use, so they and this coordinator agree on the reference adapter.
 * :func:`aggregate_updates` runs the configured strategy over the included updates
   sorted by org, with the round's base adapter as reference; the digest is the sha256
   of ``learning.updates.update_bytes(aggregate)``, which are also the stored blob's bytes.
@@ -22,8 +22,15 @@ from typing import Any
 import torch
 
 from fedledger.canonical import canonical_json
+from fedledger.digests import sha256_hex
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
-from fedledger.learning.updates import AdapterSpec, sha256_hex, update_bytes
+from fedledger.learning.config import LoraConfig, ModelConfig
+from fedledger.learning.errors import AggregationError
+from fedledger.learning.lora import adapter_config_dict
+from fedledger.learning.round import initial_adapter, round_strategy_params
+from fedledger.learning.updates import AdapterSpec, load_update_bytes, update_bytes
+
+from .blobs import BlobStore
 
 
 @dataclass(frozen=True)
@@ -44,18 +51,9 @@ def adapter_context(model: Mapping[str, Any], lora: Mapping[str, Any], seed: int
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        # Imported here: transformers/peft cost seconds and only this needs them.
-        from fedledger.learning.config import LoraConfig, ModelConfig
-        from fedledger.learning.lora import adapter_config_dict, adapter_state, attach_lora
-        from fedledger.learning.models import load_base_model
-        from fedledger.learning.seeds import derive_seed
-
-        loaded = load_base_model(ModelConfig.model_validate(dict(model)))
-        peft_model = attach_lora(loaded.model, LoraConfig.model_validate(dict(lora)),
-                                 seed=derive_seed(seed, "lora-init"))
-        state = adapter_state(peft_model)
-        context = AdapterContext(AdapterSpec.from_state_dict(state), state,
-                                 adapter_config_dict(peft_model))
+        initial = initial_adapter(ModelConfig.model_validate(dict(model)),
+                                  LoraConfig.model_validate(dict(lora)), seed)
+        context = AdapterContext(initial.spec, initial.state, adapter_config_dict(initial.model))
         _CACHE[key] = context
         return context
 
@@ -63,10 +61,8 @@ def adapter_context(model: Mapping[str, Any], lora: Mapping[str, Any], seed: int
 def strategy_of(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Strategy name and params of a round config (exact LoRA keeps the configured rank)."""
     strategy = config["strategy"]
-    params = dict(strategy.get("params") or {})
-    if strategy["name"] == "exact_lora":
-        params.setdefault("rank", config["lora"]["r"])
-    return strategy["name"], params
+    return strategy["name"], round_strategy_params(strategy["name"], strategy.get("params"),
+                                                   config["lora"]["r"])
 
 
 @dataclass(frozen=True)
@@ -90,3 +86,13 @@ def aggregate_updates(name: str, params: Mapping[str, Any],
     details = json.loads(json.dumps(result.details, default=str))
     return AggregateOutcome(data, sha256_hex(data), list(result.accepted), dict(result.rejected),
                             details)
+
+
+def load_stored_update(blobs: BlobStore, sha: str, context: AdapterContext, *,
+                       max_bytes: int) -> dict[str, torch.Tensor]:
+    """The stored blob ``sha`` as an update checked against ``context``'s spec
+    (AggregationError when the stored bytes no longer hash to ``sha``)."""
+    data = blobs.read(sha)
+    if sha256_hex(data) != sha:
+        raise AggregationError(f"stored blob {sha} is corrupt (hash mismatch)")
+    return load_update_bytes(data, context.spec, max_bytes=max_bytes)

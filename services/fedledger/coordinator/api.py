@@ -11,12 +11,27 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from fedledger.fabric.errors import FabricError
+from fedledger.incentives.outcome import verdict_of
+from fedledger.protocol.coordinator_api import (
+    AggregatePublic,
+    DeclineCreate,
+    DeclineResult,
+    HealthPublic,
+    LineagePublic,
+    ModelVersionPublic,
+    RoundCreate,
+    RoundPublic,
+    StakesPublic,
+    UnlearningCreate,
+    UnlearningPublic,
+    UpdateAccepted,
+    VotesPublic,
+)
 from fedledger.web.errors import (
     Forbidden,
     NotFound,
@@ -32,37 +47,12 @@ from .blobs import HEX64, BlobStore, BlobTooLarge
 from .models import BlobRow, ModelVersionRow, RoundRow, UnlearningJobRow
 from .rounds import RoundService, ledger_error
 from .settings import CoordinatorSettings
+from .unlearning import UnlearningService
+from .versions import served_version
+from .views import aggregate_public, lineage_public, model_public, round_public, unlearning_public
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 router = APIRouter()
-
-
-class OpenRoundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    deadline_s: int | None = Field(None, gt=0, description="seconds until the deadline")
-    quorum: int | None = Field(None, ge=1, description="minimum ledger submissions")
-    local_steps: int | None = Field(None, gt=0, description="override train.local_steps")
-    shard: int | None = Field(None, ge=0, description="the shard-group to train (default: "
-                              "the one with the shortest lineage)")
-
-
-class DeclineRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=1000, description="why the org will not submit")
-
-
-class UnlearningRequest(BaseModel):
-    """What an org tells the consortium about a deletion: no sample, no subject."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    notice_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$",
-                           description="opaque id the org chose (no personal data)")
-    first_steps: dict[Annotated[int, Field(ge=0, le=1023)], Annotated[int, Field(ge=1)]] = Field(
-        max_length=1024,
-        description="shard-group -> the first step of its lineage that used the data")
 
 
 # ---------------------------------------------------------------------- dependencies
@@ -76,7 +66,12 @@ def get_settings(request: Request) -> CoordinatorSettings:
     return request.app.state.settings
 
 
+def unlearning_service(request: Request) -> UnlearningService:
+    return request.app.state.unlearning
+
+
 Service = Annotated[RoundService, Depends(get_service)]
+Unlearning = Annotated[UnlearningService, Depends(unlearning_service)]
 
 
 def _bearer_ok(request: Request) -> bool:
@@ -122,49 +117,47 @@ Operator = Depends(require_operator)
 
 
 @router.get("/health")
-def health(request: Request) -> dict[str, Any]:
-    return {"status": "ok", "service": "coordinator", "org": request.app.state.operator_msp}
+def health(request: Request) -> HealthPublic:
+    return HealthPublic(status="ok", service="coordinator", org=request.app.state.operator_msp)
 
 
 # ---------------------------------------------------------------------- rounds
 
 
 @router.post("/rounds", status_code=201, dependencies=[Operator])
-def open_round(body: OpenRoundRequest, service: Service) -> dict[str, Any]:
+def open_round(body: RoundCreate, service: Service) -> RoundPublic:
     round_id = service.open_round(deadline_s=body.deadline_s, quorum=body.quorum,
                                   local_steps=body.local_steps, shard=body.shard)
     with service.sessions() as session:
-        return service.view(session, service.get(session, round_id))
+        return round_public(session, service.get(session, round_id))
 
 
 @router.get("/rounds")
-def list_rounds(service: Service) -> list[dict[str, Any]]:
+def list_rounds(service: Service) -> list[RoundPublic]:
     with service.sessions() as session:
         rows = session.scalars(select(RoundRow).order_by(RoundRow.round_id)).all()
-        return [service.view(session, row) for row in rows]
+        return [round_public(session, row) for row in rows]
 
 
 @router.get("/rounds/current")
-def current_round(service: Service) -> dict[str, Any]:
+def current_round(service: Service) -> RoundPublic:
     with service.sessions() as session:
         row = session.scalars(select(RoundRow).where(RoundRow.status == "open")
                               .order_by(RoundRow.round_id.desc())).first()
         if row is None:
             raise NotFound("no round is open")
-        return service.view(session, row)
+        return round_public(session, row)
 
 
 @router.get("/rounds/{round_id}")
-def get_round(round_id: RoundId, service: Service) -> dict[str, Any]:
+def get_round(round_id: RoundId, service: Service) -> RoundPublic:
     with service.sessions() as session:
-        return service.view(session, service.get(session, round_id))
+        return round_public(session, service.get(session, round_id))
 
 
 @router.get("/rounds/{round_id}/votes")
-def get_votes(round_id: RoundId, service: Service) -> dict[str, Any]:
+def get_votes(round_id: RoundId, service: Service) -> VotesPublic:
     """The validators' votes of a round as the ledger holds them, and the verdict."""
-    from fedledger.incentives.outcome import verdict_of
-
     with service.sessions() as session:
         row = service.get(session, round_id)
         validation = row.validation
@@ -174,12 +167,12 @@ def get_votes(round_id: RoundId, service: Service) -> dict[str, Any]:
         on_ledger = service.ledger.get_round(round_id) or {}
     except FabricError as exc:
         raise ledger_error(exc) from exc
-    return {"round_id": round_id, "validation": validation, "votes": votes,
-            "verdict": verdict_of(on_ledger, submissions, votes)}
+    return VotesPublic(round_id=round_id, validation=validation, votes=votes,
+                       verdict=verdict_of(on_ledger, submissions, votes))
 
 
 @router.get("/stakes")
-def get_stakes(service: Service) -> dict[str, Any]:
+def get_stakes(service: Service) -> StakesPublic:
     """Every org's stake on the Staking contract, its pending withdrawal and its history
     (deposits, rewards and slashes per round)."""
     if service.stakes is None:
@@ -189,22 +182,23 @@ def get_stakes(service: Service) -> dict[str, Any]:
     except FabricError as exc:
         raise ledger_error(exc) from exc
     try:
-        return service.stakes.view(addresses)
+        view = service.stakes.view(addresses)
     except Exception as exc:  # noqa: BLE001 - the chain is down or refuses: a 503 with why
         raise Unavailable(f"cannot read the Staking contract: {exc}") from exc
+    return StakesPublic.model_validate(view)
 
 
 @router.get("/rounds/{round_id}/aggregate")
-def get_aggregate(round_id: RoundId, service: Service) -> dict[str, Any]:
+def get_aggregate(round_id: RoundId, service: Service) -> AggregatePublic:
     with service.sessions() as session:
-        return service.aggregate_view(session, round_id)
+        return aggregate_public(session, round_id)
 
 
 @router.post("/rounds/{round_id}/close", dependencies=[Operator])
-def close_round(round_id: RoundId, service: Service) -> dict[str, Any]:
+def close_round(round_id: RoundId, service: Service) -> RoundPublic:
     service.close_requested(round_id)
     with service.sessions() as session:
-        return service.view(session, service.get(session, round_id))
+        return round_public(session, service.get(session, round_id))
 
 
 async def require_signed_org(request: Request) -> str:
@@ -220,20 +214,22 @@ async def require_signed_org(request: Request) -> str:
 SignedOrg = Annotated[str, Depends(require_signed_org)]
 
 
-@router.post("/rounds/{round_id}/decline")
-def decline_round(round_id: RoundId, body: DeclineRequest, org: SignedOrg,
-                  service: Service) -> JSONResponse:
+@router.post("/rounds/{round_id}/decline", status_code=201,
+             responses={200: {"model": DeclineResult, "description": "declined already"}})
+def decline_round(round_id: RoundId, body: DeclineCreate, org: SignedOrg,
+                  service: Service, response: Response) -> DeclineResult:
     """An invited org will not submit (signed by it): the round need not wait for it."""
     created = service.decline(round_id, org, body.reason)
-    return JSONResponse({"round_id": round_id, "org": org, "reason": body.reason},
-                        status_code=201 if created else 200)
+    response.status_code = 201 if created else 200
+    return DeclineResult(round_id=round_id, org=org, reason=body.reason)
 
 
-@router.put("/rounds/{round_id}/updates", status_code=201)
+@router.put("/rounds/{round_id}/updates", status_code=201,
+            responses={200: {"model": UpdateAccepted, "description": "the identical update again"}})
 async def upload_update(
-    round_id: RoundId, request: Request, service: Service,
+    round_id: RoundId, request: Request, service: Service, response: Response,
     x_num_samples: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+) -> UpdateAccepted:
     """The update as safetensors, streamed; signed by the submitting org with the body's
     sha256 declared in X-Content-Sha256."""
     declared = (request.headers.get(CONTENT_SHA256) or "").strip()
@@ -267,7 +263,8 @@ async def upload_update(
                               details={"max_update_bytes": limit}) from None
     created = await run_in_threadpool(service.accept_upload, round_id, org, declared,
                                       num_samples, pending)
-    return JSONResponse({"update_hash": declared}, status_code=201 if created else 200)
+    response.status_code = 201 if created else 200
+    return UpdateAccepted(update_hash=declared)
 
 
 # ---------------------------------------------------------------------- blobs and models
@@ -284,74 +281,78 @@ def _blob_response(service: RoundService, sha256: str) -> Response:
                     headers={"X-Content-Sha256": sha256})
 
 
-@router.get("/blobs/{sha256}", dependencies=[Depends(require_org)])
+BINARY: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                    "format": "binary"}}},
+                "description": "the blob's bytes (X-Content-Sha256: their sha256)"}}
+
+
+@router.get("/blobs/{sha256}", dependencies=[Depends(require_org)], response_class=Response,
+            responses=BINARY)
 def get_blob(sha256: str, service: Service) -> Response:
     return _blob_response(service, sha256)
 
 
 @router.get("/models")
-def list_models(service: Service) -> list[dict[str, Any]]:
+def list_models(service: Service) -> list[ModelVersionPublic]:
     with service.sessions() as session:
         rows = session.scalars(select(ModelVersionRow).order_by(
             ModelVersionRow.created_at, ModelVersionRow.version_id)).all()
-        return [service.model_view(session, row) for row in rows]
+        return [model_public(session, row) for row in rows]
 
 
 @router.get("/models/served")
-def served_model(service: Service) -> dict[str, Any]:
+def served_model(service: Service) -> ModelVersionPublic:
     """The version served now (the last one registered)."""
     with service.sessions() as session:
-        row = service.served_version(session)
+        row = served_version(session)
         if row is None:
             raise NotFound("no model version yet")
-        return service.model_view(session, row)
+        return model_public(session, row)
 
 
 @router.get("/lineage")
-def get_lineage(service: Service) -> dict[str, Any]:
+def get_lineage(service: Service) -> LineagePublic:
     """Every shard-group's current lineage: per step, the round and the adapter after it,
     and the participation record (``invited``) replays reuse."""
-    from .lineage import steps_of
-
     with service.sessions() as session:
-        return {"shards": service.shards, "lineages": {
-            str(s): [{"step": r.step, "round_id": r.round_id, "digest": r.digest,
-                      "invited": r.invited} for r in steps_of(session, s)]
-            for s in range(service.shards)}}
+        return lineage_public(session, service.shards)
 
 
 # ---------------------------------------------------------------------- unlearning
 
 
-@router.post("/unlearning", status_code=201)
-def request_unlearning(body: UnlearningRequest, org: SignedOrg, service: Service) -> JSONResponse:
+@router.post("/unlearning", status_code=201,
+             responses={200: {"model": UnlearningPublic, "description": "the same notice again"}})
+def request_unlearning(body: UnlearningCreate, org: SignedOrg, service: Service,
+                       unlearning: Unlearning, response: Response) -> UnlearningPublic:
     """An org asks the consortium to forget data of its own (signed by it)."""
-    _, created = service.unlearning.request(org, body.notice_id, body.first_steps)
+    _, created = unlearning.request(org, body.notice_id, body.first_steps)
     with service.sessions() as session:
-        view = service.unlearning.view(service.unlearning.get(session, body.notice_id))
-    return JSONResponse(view, status_code=201 if created else 200)
+        view = unlearning_public(unlearning.get(session, body.notice_id))
+    response.status_code = 201 if created else 200
+    return view
 
 
 @router.get("/unlearning")
-def list_unlearning(service: Service) -> list[dict[str, Any]]:
+def list_unlearning(service: Service) -> list[UnlearningPublic]:
     with service.sessions() as session:
         rows = session.scalars(select(UnlearningJobRow).order_by(UnlearningJobRow.id)).all()
-        return [service.unlearning.view(row) for row in rows]
+        return [unlearning_public(row) for row in rows]
 
 
 @router.get("/unlearning/{notice_id}")
-def get_unlearning(notice_id: str, service: Service) -> dict[str, Any]:
+def get_unlearning(notice_id: str, service: Service, unlearning: Unlearning) -> UnlearningPublic:
     with service.sessions() as session:
-        return service.unlearning.view(service.unlearning.get(session, notice_id))
+        return unlearning_public(unlearning.get(session, notice_id))
 
 
 @router.get("/models/{version_id}")
-def get_model(version_id: str, service: Service) -> dict[str, Any]:
+def get_model(version_id: str, service: Service) -> ModelVersionPublic:
     with service.sessions() as session:
         row = session.get(ModelVersionRow, version_id)
         if row is None:
             raise NotFound(f"model version {version_id} does not exist")
-        return service.model_view(session, row)
+        return model_public(session, row)
 
 
 def require_org_or_operator(request: Request) -> None:
@@ -360,7 +361,8 @@ def require_org_or_operator(request: Request) -> None:
     require_org(request)
 
 
-@router.get("/models/{version_id}/adapter", dependencies=[Depends(require_org_or_operator)])
+@router.get("/models/{version_id}/adapter", dependencies=[Depends(require_org_or_operator)],
+            response_class=Response, responses=BINARY)
 def get_model_adapter(version_id: str, service: Service) -> Response:
     with service.sessions() as session:
         row = session.get(ModelVersionRow, version_id)

@@ -22,8 +22,10 @@ from .aggregate import adapter_context
 from .api import router
 from .blobs import BlobStore
 from .ledger import WAKE_EVENTS, Ledger
-from .rounds import RoundService, RoundWorker
+from .loop import CoordinatorLoop
+from .rounds import RoundService
 from .settings import CoordinatorSettings
+from .unlearning import UnlearningService
 
 
 def create_app(settings: CoordinatorSettings) -> FastAPI:
@@ -35,11 +37,13 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
         msps = settings.org_msps.manager()
         ledger = Ledger.connect(settings.gateway, settings.identity)
         service = RoundService(settings, engine, blobs, ledger)
+        unlearning = UnlearningService(service)
         config = service.round_config()
-        worker = RoundWorker(service, settings.poll_s, warm=lambda: adapter_context(
+        worker = CoordinatorLoop(service, unlearning, settings.poll_s, warm=lambda: adapter_context(
             config["model"], config["lora"], config["seed"]))
         app.state.settings = settings
         app.state.service = service
+        app.state.unlearning = unlearning
         app.state.blobs = blobs
         app.state.verifier = RequestVerifier(msps)
         app.state.org_ids = frozenset(settings.org_msps.resolved())

@@ -43,7 +43,7 @@ class Ledger:
         self.settings = settings
         self.network = gateway.network(settings.channel)
         self.contract: Contract = self.network.contract(settings.chaincode, settings.contract)
-        self.msp_id = gateway.identity.identity.msp_id
+        self.msp_id = gateway.identity.msp_id
 
     @classmethod
     def connect(cls, gateway: GatewaySettings, identity: IdentitySettings) -> Ledger:

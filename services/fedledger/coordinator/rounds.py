@@ -36,6 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import torch
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -44,22 +45,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedledger.canonical import canonical_digest
 from fedledger.fabric.errors import FabricError
 from fedledger.incentives.outcome import verdict_of
-from fedledger.learning.errors import AggregationError, LearningError, UpdateRejectedError
-from fedledger.learning.unlearning.sisa import merge_shard_adapters
-from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
+from fedledger.learning.errors import AggregationError, UpdateRejectedError
+from fedledger.learning.updates import load_update_bytes
 from fedledger.web.errors import (
     Conflict,
     Forbidden,
-    NotFound,
     ServiceError,
     Unavailable,
     ledger_failure,
 )
 
 from . import lineage
-from .aggregate import AdapterContext, adapter_context, aggregate_updates, strategy_of
+from .aggregate import AdapterContext, aggregate_updates, load_stored_update, strategy_of
 from .blobs import BlobStore, PendingBlob
 from .committee import select_committee, select_validators
+from .experiment import context_of, round_config
 from .ledger import Ledger
 from .models import (
     AggregateRow,
@@ -75,12 +75,12 @@ from .models import (
 )
 from .settings import CoordinatorSettings
 from .stakes import Stakes
-from .unlearning import UnlearningService
+from .versions import UNLEARNING_ACTIVE, ModelRegistry
+from .views import get_round
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("opening", "open", "closed", "aggregated")
-UNLEARNING_ACTIVE = ("pending", "replaying")
 T = TypeVar("T")
 
 
@@ -125,7 +125,10 @@ class RoundService:
         self.ledger = ledger
         self.lock = threading.RLock()
         self.wake = threading.Event()
-        self.unlearning = UnlearningService(self)
+        self.versions = ModelRegistry(settings, blobs, ledger)
+        #: Set by the deletion service: called when a replay round is final (its step
+        #: is in the lineage), inside the round's session.
+        self.on_replay_final: Callable[[Session, RoundRow], None] | None = None
         self.stakes = Stakes(settings.staking) if settings.staking else None
 
     # ------------------------------------------------------------------ config
@@ -136,102 +139,13 @@ class RoundService:
 
     def round_config(self, local_steps: int | None = None, *, shard: int = 0,
                      step: int = 1) -> dict[str, Any]:
-        """The experiment sections a round trains with (canonical-JSON-able); ``sisa``
-        says which shard-group and which step of its lineage (the org nodes derive the
-        training seed from them)."""
-        exp = self.settings.experiment
-        train = exp.train.model_dump(mode="json")
-        if local_steps is not None:
-            train["local_steps"] = local_steps
-        return {
-            "seed": exp.seed,
-            "model": exp.model.model_dump(mode="json", exclude={"cache_dir"}),
-            "lora": exp.lora.model_dump(mode="json"),
-            "train": train,
-            "data": exp.data.model_dump(mode="json"),
-            "strategy": exp.federation.strategy.model_dump(mode="json"),
-            "defense": exp.federation.defense.model_dump(mode="json"),
-            "sisa": {"shards": self.shards, "shard": shard, "step": step,
-                     "merge": exp.federation.shard_merge},
-        }
-
-    def context(self, config: dict[str, Any]) -> AdapterContext:
-        try:
-            return adapter_context(config["model"], config["lora"], config["seed"])
-        except LearningError as exc:
-            raise Unavailable(f"the round's base model cannot be loaded: {exc}") from exc
+        return round_config(self.settings, local_steps, shard=shard, step=step)
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, session: Session, round_id: int) -> RoundRow:
-        row = session.get(RoundRow, round_id)
-        if row is None:
-            raise NotFound(f"round {round_id} does not exist", details={"round_id": round_id})
-        return row
-
-    def view(self, session: Session, row: RoundRow) -> dict[str, Any]:
-        subs = session.scalars(select(SubmissionRow).where(SubmissionRow.round_id == row.round_id)
-                               .order_by(SubmissionRow.org)).all()
-        agg = session.get(AggregateRow, row.round_id)
-        atts = session.scalars(select(AttestationRow).where(AttestationRow.round_id == row.round_id)
-                               .order_by(AttestationRow.org)).all()
-        declines = session.scalars(select(DeclineRow).where(DeclineRow.round_id == row.round_id)
-                                   .order_by(DeclineRow.org)).all()
-        return {
-            "round_id": row.round_id, "status": row.status, "deadline": row.deadline,
-            "quorum": row.quorum, "committee": list(row.committee), "config": row.config,
-            "config_digest": row.config_digest, "shard": row.shard, "step": row.step,
-            "replay_of": row.replay_of,
-            "base": ({"version_id": row.base_version_id, "adapter_hash": row.base_adapter_hash}
-                     if row.base_adapter_hash else None),
-            "declines": [{"org": d.org, "reason": d.reason} for d in declines],
-            "validation": row.validation,
-            "submissions": [{"org": s.org, "update_hash": s.update_hash,
-                             "num_samples": s.ledger_samples if s.ledger_samples is not None
-                             else s.declared_samples,
-                             "on_ledger": s.ledger_samples is not None} for s in subs],
-            "aggregate": ({"digest": agg.digest, "adapter_hash": agg.digest,
-                           "included": [i["org"] for i in agg.included],
-                           "strategy": agg.strategy} if agg else None),
-            "attestations": [a.org for a in atts],
-            "version_id": row.version_id,
-            "ledger": {"open_tx": row.open_tx, "close_tx": row.close_tx, "model_tx": row.model_tx},
-            "error": row.error,
-        }
-
-    def aggregate_view(self, session: Session, round_id: int) -> dict[str, Any]:
-        self.get(session, round_id)
-        agg = session.get(AggregateRow, round_id)
-        if agg is None:
-            raise NotFound(f"round {round_id} has no aggregate yet", details={"round_id": round_id})
-        return {"round_id": round_id, "digest": agg.digest, "adapter_hash": agg.digest,
-                "included": agg.included, "strategy": {"name": agg.strategy, "params": agg.params},
-                "accepted": agg.result.get("accepted", []),
-                "rejected": agg.result.get("rejected", {})}
-
-    def model_view(self, session: Session, version: ModelVersionRow) -> dict[str, Any]:
-        lineage, current = [], version
-        seen = {version.version_id}
-        while current.parents:
-            parent = session.get(ModelVersionRow, current.parents[0])
-            if parent is None or parent.version_id in seen:
-                break
-            seen.add(parent.version_id)
-            lineage.append(parent.version_id)
-            current = parent
-        return {"version_id": version.version_id, "round_id": version.round_id,
-                "kind": version.kind, "adapter_digest": version.adapter_digest,
-                "adapter_hash": version.adapter_digest, "parents": list(version.parents),
-                "lineage": lineage, "shard_adapters": list(version.shard_adapters),
-                "commitment_roots": list(version.commitment_roots),
-                "unlearning_id": version.unlearning_id, "tx_id": version.tx_id,
-                "created_at": version.created_at.isoformat()}
-
     @staticmethod
-    def served_version(session: Session) -> ModelVersionRow | None:
-        """The version served now: the last one registered."""
-        return session.scalars(select(ModelVersionRow).order_by(
-            ModelVersionRow.created_at.desc(), ModelVersionRow.version_id.desc())).first()
+    def get(session: Session, round_id: int) -> RoundRow:
+        return get_round(session, round_id)
 
     # ------------------------------------------------------------------ open
 
@@ -454,7 +368,7 @@ class RoundService:
             identical = self.check_upload(round_id, org, declared)
             with self.sessions() as session:
                 config = self.get(session, round_id).config
-            context = self.context(config)
+            context = context_of(config)
             try:
                 load_update_bytes(pending.read(), context.spec,
                                   max_bytes=self.settings.max_update_bytes)
@@ -548,11 +462,9 @@ class RoundService:
 
     # ------------------------------------------------------------------ aggregation
 
-    def _load_update(self, sha: str, context: AdapterContext) -> dict:
-        data = self.blobs.read(sha)
-        if sha256_hex(data) != sha:
-            raise AggregationError(f"stored blob {sha} is corrupt (hash mismatch)")
-        return load_update_bytes(data, context.spec, max_bytes=self.settings.max_update_bytes)
+    def _load_update(self, sha: str, context: AdapterContext) -> dict[str, torch.Tensor]:
+        return load_stored_update(self.blobs, sha, context,
+                                  max_bytes=self.settings.max_update_bytes)
 
     def _votes_ready(self, row: RoundRow) -> bool:
         """Without validators, at once; with them, when each has voted on every other
@@ -571,7 +483,7 @@ class RoundService:
         counted = self._counted(self._sync_submissions(session, row), list(row.committee))
         if row.validation:
             on_ledger = self.ledger.get_round(row.round_id)
-            verdict = verdict_of(on_ledger, [{"org": s.org} for s in counted],
+            verdict = verdict_of(on_ledger or {}, [{"org": s.org} for s in counted],
                                  self.ledger.list_votes(row.round_id))
             refused = {s.org for s in counted if not verdict[s.org]}
             counted = [s for s in counted if verdict[s.org]]
@@ -581,10 +493,10 @@ class RoundService:
                 return
         else:
             refused = set()
-        context = self.context(row.config)
+        context = context_of(row.config)
         name, params = strategy_of(row.config)
         try:
-            updates = {s.org: (self._load_update(s.update_hash, context), s.ledger_samples)
+            updates = {s.org: (self._load_update(s.update_hash, context), s.ledger_samples or 0)
                        for s in counted}
             reference = (self._load_update(row.base_adapter_hash, context)
                          if row.base_adapter_hash else context.initial_state)
@@ -613,6 +525,8 @@ class RoundService:
 
     def _check_final(self, session: Session, row: RoundRow) -> None:
         agg = session.get(AggregateRow, row.round_id)
+        if agg is None:
+            raise RuntimeError(f"round {row.round_id} is {row.status} without an aggregate")
         # Round first, attestations second: a round seen final has its deciding
         # attestation in the list read after it.
         on_ledger = self.ledger.get_round(row.round_id)
@@ -641,66 +555,19 @@ class RoundService:
         # Final only once the version is registered: a ledger failure on the way leaves
         # the round aggregated, and the next tick repeats these idempotent steps.
         if row.unlearning_id is not None:
-            self.unlearning.on_replay_final(session, row)
+            if self.on_replay_final is None:
+                raise RuntimeError("a replay round is final but no deletion service is attached")
+            self.on_replay_final(session, row)
         else:
-            version_id, tx_id = self.register_version(session, round_id=row.round_id,
-                                                      kind="round")
+            version_id, tx_id = self.versions.register(session, round_id=row.round_id,
+                                                       kind="round")
             row.version_id, row.model_tx = version_id, tx_id
         row.status, row.updated_at = "final", utcnow()
         log.info("round %s final (shard %s step %s)%s", row.round_id, row.shard, row.step,
                  f": model version {row.version_id} (tx {row.model_tx})" if row.version_id
                  else "")
 
-    # ------------------------------------------------------------------ model versions
-
-    def pending_shards(self, session: Session) -> set[int]:
-        """Shards that unfinished deletions will replay: left out of every served merge."""
-        shards: set[int] = set()
-        for job in session.scalars(select(UnlearningJobRow).where(
-                UnlearningJobRow.status.in_(UNLEARNING_ACTIVE))):
-            shards |= {int(s) for s in job.first_steps}
-        return shards
-
-    def register_version(self, session: Session, *, round_id: int, kind: str,
-                         unlearning_id: int | None = None) -> tuple[str, str | None]:
-        """Register the model served now: the exact merge of every trained shard adapter
-        except the shards of unfinished deletions (the LoRA init, i.e. the base model,
-        when none is left), with its lineage and data commitments, as a version of
-        ``round_id`` (a final round) whose parent is the version served before."""
-        adapters = lineage.served_adapters(session, self.shards, self.pending_shards(session))
-        context = self.context(self.round_config())
-        if adapters:
-            merged = merge_shard_adapters([self._load_update(a["adapter_digest"], context)
-                                           for a in adapters],
-                                          self.settings.experiment.federation.shard_merge)
-        else:
-            merged = context.initial_state
-        data = update_bytes(merged)
-        digest = sha256_hex(data)
-        self.blobs.put(data)
-        if session.get(BlobRow, digest) is None:
-            session.add(BlobRow(sha256=digest, size=len(data), kind="model", created_at=utcnow()))
-            session.flush()
-        previous = self.served_version(session)
-        taken = session.scalar(select(func.count()).select_from(ModelVersionRow).where(
-            ModelVersionRow.round_id == round_id)) or 0
-        version_id = f"v{round_id}" if not taken else f"v{round_id}.{taken}"
-        roots = lineage.commitment_roots(session, [a["shard"] for a in adapters])
-        record = {"version_id": version_id, "round_id": round_id, "adapter_digest": digest,
-                  "parents": [previous.version_id] if previous else [],
-                  "shard_adapters": adapters, "commitment_roots": roots}
-        written = self.ledger.register_model_version(record)
-        session.add(ModelVersionRow(
-            version_id=version_id, round_id=round_id, adapter_digest=digest,
-            parents=record["parents"], kind=kind, shard_adapters=adapters,
-            commitment_roots=roots, unlearning_id=unlearning_id, tx_id=written.tx_id,
-            created_at=utcnow()))
-        session.flush()
-        log.info("model version %s (%s): shards %s, digest %s", version_id, kind,
-                 [a["shard"] for a in adapters], digest)
-        return version_id, written.tx_id
-
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ the loop's part
 
     def tick(self) -> None:
         """One pass over the unfinished rounds; every step re-reads the ledger."""
@@ -709,11 +576,12 @@ class RoundService:
                                   .order_by(RoundRow.round_id)).all()
         for round_id in ids:
             self._step(round_id)
-        self.unlearning.tick()
 
     def _step(self, round_id: int) -> None:
         with self.lock, self.sessions() as session:
             row = session.get(RoundRow, round_id)
+            if row is None:
+                return
             try:
                 if row.status == "opening":
                     self._resolve_opening(session, row)
@@ -736,38 +604,3 @@ class RoundService:
                 # Keep what was learnt (tx ids of writes that did commit); retry next tick.
                 session.commit()
                 log.warning("round %s: ledger call failed, will retry: %s", round_id, exc)
-
-
-class RoundWorker:
-    """The background thread: ``tick`` every ``poll_s`` or when woken."""
-
-    def __init__(self, service: RoundService, poll_s: float,
-                 warm: Callable[[], object] | None = None) -> None:
-        self.service = service
-        self.poll_s = poll_s
-        self.warm = warm
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coordinator-rounds", daemon=True)
-
-    def start(self) -> RoundWorker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.service.wake.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        if self.warm is not None:
-            try:
-                self.warm()
-            except Exception:  # noqa: BLE001 - uploads report it; the worker keeps going
-                log.exception("could not prepare the adapter spec")
-        while not self._stop.is_set():
-            try:
-                self.service.tick()
-            except Exception:  # noqa: BLE001 - a failed tick is retried, never fatal
-                log.exception("round worker tick failed")
-            self.service.wake.wait(self.poll_s)
-            self.service.wake.clear()

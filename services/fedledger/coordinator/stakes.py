@@ -8,8 +8,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from fedledger.evm.backends import connect
 from fedledger.evm.config import EvmConfig
+from fedledger.evm.connection import connect
 from fedledger.evm.contracts import StakingClient
 
 from .settings import StakingSettings

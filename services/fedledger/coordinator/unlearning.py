@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,9 +35,8 @@ from fedledger.web.errors import Conflict, NotFound, ServiceError
 
 from . import lineage
 from .models import RoundRow, UnlearningJobRow, utcnow
-
-if TYPE_CHECKING:
-    from .rounds import RoundService
+from .rounds import ACTIVE, RoundService
+from .versions import served_version
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,12 @@ MAX_ATTEMPTS = 3
 
 
 class UnlearningService:
+    """Deletion jobs: requests, and the loop's part (drop, replay, new version). Attaches
+    itself to ``rounds`` so that a final replay round advances its job."""
+
     def __init__(self, rounds: RoundService) -> None:
         self.rounds = rounds
+        rounds.on_replay_final = self.on_replay_final
 
     # ------------------------------------------------------------------ requests
 
@@ -89,18 +92,7 @@ class UnlearningService:
                            details={"notice_id": notice_id})
         return job
 
-    @staticmethod
-    def view(job: UnlearningJobRow) -> dict[str, Any]:
-        return {"notice_id": job.notice_id, "org": job.org, "status": job.status,
-                "first_steps": job.first_steps, "plan": job.plan,
-                "affected_shards": sorted(int(s) for s in job.first_steps),
-                "replay_rounds": [r for item in job.plan for r in item.get("rounds", [])],
-                "old_version": job.old_version, "interim_version": job.interim_version,
-                "new_version": job.new_version, "timings": job.timings, "error": job.error,
-                "created_at": job.created_at.isoformat(),
-                "updated_at": job.updated_at.isoformat()}
-
-    # ------------------------------------------------------------------ the worker's part
+    # ------------------------------------------------------------------ the loop's part
 
     def tick(self) -> None:
         with self.rounds.lock, self.rounds.sessions() as session:
@@ -113,7 +105,7 @@ class UnlearningService:
 
     def _tick(self, session: Session) -> None:
         active = session.scalars(select(RoundRow).where(
-            RoundRow.status.in_(("opening", "open", "closed", "aggregated")))).first()
+            RoundRow.status.in_(ACTIVE))).first()
         if active is not None:
             return  # one round at a time; finality of a replay round is handled there
         job = session.scalars(select(UnlearningJobRow).where(
@@ -139,7 +131,7 @@ class UnlearningService:
                     plan.append({"shard": shard, "step": row.step, "of_round": row.round_id,
                                  "invited": list(row.invited), "rounds": [],
                                  "status": "pending"})
-        served = self.rounds.served_version(session)
+        served = served_version(session)
         job.old_version = served.version_id if served else None
         job.plan = plan
         job.timings = {**job.timings, "started_at": time.time()}
@@ -155,7 +147,7 @@ class UnlearningService:
         if served is not None:
             # Registered while the job is still pending: pending shards are left out.
             t0 = time.perf_counter()
-            version_id, _ = self.rounds.register_version(
+            version_id, _ = self.rounds.versions.register(
                 session, round_id=served.round_id, kind="interim", unlearning_id=job.id)
             job.interim_version = version_id
             job.timings = {**job.timings, "drop_s": time.perf_counter() - t0}
@@ -209,6 +201,8 @@ class UnlearningService:
     def on_replay_final(self, session: Session, row: RoundRow) -> None:
         """A replay round is final (its step is already in the lineage)."""
         job = session.get(UnlearningJobRow, row.unlearning_id)
+        if job is None:
+            raise RuntimeError(f"replay round {row.round_id} names no deletion job")
         plan = copy.deepcopy(job.plan)
         for item in plan:
             if row.round_id in item["rounds"]:
@@ -223,10 +217,10 @@ class UnlearningService:
         job.status = "done"
         session.flush()  # its shards are no longer pending: the new version merges them
         if round_id is None:
-            served = self.rounds.served_version(session)
+            served = served_version(session)
             round_id = served.round_id if served else None
         if round_id is not None:
-            version_id, _ = self.rounds.register_version(
+            version_id, _ = self.rounds.versions.register(
                 session, round_id=round_id, kind="unlearned", unlearning_id=job.id)
             job.new_version = version_id
         now = time.time()

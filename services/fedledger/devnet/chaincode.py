@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import grpc
 from fabric_protos.ledger.queryresult.kv_query_result_pb2 import KV
@@ -203,7 +203,7 @@ class ChaincodeClient:
                 self._conn = await self._dial()
 
     async def _dial(self) -> _Connection:
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        options: list[tuple[str, Any]] = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    # a fresh dial must not inherit the reconnect backoff of a shared
                    # subchannel that saw the chaincode go away

@@ -570,7 +570,10 @@ class Ledger:
     def _write(self, number: int, block: common_pb2.Block, header_hash: bytes, codes: list[int],
                tx_ids: list[str], updates: _BlockUpdates) -> None:
         db = self._db
-        state_put, state_del, meta_reset, meta_put = [], [], [], []
+        state_put: list[tuple[str, str, bytes, int, int]] = []
+        state_del: list[tuple[str, str]] = []
+        meta_reset: list[tuple[str, str]] = []
+        meta_put: list[tuple[str, str, str, bytes]] = []
         for ns, written in updates.state.items():
             for key, w in written.items():
                 if w.value is None:

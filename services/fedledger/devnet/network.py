@@ -16,7 +16,7 @@ Each channel's block 0 is its config block, which records them.
 services) can use the gateway client against it.
 
 The crypto material is what ``cryptogen generate`` writes for a cryptogen config
-(``crypto_config``; default: :func:`~fedledger.devnet.ca.default_crypto_config` of the
+(``crypto_config``; default: :func:`~fedledger.devnet.ca.crypto_config.default_crypto_config` of the
 orgs, which for Org1..Org3 is ``deploy/fabric/crypto-config.yaml``), so a dev network and
 the docker-compose deployment can share one folder. ``org_gateways=True`` also serves one
 Gateway per org, each with that org's peer TLS certificate and acting as that org's peer,
@@ -32,15 +32,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedledger.devnet.ca import (
-    CryptoConfig,
-    NetworkCrypto,
-    default_crypto_config,
-    write_crypto_config,
-)
+from fedledger.devnet.ca.crypto_config import CryptoConfig, default_crypto_config
+from fedledger.devnet.ca.layout import NetworkCrypto, write_crypto_config
 from fedledger.devnet.chaincode import KEEPALIVE_INTERVAL_S
 from fedledger.devnet.channel import ChannelDefinition
 from fedledger.devnet.orderer import OrdererSettings
@@ -49,6 +46,9 @@ from fedledger.devnet.service import start_gateway_server
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.identity import SigningIdentity, load_signing_identity
 from fedledger.fabric.msp import MSP, MSPManager
+
+if TYPE_CHECKING:  # started only when no external chaincode is given (see start)
+    from fedledger_chaincode.shim.server import ChaincodeServer
 
 CHAINCODE_NAME = "fedledger"
 CONSORTIUM_CHANNEL = "consortium"
@@ -145,7 +145,7 @@ class DevNetwork:
         self.crypto: NetworkCrypto = self._crypto()
         self.peer: DevPeer | None = None
         self._server = None
-        self._chaincode_server = None
+        self._chaincode_server: ChaincodeServer | None = None
         self.endpoints: Endpoints | None = None
 
     def _layout(self, orgs: list[str], orderer: OrdererSettings | None) -> NetworkLayout:
@@ -181,10 +181,11 @@ class DevNetwork:
             from fedledger_chaincode.app import build_chaincode
             from fedledger_chaincode.shim.server import ChaincodeServer
 
-            self._chaincode_server = ChaincodeServer(
+            server = ChaincodeServer(
                 build_chaincode(), f"{self.host}:{self.chaincode_port}", self.layout.chaincode)
-            await self._chaincode_server.start()
-            chaincode_address = f"{self.host}:{self._chaincode_server.port}"
+            self._chaincode_server = server
+            await server.start()
+            chaincode_address = f"{self.host}:{server.port}"
         peer_identities = {
             org.msp_id: load_signing_identity(org.peer.msp_dir, org.msp_id)
             for org in (self.crypto.org(name) for name in self.layout.orgs)

@@ -43,7 +43,8 @@ from fedledger.devnet.channel import ChannelDefinition, ChannelPolicies
 from fedledger.devnet.configblock import genesis_block
 from fedledger.devnet.events import BlockEvents, CommitNotifier
 from fedledger.devnet.ledger import Ledger
-from fedledger.devnet.orderer import BlockCutter, OrdererRefusal, OrdererSettings
+from fedledger.devnet.orderer import BlockCutter, CommitBatch, OrdererRefusal, OrdererSettings
+from fedledger.devnet.rwset import PrivateWrites
 from fedledger.devnet.validator import VALIDATION_PARAMETER, Validator
 from fedledger.fabric import protos
 from fedledger.fabric.errors import (
@@ -127,7 +128,7 @@ class ChannelRuntime:
     validator: Validator
     notifier: CommitNotifier
     cutter: BlockCutter
-    private_data: OrderedDict[str, object] = field(default_factory=OrderedDict)
+    private_data: OrderedDict[str, PrivateWrites] = field(default_factory=OrderedDict)
 
     @property
     def name(self) -> str:
@@ -164,8 +165,7 @@ class DevPeer:
                 notifier=CommitNotifier(ledger),
                 cutter=None,  # type: ignore[arg-type]  # set just below: it needs the runtime
             )
-            runtime.cutter = BlockCutter(
-                lambda batch, rt=runtime: self._commit(rt, batch), self.settings.orderer)
+            runtime.cutter = BlockCutter(self._committer(runtime), self.settings.orderer)
             runtime.cutter.start()
             self.channels[definition.name] = runtime
         for name, address in self.settings.chaincode_addresses.items():
@@ -308,7 +308,7 @@ class DevPeer:
         runs_chaincode = runtime is not None and chaincode in runtime.policies.definition.chaincodes
         requested = list(request.endorsing_organizations)
         if requested:
-            members = runtime.policies.definition.members if runs_chaincode else ()
+            members = runtime.policies.definition.members if runs_chaincode and runtime else ()
             missing = [org for org in requested if org not in members]
             if missing:
                 raise EndorsingOrgsUnavailableError(
@@ -446,6 +446,12 @@ class DevPeer:
 
     # ------------------------------------------------------------------ commit
 
+    def _committer(self, runtime: ChannelRuntime) -> CommitBatch:
+        """The block cutter's callback for ``runtime``: commit a cut batch."""
+        async def commit(batch: list[bytes]) -> None:
+            await self._commit(runtime, batch)
+        return commit
+
     async def _commit(self, runtime: ChannelRuntime, batch: list[bytes]) -> None:
         # Validation runs on the event loop in slices, not in a worker thread: a
         # CPU-bound thread would make the loop wait for the GIL at every wake-up
@@ -454,11 +460,12 @@ class DevPeer:
         for start in range(0, len(batch), VALIDATION_SLICE):
             validated += runtime.validator.validate_block(batch[start:start + VALIDATION_SLICE])
             await asyncio.sleep(0)
-        private = {}
+        private: dict[str, PrivateWrites] = {}
         for item in validated:
-            writes = runtime.private_data.pop(item.parsed.tx_id, None) if item.parsed else None
-            if writes is not None:
-                private[item.parsed.tx_id] = writes
+            parsed = item.parsed
+            writes = runtime.private_data.pop(parsed.tx_id, None) if parsed else None
+            if parsed is not None and writes is not None:
+                private[parsed.tx_id] = writes
         try:
             committed = runtime.ledger.commit_block(batch, [v.code for v in validated], private,
                                                      parsed=[v.parsed for v in validated])

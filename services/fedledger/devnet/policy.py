@@ -127,7 +127,8 @@ class NOutOf(SignaturePolicy):
             return memo[key]
         # partial[k]: minimal signer sets that satisfy k of the rules seen so far. Keeping
         # every minimal set (not just the first found) is what makes the search complete.
-        partial: list[list[_Uses]] = [[frozenset()]] + [[] for _ in range(self.n)]
+        nobody: _Uses = frozenset()
+        partial: list[list[_Uses]] = [[nobody]] + [[] for _ in range(self.n)]
         for rule in self.rules:
             for k in range(min(self.n, len(self.rules)) - 1, -1, -1):
                 grown = [used | extra for used in partial[k]

@@ -38,7 +38,7 @@ Code = grpc.StatusCode
 _EVALUATE_ERROR = "evaluate call to endorser returned error: {}"
 _EVALUATE_FAILED = "failed to evaluate transaction, see attached details for more info"
 _ENDORSE_FAILED = "failed to endorse transaction, see attached details for more info"
-_STATUS: dict[str, list[tuple[type[FabricError], Code, str | None, bool]]] = {
+_STATUS: dict[str, list[tuple[type[FabricError], grpc.StatusCode, str | None, bool]]] = {
     "Evaluate": [
         (ChannelUnavailableError, Code.UNAVAILABLE, None, False),
         (NoEndorsersError, Code.FAILED_PRECONDITION, None, False),
@@ -76,9 +76,9 @@ def status_of(error: FabricError, call: str) -> tuple[grpc.StatusCode, str, bool
                        f"status={error.status}, info={error.message}")
             return Code.ABORTED, message, False
         return Code.UNAVAILABLE, "no orderers could successfully process transaction", True
-    for cls, code, message, detail in _STATUS.get(call, ()):
+    for cls, code, template, detail in _STATUS.get(call, ()):
         if isinstance(error, cls):
-            text = error.message if message is None else message.format(error.message)
+            text = error.message if template is None else template.format(error.message)
             return code, text, detail
     return Code.INTERNAL, error.message, False
 

@@ -9,9 +9,10 @@ contracts (:mod:`fedledger.evm.contracts`). Knows nothing of ML (see docs/archit
 """
 
 from fedledger.evm.artifact_loader import Artifact, load_artifact
-from fedledger.evm.backends import EmbeddedBackend, RpcBackend, connect
+from fedledger.evm.backends import EmbeddedBackend, RpcBackend
 from fedledger.evm.chain import Chain, PreparedTx
 from fedledger.evm.config import EvmConfig
+from fedledger.evm.connection import connect
 from fedledger.evm.errors import (
     ArtifactError,
     ChainIdMismatchError,

@@ -1,4 +1,4 @@
-"""Chain backends behind one interface, and :func:`connect` (config -> :class:`Chain`).
+"""Chain backends behind one interface, (:func:`fedledger.evm.connection.connect` opens a :class:`Chain`).
 
 - :class:`EmbeddedBackend` (default): web3's ``EthereumTesterProvider`` over py-evm (Prague),
   in process, auto-mining one block per transaction, with prefunded dev accounts. Every
@@ -14,17 +14,13 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
-from fedledger.evm.config import EvmConfig
 from fedledger.evm.errors import ChainIdMismatchError, EvmError, RpcUnavailableError
-
-if TYPE_CHECKING:
-    from fedledger.evm.chain import Chain
 
 
 class Backend(Protocol):
@@ -130,14 +126,3 @@ class RpcBackend:
     def close(self) -> None:
         pass
 
-
-def connect(config: EvmConfig | None = None, *, dev_keys: list[str] | None = None) -> Chain:
-    """Open the chain the config names (embedded by default)."""
-    from fedledger.evm.chain import Chain
-
-    config = config or EvmConfig()
-    if config.backend == "embedded":
-        return Chain(EmbeddedBackend(), config)
-    assert config.rpc_url is not None and config.chain_id is not None  # validated by EvmConfig
-    return Chain(RpcBackend(config.rpc_url, config.chain_id, timeout_s=config.rpc_timeout_s,
-                            dev_keys=dev_keys), config)

@@ -116,7 +116,7 @@ def _hex(value: bytes | str) -> str:
 
 class Chain:
     """A connection to one EVM chain (see module docs). Build it with
-    :func:`fedledger.evm.backends.connect`."""
+    :func:`fedledger.evm.connection.connect`."""
 
     def __init__(self, backend: Backend, config: EvmConfig | None = None) -> None:
         self.backend = backend

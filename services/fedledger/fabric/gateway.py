@@ -5,6 +5,25 @@
         result = contract.submit("OpenRound", round_json)      # endorse, submit, wait commit
         rounds = contract.evaluate("ListRounds")
 
+Step by step, with the signing done elsewhere (an HSM, an offline machine) as in
+fabric-gateway's off-line signing flow: each step hands out ``bytes()`` and a SHA-256
+``digest()`` to sign, and the gateway takes the bytes back with the signature:
+
+    proposal = contract.new_proposal("OpenRound", round_json)
+    proposal = gateway.new_signed_proposal(proposal.bytes(), sign(proposal.digest()))
+    transaction = proposal.endorse()
+    transaction = gateway.new_signed_transaction(transaction.bytes(), sign(transaction.digest()))
+    commit = transaction.submit()
+    commit = gateway.new_signed_commit(commit.bytes(), sign(commit.digest()))
+    commit.committed()
+
+A gateway connected with a bare :class:`Identity` (no key) can only work this way.
+
+The pieces, one concept a module: :mod:`.rpc` (the gateway calls and their errors),
+:mod:`.proposal` (Proposal -> Transaction -> SubmittedTransaction), :mod:`.events`
+(chaincode events); this module connects and holds Gateway, Network and Contract, and
+re-exports the rest.
+
 It works against any Fabric 2.4+ peer's Gateway service and against the embedded dev
 peer. A submit returns only after the transaction committed as VALID; otherwise it
 raises :class:`CommitError` carrying Fabric's validation code.
@@ -12,69 +31,24 @@ raises :class:`CommitError` carrying Fabric's validation code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
-from fabric_protos.common import common_pb2
-from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.peer import chaincode_event_pb2, transaction_pb2
-from google.rpc import status_pb2
+from fabric_protos.gateway import gateway_pb2
 
 from fedledger.fabric import protos
-from fedledger.fabric.errors import (
-    REFUSALS,
-    CommitError,
-    CommitStatusError,
-    EndorseError,
-    ErrorDetail,
-    EvaluateError,
-    FabricError,
-    SubmitError,
+from fedledger.fabric.events import ChaincodeEvent, ChaincodeEvents
+from fedledger.fabric.identity import Identity, SigningIdentity
+from fedledger.fabric.proposal import Proposal, SubmittedTransaction, Transaction
+from fedledger.fabric.rpc import (
+    DEFAULT_TIMEOUTS,
+    VALID,
+    GatewayClient,
+    Status,
+    error_details,
+    validation_code_name,
 )
-from fedledger.fabric.identity import SigningIdentity
-from fedledger.protocol.errors import parse_refusal
-
-VALID = transaction_pb2.TxValidationCode.VALID
-DEFAULT_TIMEOUTS = {"endorse": 30.0, "submit": 10.0, "commit_status": 60.0, "evaluate": 10.0}
-
-
-def validation_code_name(code: int) -> str:
-    try:
-        return transaction_pb2.TxValidationCode.Name(code)
-    except ValueError:
-        return f"UNKNOWN_CODE_{code}"
-
-
-def error_details(error: grpc.RpcError) -> list[ErrorDetail]:
-    """The per-peer ErrorDetails a Fabric gateway packs into the gRPC status."""
-    details: list[ErrorDetail] = []
-    for key, value in (error.trailing_metadata() or ()):
-        if key != "grpc-status-details-bin":
-            continue
-        status = status_pb2.Status()
-        status.ParseFromString(value)
-        for any_detail in status.details:
-            detail = gateway_pb2.ErrorDetail()
-            if any_detail.Unpack(detail):
-                details.append(ErrorDetail(detail.address, detail.msp_id, detail.message))
-    return details
-
-
-def _wrap(error: grpc.RpcError, cls: type[FabricError], step: str,
-          tx_id: str | None) -> FabricError:
-    """The typed error of a failed gateway call: a :class:`ChaincodeRefusal` subclass when
-    the chaincode refused (its code read from the refusal it encoded, wherever Fabric put
-    it), else ``cls``; both carry the gRPC status code by name."""
-    code = error.code().name if error.code() else "UNKNOWN"
-    details = error_details(error)
-    refusal = parse_refusal(error.details() or "", *(d.message for d in details))
-    if refusal is not None:
-        return REFUSALS[refusal.code](refusal, tx_id=tx_id, step=step, details=details,
-                                      grpc_code=code)
-    return cls(f"{step} failed ({code}): {error.details()}", tx_id=tx_id, step=step,
-               details=details, grpc_code=code)
 
 
 def _as_bytes(arg: Any) -> bytes:
@@ -85,50 +59,18 @@ def _as_bytes(arg: Any) -> bytes:
     raise TypeError(f"transaction arguments are str or bytes, not {type(arg).__name__}")
 
 
-@dataclass(frozen=True)
-class ChaincodeEvent:
-    block_number: int
-    tx_id: str
-    chaincode: str
-    event_name: str
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class Status:
-    """Commit status of a submitted transaction."""
-
-    tx_id: str
-    code: int
-    block_number: int
-
-    @property
-    def successful(self) -> bool:
-        return self.code == VALID
-
-    @property
-    def code_name(self) -> str:
-        return validation_code_name(self.code)
-
-
-class Gateway:
-    """A connection to one gateway peer, acting as one signing identity."""
-
-    def __init__(self, channel: grpc.Channel, identity: SigningIdentity,
-                 timeouts: Mapping[str, float] | None = None) -> None:
-        self._channel = channel
-        self._stub = gateway_pb2_grpc.GatewayStub(channel)
-        self.identity = identity
-        self.creator = identity.identity.serialize()
-        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+class Gateway(GatewayClient):
+    """A connection to one gateway peer, acting as one identity; with a
+    :class:`SigningIdentity` it signs every step itself, with a bare :class:`Identity`
+    the caller signs each step's digest (``new_signed_proposal`` and its siblings)."""
 
     @classmethod
-    def connect(cls, endpoint: str, identity: SigningIdentity, *, tls_root_cert: bytes | None = None,
-                server_name: str | None = None, timeouts: Mapping[str, float] | None = None
-                ) -> Gateway:
+    def connect(cls, endpoint: str, identity: SigningIdentity | Identity, *,
+                tls_root_cert: bytes | None = None, server_name: str | None = None,
+                timeouts: Mapping[str, float] | None = None) -> Gateway:
         """Connect to ``host:port``; with ``tls_root_cert`` (PEM) over TLS, naming the
         peer's certificate host with ``server_name`` when it differs from the endpoint."""
-        options = [("grpc.max_receive_message_length", 100 * 1024 * 1024)]
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 100 * 1024 * 1024)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if tls_root_cert is not None:
@@ -150,36 +92,31 @@ class Gateway:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the four gateway calls, each with its own error type
+    # -- signatures made elsewhere (fabric-gateway's NewSignedProposal and siblings)
 
-    def _endorse(self, request: gateway_pb2.EndorseRequest) -> gateway_pb2.EndorseResponse:
-        try:
-            return self._stub.Endorse(request, timeout=self.timeouts["endorse"])
-        except grpc.RpcError as error:
-            raise _wrap(error, EndorseError, "endorse", request.transaction_id) from None
+    def new_signed_proposal(self, data: bytes, signature: bytes) -> Proposal:
+        """The proposal of ``data`` (a :meth:`Proposal.bytes`) signed with ``signature``
+        (over its :meth:`Proposal.digest`), ready to evaluate or endorse."""
+        proposed = protos.proposed_transaction_from_bytes(data)
+        channel_id, chaincode = protos.proposal_target(proposed.proposal)
+        proposed.proposal.signature = signature
+        return Proposal(self, channel_id, chaincode, proposed)
 
-    def _submit(self, request: gateway_pb2.SubmitRequest) -> None:
-        try:
-            self._stub.Submit(request, timeout=self.timeouts["submit"])
-        except grpc.RpcError as error:
-            raise _wrap(error, SubmitError, "submit", request.transaction_id) from None
+    def new_signed_transaction(self, data: bytes, signature: bytes) -> Transaction:
+        """The transaction of ``data`` (a :meth:`Transaction.bytes`) signed with
+        ``signature`` (over its :meth:`Transaction.digest`), ready to submit."""
+        prepared = protos.prepared_transaction_from_bytes(data)
+        _, channel_id = protos.envelope_payload_header(prepared.envelope)
+        prepared.envelope.signature = signature
+        return Transaction(self, channel_id, prepared.transaction_id, prepared.envelope)
 
-    def _commit_status(self, tx_id: str, channel_id: str) -> Status:
-        request = protos.commit_status_request(tx_id, channel_id, self.creator, self.identity.sign)
-        try:
-            response = self._stub.CommitStatus(request, timeout=self.timeouts["commit_status"])
-        except grpc.RpcError as error:
-            raise _wrap(error, CommitStatusError, "commit_status", tx_id) from None
-        return Status(tx_id, response.result, response.block_number)
-
-    def _evaluate(self, request: gateway_pb2.EvaluateRequest) -> gateway_pb2.EvaluateResponse:
-        try:
-            return self._stub.Evaluate(request, timeout=self.timeouts["evaluate"])
-        except grpc.RpcError as error:
-            raise _wrap(error, EvaluateError, "evaluate", request.transaction_id) from None
-
-    def _events(self, request: gateway_pb2.SignedChaincodeEventsRequest):
-        return self._stub.ChaincodeEvents(request)
+    def new_signed_commit(self, data: bytes, signature: bytes) -> SubmittedTransaction:
+        """The commit-status request of ``data`` (a :meth:`SubmittedTransaction.bytes`)
+        signed with ``signature``; its ``result`` is unknown here (empty)."""
+        signed = protos.signed_commit_status_request_from_bytes(data)
+        request = protos.parse_commit_status_request(signed)
+        signed.signature = signature
+        return SubmittedTransaction(self, request.channel_id, request.transaction_id, b"", signed)
 
 
 class Network:
@@ -196,83 +133,12 @@ class Network:
                          after_tx_id: str | None = None) -> ChaincodeEvents:
         """Events of committed VALID transactions, in commit order. Resume after a
         checkpoint with ``start_block`` = its block and ``after_tx_id`` = its last tx."""
+        gateway = self.gateway
         request = protos.chaincode_events_request(
-            channel_id=self.channel_id, chaincode=chaincode, identity=self.gateway.creator,
-            sign=self.gateway.identity.sign, start_block=start_block, after_tx_id=after_tx_id)
-        return ChaincodeEvents(self.gateway._events(request), chaincode)
-
-
-class ChaincodeEvents:
-    """Iterator over chaincode events; ``close()`` (or a ``with`` block) ends the stream."""
-
-    def __init__(self, call: Any, chaincode: str) -> None:
-        self._call = call
-        self._chaincode = chaincode
-
-    def __iter__(self) -> Iterator[ChaincodeEvent]:
-        try:
-            for response in self._call:
-                for event in response.events:
-                    yield _event(event, response.block_number)
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise _wrap(error, FabricError, "events", None) from None
-
-    def close(self) -> None:
-        self._call.cancel()
-
-    def __enter__(self) -> ChaincodeEvents:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _event(event: chaincode_event_pb2.ChaincodeEvent, block_number: int) -> ChaincodeEvent:
-    return ChaincodeEvent(block_number, event.tx_id, event.chaincode_id, event.event_name,
-                          event.payload)
-
-
-@dataclass
-class SubmittedTransaction:
-    """A transaction handed to the orderer: its result is known, its commit is not yet."""
-
-    network: Network
-    tx_id: str
-    result: bytes
-
-    def status(self) -> Status:
-        return self.network.gateway._commit_status(self.tx_id, self.network.channel_id)
-
-    def committed(self) -> Status:
-        """Wait for the commit; raises :class:`CommitError` unless it committed VALID."""
-        status = self.status()
-        if not status.successful:
-            raise CommitError(
-                f"transaction {status.tx_id} committed as {status.code_name} "
-                f"in block {status.block_number}",
-                code=status.code_name, block_number=status.block_number, tx_id=status.tx_id)
-        return status
-
-
-@dataclass
-class Transaction:
-    """An endorsed, signed transaction not yet handed to the orderer."""
-
-    network: Network
-    tx_id: str
-    envelope: common_pb2.Envelope
-
-    @property
-    def result(self) -> bytes:
-        return protos.response_of_envelope(self.envelope).payload
-
-    def submit(self) -> SubmittedTransaction:
-        self.network.gateway._submit(gateway_pb2.SubmitRequest(
-            transaction_id=self.tx_id, channel_id=self.network.channel_id,
-            prepared_transaction=self.envelope))
-        return SubmittedTransaction(self.network, self.tx_id, self.result)
+            channel_id=self.channel_id, chaincode=chaincode, identity=gateway.creator,
+            sign=lambda message: gateway.sign(message, "events request"), start_block=start_block,
+            after_tx_id=after_tx_id)
+        return ChaincodeEvents(gateway._events(request), chaincode)
 
 
 class Contract:
@@ -286,35 +152,33 @@ class Contract:
     def _function(self, name: str) -> str:
         return f"{self.contract_name}:{name}" if self.contract_name else name
 
-    def _proposal(self, name: str, args: Sequence[Any], transient: Mapping[str, bytes] | None
-                  ) -> tuple[protos.UnsignedProposal, Any]:
-        gateway = self.network.gateway
+    def new_proposal(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
+                     endorsing_orgs: Sequence[str] | None = None) -> Proposal:
+        """An unsigned proposal to call ``name``: sign its :meth:`Proposal.digest` elsewhere
+        and attach it with :meth:`Gateway.new_signed_proposal`, or evaluate / endorse it
+        as it is to have the gateway's identity sign it."""
         unsigned = protos.build_proposal(
-            creator=gateway.creator, channel_id=self.network.channel_id, chaincode=self.chaincode,
+            creator=self.network.gateway.creator, channel_id=self.network.channel_id,
+            chaincode=self.chaincode,
             args=[_as_bytes(self._function(name)), *(_as_bytes(a) for a in args)],
             transient=transient)
-        return unsigned, unsigned.signed(gateway.identity.sign(unsigned.proposal_bytes))
+        proposed = gateway_pb2.ProposedTransaction(
+            transaction_id=unsigned.tx_id, proposal=unsigned.signed(b""),
+            endorsing_organizations=list(endorsing_orgs or []))
+        return Proposal(self.network.gateway, self.network.channel_id, self.chaincode, proposed)
 
     def evaluate(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
                  target_orgs: Sequence[str] | None = None) -> bytes:
         """Run a query on one peer; nothing is ordered or committed."""
-        unsigned, signed = self._proposal(name, args, transient)
-        response = self.network.gateway._evaluate(gateway_pb2.EvaluateRequest(
-            transaction_id=unsigned.tx_id, channel_id=self.network.channel_id,
-            proposed_transaction=signed, target_organizations=list(target_orgs or [])))
-        return response.result.payload
+        return self.new_proposal(name, *args, transient=transient).evaluate(target_orgs)
 
     def endorse(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
                 endorsing_orgs: Sequence[str] | None = None) -> Transaction:
-        """Endorse only: the returned transaction can be submitted later (or never)."""
-        gateway = self.network.gateway
-        unsigned, signed = self._proposal(name, args, transient)
-        endorsed = gateway._endorse(gateway_pb2.EndorseRequest(
-            transaction_id=unsigned.tx_id, channel_id=self.network.channel_id,
-            proposed_transaction=signed, endorsing_organizations=list(endorsing_orgs or [])))
-        envelope = endorsed.prepared_transaction
-        envelope.signature = gateway.identity.sign(envelope.payload)
-        return Transaction(self.network, unsigned.tx_id, envelope)
+        """Endorse only: the returned transaction, signed, can be submitted later (or never)."""
+        transaction = self.new_proposal(name, *args, transient=transient,
+                                        endorsing_orgs=endorsing_orgs).endorse()
+        transaction._sign()
+        return transaction
 
     def submit_async(self, name: str, *args: Any, transient: Mapping[str, bytes] | None = None,
                      endorsing_orgs: Sequence[str] | None = None) -> SubmittedTransaction:
@@ -334,3 +198,9 @@ class Contract:
                                       endorsing_orgs=endorsing_orgs)
         submitted.committed()
         return submitted.result, submitted.tx_id
+
+
+__all__ = [
+    "DEFAULT_TIMEOUTS", "VALID", "ChaincodeEvent", "ChaincodeEvents", "Contract", "Gateway", "Network", "Proposal",
+    "Status", "SubmittedTransaction", "Transaction", "error_details", "validation_code_name",
+]

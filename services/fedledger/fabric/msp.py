@@ -398,7 +398,10 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _cn(cert: x509.Certificate) -> str:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={attrs[0].value}" if attrs else cert.subject.rfc4514_string()
+    if not attrs:
+        return cert.subject.rfc4514_string()
+    value = attrs[0].value  # str for a CN; bytes only for bit-string attributes
+    return f"CN={value.decode() if isinstance(value, bytes) else value}"
 
 
 __all__ = ["MSP", "MSPManager", "NODE_OU_ROLES", "NodeOUs", "OUIdentifier", "ROLES",

@@ -295,11 +295,44 @@ def response_of_envelope(envelope: common_pb2.Envelope) -> proposal_response_pb2
 # --------------------------------------------------------------------------- gateway requests
 
 
+def digest(message: bytes) -> bytes:
+    """SHA-256 of ``message``: what a signer signs (prehashed) for a proposal, a
+    transaction or a commit-status request, as fabric-gateway's ``Digest()``."""
+    return hashlib.sha256(message).digest()
+
+
+def commit_status_request_bytes(tx_id: str, channel_id: str, identity: bytes) -> bytes:
+    """The serialized ``CommitStatusRequest`` its sender signs."""
+    return gateway_pb2.CommitStatusRequest(
+        transaction_id=tx_id, channel_id=channel_id, identity=identity).SerializeToString()
+
+
 def commit_status_request(tx_id: str, channel_id: str, identity: bytes, sign: Sign
                           ) -> gateway_pb2.SignedCommitStatusRequest:
-    request = gateway_pb2.CommitStatusRequest(
-        transaction_id=tx_id, channel_id=channel_id, identity=identity).SerializeToString()
+    request = commit_status_request_bytes(tx_id, channel_id, identity)
     return gateway_pb2.SignedCommitStatusRequest(request=request, signature=sign(request))
+
+
+def proposed_transaction_from_bytes(data: bytes) -> gateway_pb2.ProposedTransaction:
+    """A ``ProposedTransaction`` (tx id, signed proposal, endorsing orgs) from the bytes
+    of a proposal handed out for signing elsewhere."""
+    proposed = _parse(gateway_pb2.ProposedTransaction, data, "proposed transaction")
+    if not proposed.transaction_id or not proposed.proposal.proposal_bytes:
+        raise MalformedMessageError("proposed transaction has no tx id or no proposal", step="parse")
+    return proposed
+
+
+def prepared_transaction_from_bytes(data: bytes) -> gateway_pb2.PreparedTransaction:
+    """A ``PreparedTransaction`` (tx id, envelope) from a transaction's bytes."""
+    prepared = _parse(gateway_pb2.PreparedTransaction, data, "prepared transaction")
+    if not prepared.transaction_id or not prepared.envelope.payload:
+        raise MalformedMessageError("prepared transaction has no tx id or no envelope", step="parse")
+    return prepared
+
+
+def signed_commit_status_request_from_bytes(data: bytes) -> gateway_pb2.SignedCommitStatusRequest:
+    """A ``SignedCommitStatusRequest`` from a commit's bytes."""
+    return _parse(gateway_pb2.SignedCommitStatusRequest, data, "signed commit status request")
 
 
 def chaincode_events_request(

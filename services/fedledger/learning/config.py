@@ -47,7 +47,7 @@ class ModelConfig(_Section):
         description="where the dequantized SmolLM2 checkpoint is cached "
         "(default: $FEDLEDGER_CACHE or ~/.cache/fedledger)",
     )
-    tiny: TinyLlamaConfig = Field(default_factory=TinyLlamaConfig)
+    tiny: TinyLlamaConfig = Field(default_factory=lambda: TinyLlamaConfig.model_validate({}))
 
 
 class LoraConfig(_Section):
@@ -139,8 +139,8 @@ class FederationConfig(_Section):
     eval_every: int = Field(
         1, gt=0, description="score the global model every N rounds (round 0 and the last always)"
     )
-    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
-    defense: DefenseConfig = Field(default_factory=DefenseConfig)
+    strategy: StrategyConfig = Field(default_factory=lambda: StrategyConfig.model_validate({}))
+    defense: DefenseConfig = Field(default_factory=lambda: DefenseConfig.model_validate({}))
     shards: int = Field(
         1, ge=1, le=64,
         description="SISA shard-groups over the deployment: each org splits its data into this "
@@ -162,9 +162,9 @@ class ExperimentConfig(_Section):
 
     name: str = Field("fedledger-run", description="a label for reports")
     seed: int = Field(0, description="master seed; per-org and per-round seeds derive from it")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    federation: FederationConfig = Field(default_factory=FederationConfig)
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig.model_validate({}))
+    lora: LoraConfig = Field(default_factory=lambda: LoraConfig.model_validate({}))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
+    data: DataConfig = Field(default_factory=lambda: DataConfig.model_validate({}))
+    federation: FederationConfig = Field(default_factory=lambda: FederationConfig.model_validate({}))
     output_dir: Path = Field(Path("runs/latest"), description="where reports and adapters go")

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import PreTrainedModel
 
 from fedledger.learning.batching import batch_loss, classification_batch, lm_batch, prompt_batch, target_log_probs
 from fedledger.learning.data.records import Sample
@@ -43,7 +42,7 @@ class EvalResult:
 
 @torch.no_grad()
 def label_log_probs(
-    model: PreTrainedModel, task: ClassificationTask, items: Sequence[EncodedSample], device: torch.device
+    model: torch.nn.Module, task: ClassificationTask, items: Sequence[EncodedSample], device: torch.device
 ) -> torch.Tensor:
     """(n, n_labels) log-likelihood of each label after each prompt."""
     pad_id = task.tokenizer.pad_token_id
@@ -54,8 +53,8 @@ def label_log_probs(
         label_ids = torch.tensor([ids[0] for ids in task.label_token_ids], device=device)
         return torch.log_softmax(logits[:, -1].float(), dim=-1)[:, label_ids].cpu()
     scores = torch.empty(len(items), len(task.labels))
-    for j, label_ids in enumerate(task.label_token_ids):
-        forced = [EncodedSample(it.prompt_ids, label_ids, j) for it in items]
+    for j, token_ids in enumerate(task.label_token_ids):
+        forced = [EncodedSample(it.prompt_ids, token_ids, j) for it in items]
         batch = classification_batch(forced, pad_id).to(device)
         with autocast(device):
             logits = model(**batch.inputs, logits_to_keep=batch.keep).logits
@@ -66,7 +65,7 @@ def label_log_probs(
 
 @torch.no_grad()
 def evaluate(
-    model: PreTrainedModel, task: Task, samples: Sequence[Sample], *, batch_size: int = 32, device: str = "auto"
+    model: torch.nn.Module, task: Task, samples: Sequence[Sample], *, batch_size: int = 32, device: str = "auto"
 ) -> EvalResult:
     if not samples:
         raise ValueError("cannot evaluate on an empty sample set")

@@ -27,7 +27,7 @@ def peft_lora_config(config: LoraConfig, *, r: int | None = None) -> PeftLoraCon
     alpha = config.alpha * rank / config.r
     return PeftLoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; a scaled alpha can be fractional
         lora_dropout=config.dropout,
         target_modules=list(config.target_modules),
         bias="none",
@@ -68,4 +68,5 @@ def adapter_config_dict(model: PeftModel) -> dict[str, Any]:
 
 
 def state_norm(state: Mapping[str, torch.Tensor]) -> float:
-    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in state.values())))
+    zero = torch.zeros((), dtype=torch.float64)  # sum()'s start; 0 + x is exact
+    return float(torch.sqrt(sum(((t.double() ** 2).sum() for t in state.values()), zero)))

@@ -93,7 +93,7 @@ def _smollm2_checkpoint(cache_dir: Path, *, with_weights: bool) -> Path:
             )
             # The weights are already dequantized; drop the GGUF quantizer marker so the
             # checkpoint saves (and reloads) as a plain fp32 model.
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]  # typed non-optional; None marks a plain model
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(staging)

@@ -19,7 +19,7 @@ def plot_accuracy(result: SimulationResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for org in result.orgs:
         ax.plot(rounds, [r.per_org[org] for r in scored], marker=".", alpha=0.6, label=org)
-    ax.plot(rounds, [r.accuracy for r in scored], marker="o", color="black", linewidth=2.5,
+    ax.plot(rounds, [r.accuracy for r in scored if r.accuracy is not None], marker="o", color="black", linewidth=2.5,
             label="global (union test)")
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")

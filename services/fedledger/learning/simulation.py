@@ -21,21 +21,12 @@ from typing import Any
 
 from peft import PeftModel
 
-from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.config import ExperimentConfig
-from fedledger.learning.evaluation import EvalResult, evaluate
-from fedledger.learning.lora import (
-    AdapterState,
-    adapter_config_dict,
-    adapter_state,
-    attach_lora,
-    load_adapter_state,
-)
-from fedledger.learning.models import load_base_model
+from fedledger.learning.evaluation import EvalResult
+from fedledger.learning.lora import AdapterState, adapter_config_dict, load_adapter_state
 from fedledger.learning.orgdata import FederationData, prepare_federation_data
-from fedledger.learning.seeds import derive_seed
+from fedledger.learning.round import RoundDefinition, evaluate_adapter, run_round, train_seed
 from fedledger.learning.tasks import Task, build_task
-from fedledger.learning.training import train_local
 from fedledger.learning.updates import save_adapter
 
 
@@ -81,17 +72,14 @@ class Federation:
     @classmethod
     def build(cls, config: ExperimentConfig) -> Federation:
         data = prepare_federation_data(config.data)
-        loaded = load_base_model(config.model)
-        model = attach_lora(loaded.model, config.lora, seed=derive_seed(config.seed, "lora-init"))
-        task = build_task(config.train.task, loaded.tokenizer, data.dataset.labels, config.train.max_text_tokens)
-        return cls(config, model, task, data, adapter_state(model))
+        initial = RoundDefinition.of(config).initial_adapter(config.model)
+        task = build_task(config.train.task, initial.tokenizer, data.dataset.labels, config.train.max_text_tokens)
+        return cls(config, initial.model, task, data, initial.state)
 
     def evaluate_state(self, state: AdapterState) -> tuple[EvalResult, dict[str, float]]:
         """Score an adapter on the union test set; also per org (its own test slice)."""
         load_adapter_state(self.model, state)
-        test = self.data.union_test()
-        result = evaluate(self.model, self.task, test, batch_size=self.config.train.eval_batch_size,
-                          device=self.config.train.device)
+        result = evaluate_adapter(self.model, self.task, self.data.union_test(), self.config.train)
         owners = self.data.test_owner()
         per_org = {org: result.subset_accuracy([o == org for o in owners]) for org in self.data.org_names}
         return result, per_org
@@ -111,11 +99,8 @@ def run_rounds(
     """Run the federated rounds from the initial adapter; returns the final global
     adapter and one record per round (round 0 = before training)."""
     config = fed.config
-    strategy_params = dict(config.federation.strategy.params)
-    if config.federation.strategy.name == "exact_lora":
-        # Keep the configured rank so the next round trains the same adapter shape.
-        strategy_params.setdefault("rank", config.lora.r)
-    strategy = build_strategy(config.federation.strategy.name, strategy_params)
+    definition = RoundDefinition.of(config)
+    strategy = definition.build_strategy()
     global_state = fed.initial_state
     records: list[RoundRecord] = []
 
@@ -138,17 +123,17 @@ def run_rounds(
     record(0, {}, 0.0)
     for round_no in range(1, total + 1):
         started = time.perf_counter()
-        updates, losses = [], {}
-        for org in fed.data.org_names:
-            result = train_local(
-                fed.model, fed.task, fed.data.orgs[org].train, config.train,
-                start_state=global_state, seed=derive_seed(config.seed, "train", round_no, org),
-                progress=progress, description=f"round {round_no} {org}",
-            )
-            updates.append(ClientUpdate(client_id=org, tensors=result.state, num_samples=result.num_samples))
-            losses[org] = result.mean_loss
-        aggregate = strategy.aggregate(updates, reference=global_state)
-        global_state = aggregate.tensors
+        orgs = fed.data.org_names
+        outcome = run_round(
+            definition, strategy, fed.model, fed.task, global_state,
+            {org: fed.data.orgs[org].train for org in orgs},
+            {org: train_seed(config.seed, round_no, org) for org in orgs},
+            descriptions={org: f"round {round_no} {org}" for org in orgs}, progress=progress,
+        )
+        # no org: the strategy refuses an empty round, as it always did
+        aggregate = outcome.aggregate or strategy.aggregate([], reference=global_state)
+        global_state = outcome.state
+        losses = {org: result.mean_loss for org, result in outcome.trained.items()}
         record(round_no, {"accepted": list(aggregate.accepted), "rejected": dict(aggregate.rejected),
                           "train_loss": losses}, time.perf_counter() - started)
     return global_state, records

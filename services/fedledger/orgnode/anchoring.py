@@ -20,6 +20,7 @@ from fedledger.bridge.tree import AnchorBatch
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.msp import VerifiedIdentity
 from fedledger.orgnode.ledger import ledger_error
+from fedledger.protocol.orgnode_api import AnchorApproval, PrivateStateLeaf
 from fedledger.web.errors import Conflict, ServiceError, Unauthorized, Unavailable
 from fedledger.web.signing import CONTENT_SHA256
 
@@ -63,16 +64,16 @@ def _agent(request: Request):  # noqa: ANN202
 
 
 @router.get("/private-state")
-def private_state(request: Request, caller: Signed) -> dict[str, Any]:
+def private_state(request: Request, caller: Signed) -> PrivateStateLeaf:
     agent = _agent(request)
     try:
-        return agent.private_state()
+        return PrivateStateLeaf.model_validate(agent.private_state())
     except FabricError as exc:
         raise ledger_error("reading the private channel", exc) from None
 
 
 @router.post("/approve")
-def approve(body: ApproveRequest, request: Request, caller: Signed) -> dict[str, str]:
+def approve(body: ApproveRequest, request: Request, caller: Signed) -> AnchorApproval:
     node = request.app.state.node
     agent = _agent(request)
     settings = node.settings
@@ -94,7 +95,7 @@ def approve(body: ApproveRequest, request: Request, caller: Signed) -> dict[str,
         raise ledger_error("reading the ledger", exc) from None
     except (TypeError, ValueError, KeyError) as exc:
         raise ServiceError(f"malformed batch: {exc}") from None
-    return {"signature": "0x" + signature.hex(), "address": agent.address}
+    return AnchorApproval(signature="0x" + signature.hex(), address=agent.address)
 
 
 class OutcomeRequest(BaseModel):
@@ -108,7 +109,7 @@ class OutcomeRequest(BaseModel):
 
 
 @router.post("/approve-outcome")
-def approve_outcome(body: OutcomeRequest, request: Request, caller: Signed) -> dict[str, str]:
+def approve_outcome(body: OutcomeRequest, request: Request, caller: Signed) -> AnchorApproval:
     """Sign a round's Staking outcome after recomputing it from this org's ledger view."""
     node = request.app.state.node
     agent = _agent(request)
@@ -126,4 +127,4 @@ def approve_outcome(body: OutcomeRequest, request: Request, caller: Signed) -> d
         raise Conflict(exc.message, code="refused", details={"step": exc.step}) from None
     except FabricError as exc:
         raise ledger_error("reading the ledger", exc) from None
-    return {"signature": "0x" + signature.hex(), "address": agent.address}
+    return AnchorApproval(signature="0x" + signature.hex(), address=agent.address)

@@ -14,6 +14,7 @@ from fedledger.orgnode import anchoring
 from fedledger.orgnode.node import OrgNode
 from fedledger.orgnode.routes import audit, datasets, deletions, records, users, work
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.protocol.orgnode_api import Health
 from fedledger.web.errors import install_error_handlers
 
 
@@ -35,8 +36,8 @@ def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastA
     install_error_handlers(app)
 
     @app.get("/health", tags=["health"])
-    def health(request: Request) -> dict[str, str]:
-        return {"status": "ok", "service": "orgnode", "org": settings.msp_id}
+    def health(request: Request) -> Health:
+        return Health(status="ok", service="orgnode", org=settings.msp_id)
 
     for module in (users, datasets, deletions, work, records, audit, anchoring):
         app.include_router(module.router)

@@ -20,30 +20,52 @@ the consortium channel; nothing is asked of the bridge.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.audit.bundle import AuditBundle, SampleEvidence
 from fedledger.audit.proofs import ProofPackage, consortium_package, private_package, receipt_ref
+from fedledger.bridge.agents import OrgAnchorAgent
 from fedledger.bridge.tree import LeafTree, leaf_bytes
 from fedledger.fabric.errors import FabricError, RecordNotFoundError
 from fedledger.learning.unlearning import shard_of
 from fedledger.merkle import MembershipProof, SortedMerkleTree
 from fedledger.orgnode.deletions import deletion_public
-from fedledger.orgnode.ledger import ledger_error
+from fedledger.orgnode.ledger import OrgLedger, ledger_error
 from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletionRow, SignedBatch
+from fedledger.orgnode.proofstore import SqlAnchorStore
+from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.protocol.orgnode_api import AuditRequestStatus, LedgerOnlyRequest
 from fedledger.web.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from fedledger.orgnode.node import OrgNode
 
 
 class NotAnchored(Conflict):
     code = "not_anchored"
 
 
-def _query(node: OrgNode, channel: str, function: str, *args: str) -> Any:
+class AuditDeps(Protocol):
+    """What the audit queries read: the org's settings, database, ledgers, anchor agent
+    and the anchors it signed (the :class:`~fedledger.orgnode.node.OrgNode` has them)."""
+
+    @property
+    def settings(self) -> OrgNodeSettings: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def ledger(self) -> OrgLedger: ...
+
+    @property
+    def agent(self) -> OrgAnchorAgent | None: ...
+
+    @property
+    def anchor_store(self) -> SqlAnchorStore: ...
+
+
+def _query(node: AuditDeps, channel: str, function: str, *args: str) -> Any:
     try:
         if channel == "private":
             return node.ledger.query_private(function, *args)
@@ -54,7 +76,7 @@ def _query(node: OrgNode, channel: str, function: str, *args: str) -> Any:
         raise ledger_error(f"{function}", exc) from None
 
 
-def _request_row(node: OrgNode, request_id: str) -> DeletionRow:
+def _request_row(node: AuditDeps, request_id: str) -> DeletionRow:
     with node.sessions() as session:
         row = session.get(DeletionRow, request_id)
         if row is None:
@@ -64,44 +86,48 @@ def _request_row(node: OrgNode, request_id: str) -> DeletionRow:
         return row
 
 
-def request_status(node: OrgNode, request_id: str) -> dict[str, Any]:
+def request_status(node: AuditDeps, request_id: str) -> AuditRequestStatus:
     """Status and history of request R, with what the ledgers hold about it."""
     row = _request_row(node, request_id)
     notice = _query(node, "consortium", "GetUnlearningNotice", row.notice_id)
-    return {**deletion_public(row), "org": node.settings.msp_id,
-            "ledger": {"request": _query(node, "private", "GetDeletionRequest", request_id),
-                       "unlearning_record": _query(node, "private", "GetUnlearningRecord",
-                                                   request_id),
-                       "notice": notice}}
+    return AuditRequestStatus.model_validate({
+        **deletion_public(row), "org": node.settings.msp_id,
+        "ledger": {"request": _query(node, "private", "GetDeletionRequest", request_id),
+                   "unlearning_record": _query(node, "private", "GetUnlearningRecord",
+                                               request_id),
+                   "notice": notice}})
 
 
-def subject_requests(node: OrgNode, subject_id: str) -> list[dict[str, Any]]:
+def subject_requests(node: AuditDeps, subject_id: str
+                     ) -> list[AuditRequestStatus | LedgerOnlyRequest]:
     with node.sessions() as session:
         ids = list(session.scalars(select(DeletionRow.request_id).where(
             DeletionRow.subject_id == subject_id).order_by(DeletionRow.created_at)))
     on_ledger = {r["request_id"]: r for r in
                  _query(node, "private", "ListDeletionRequests", subject_id) or []}
-    out = [request_status(node, request_id) for request_id in ids]
+    out: list[AuditRequestStatus | LedgerOnlyRequest] = [
+        request_status(node, request_id) for request_id in ids]
     known = set(ids)
     # Requests on the ledger this node has no row for (filed by another tool) still show.
-    out += [{"request_id": rid, "status": rec["status"], "ledger": {"request": rec}}
+    out += [LedgerOnlyRequest.model_validate({"request_id": rid, "status": rec["status"],
+                                              "ledger": {"request": rec}})
             for rid, rec in sorted(on_ledger.items()) if rid not in known]
     return out
 
 
-def model_version(node: OrgNode, version_id: str) -> dict[str, Any]:
+def model_version(node: AuditDeps, version_id: str) -> dict[str, Any]:
     version = _query(node, "consortium", "GetModelVersion", version_id)
     if version is None:
         raise NotFound(f"model version {version_id} is not on the consortium channel")
     return version
 
 
-def lineage(node: OrgNode, version_id: str) -> list[dict[str, Any]]:
+def lineage(node: AuditDeps, version_id: str) -> list[dict[str, Any]]:
     model_version(node, version_id)
     return _query(node, "consortium", "GetLineage", version_id)
 
 
-def sample_evidence(node: OrgNode, version: dict[str, Any], dataset_id: str,
+def sample_evidence(node: AuditDeps, version: dict[str, Any], dataset_id: str,
                     sample_id: str) -> SampleEvidence:
     """Is ``sample_id`` of this org's ``dataset_id`` committed in ``version``: a proof
     against the root the version lists for its (dataset, shard, slice)."""
@@ -115,7 +141,7 @@ def sample_evidence(node: OrgNode, version: dict[str, Any], dataset_id: str,
                   if r["org"] == org and r["dataset_id"] == dataset_id and r["shard"] == shard]
         if not listed:
             return SampleEvidence(org=org, dataset_id=dataset_id, sample_id=sample_id,
-                                  shard=shard, slice=0, member=False)
+                                  shard=shard, slice=0, member=False, root=None, salt=None)
         entry = listed[0]
         commitment = session.scalars(select(CommitmentRow).where(
             CommitmentRow.dataset_id == dataset_id, CommitmentRow.shard == shard,
@@ -134,7 +160,7 @@ def sample_evidence(node: OrgNode, version: dict[str, Any], dataset_id: str,
 # --------------------------------------------------------------------------- proofs
 
 
-def _anchored_batches(node: OrgNode) -> list[tuple[dict[str, Any], SignedBatch]]:
+def _anchored_batches(node: AuditDeps) -> list[tuple[dict[str, Any], SignedBatch]]:
     """(receipt, the batch this org signed for it), newest first."""
     receipts = _query(node, "consortium", "ListAnchorReceipts") or []
     out = []
@@ -145,7 +171,7 @@ def _anchored_batches(node: OrgNode) -> list[tuple[dict[str, Any], SignedBatch]]
     return out
 
 
-def consortium_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPackage:
+def consortium_record_package(node: AuditDeps, leaf: dict[str, Any]) -> ProofPackage:
     target = leaf_bytes(leaf)
     for receipt, batch in _anchored_batches(node):
         if any(leaf_bytes(candidate) == target for candidate in batch.leaves):
@@ -154,7 +180,7 @@ def consortium_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPacka
                       "an anchor yet (anchors follow final rounds: retry after the next one)")
 
 
-def private_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPackage:
+def private_record_package(node: AuditDeps, leaf: dict[str, Any]) -> ProofPackage:
     """The newest anchor whose private-state leaf of this org covers ``leaf``."""
     target = leaf_bytes(leaf)
     agent = node.agent
@@ -171,12 +197,12 @@ def private_record_package(node: OrgNode, leaf: dict[str, Any]) -> ProofPackage:
                       "private state is anchored with the next final round)")
 
 
-def _model_version_package(node: OrgNode, version: dict[str, Any]) -> ProofPackage:
+def _model_version_package(node: AuditDeps, version: dict[str, Any]) -> ProofPackage:
     return consortium_record_package(node, {"kind": "model_version",
                                             "round_id": version["round_id"], "record": version})
 
 
-def request_bundle(node: OrgNode, request_id: str) -> AuditBundle:
+def request_bundle(node: AuditDeps, request_id: str) -> AuditBundle:
     """What happened to request R, as proofs against the public chain."""
     row = _request_row(node, request_id)
     if row.status != "completed":
@@ -205,7 +231,7 @@ def request_bundle(node: OrgNode, request_id: str) -> AuditBundle:
                        samples=samples)
 
 
-def sample_bundle(node: OrgNode, version_id: str, dataset_id: str, sample_id: str
+def sample_bundle(node: AuditDeps, version_id: str, dataset_id: str, sample_id: str
                   ) -> AuditBundle:
     version = model_version(node, version_id)
     evidence = sample_evidence(node, version, dataset_id, sample_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -37,7 +38,8 @@ class Caller:
     role: str
 
 
-def get_session(request: Request):  # noqa: ANN201 - generator dependency
+def get_session(request: Request) -> Iterator[Session]:
+    """Dependency: a database session for the request."""
     with request.app.state.node.sessions() as session:
         yield session
 
@@ -56,7 +58,7 @@ def current_user(request: Request, session: SessionDep) -> Caller:
     return Caller(user.name, user.role)
 
 
-def require(role: str):  # noqa: ANN201 - a FastAPI dependency
+def require(role: str) -> Callable[[Caller], Caller]:
     """Dependency: the caller holds ``role`` or a stronger one."""
 
     def check(caller: Annotated[Caller, Depends(current_user)]) -> Caller:

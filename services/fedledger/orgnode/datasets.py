@@ -31,6 +31,7 @@ from fedledger.learning.unlearning import shard_of
 from fedledger.merkle import SortedMerkleTree
 from fedledger.orgnode.ledger import OrgLedger, ledger_error
 from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletedSample
+from fedledger.protocol.orgnode_api import DatasetPublic
 from fedledger.web.errors import Conflict, ServiceError
 
 UPLOAD_SUFFIXES = (".jsonl", ".ndjson", ".csv")
@@ -50,7 +51,7 @@ class ShardCommitment:
 
 def commit_ids(ids: Iterable[str], salt: bytes) -> str:
     """The salted sorted-Merkle root (hex) of a set of sample ids."""
-    return SortedMerkleTree(sorted(set(ids)), salt=salt).root.hex()
+    return SortedMerkleTree([i.encode("utf-8") for i in sorted(set(ids))], salt=salt).root.hex()
 
 
 def commit_samples(samples: Iterable[Sample], salt: bytes, shards: int, key: str
@@ -240,8 +241,9 @@ def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id:
     return row
 
 
-def dataset_public(row: DatasetRow) -> dict:
+def dataset_public(row: DatasetRow) -> DatasetPublic:
     """A dataset as the API shows it (the salt is not shown)."""
-    return {"dataset_id": row.id, "name": row.name, "source": row.source, "domain": row.domain,
-            "num_samples": row.n, "labels": row.labels, "shards": row.shards,
-            "commitments": row.commitments, "created": row.created_at.isoformat()}
+    return DatasetPublic.model_validate({
+        "dataset_id": row.id, "name": row.name, "source": row.source, "domain": row.domain,
+        "num_samples": row.n, "labels": row.labels, "shards": row.shards,
+        "commitments": row.commitments, "created": row.created_at.isoformat()})

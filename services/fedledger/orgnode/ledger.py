@@ -34,6 +34,8 @@ class OrgLedger:
     def __init__(self, settings: OrgNodeSettings, identity: SigningIdentity | None = None) -> None:
         self.settings = settings
         self.identity = identity or load_signing_identity(settings.user_msp_dir, settings.msp_id)
+        if settings.private_channel is None:
+            raise ValueError("settings not validated: private_channel is unset")
         self.gateway = settings.gateway.connect(self.identity)
         self.private: Contract = self.gateway.network(settings.private_channel).contract(
             settings.chaincode, "private")

@@ -1,8 +1,20 @@
-"""Everything one running org node holds: settings, database, ledger connection, request
-verifier, anchor agent and round worker. Built once by the app's lifespan."""
+"""The org node assembled: settings, database, ledger connection, request verifier,
+anchor agent, and the round worker with its parts, each handed only what it needs.
+Built once by the app's lifespan (:mod:`fedledger.orgnode.app`); no other module
+imports this one.
+
+The round worker's parts, in the order they are built: the job store
+(:mod:`~fedledger.orgnode.jobstore`), the model host (:mod:`~fedledger.orgnode.modelhost`),
+the evaluator, the org's training data, the participation agent, the job steps
+(training, submission, voting, attestation), the job state machine
+(:mod:`~fedledger.orgnode.jobs`), the deletion driver, and the poll loop
+(:mod:`~fedledger.orgnode.worker`). The red-team hook (:mod:`~fedledger.orgnode.redteam`)
+is installed only when the settings carry ``attack``.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -13,11 +25,23 @@ from sqlalchemy.orm import sessionmaker
 
 from fedledger.bridge.agents import OrgAnchorAgent
 from fedledger.fabric.msp import MSPManager
+from fedledger.orgnode.attestation import Attester
 from fedledger.orgnode.client import CoordinatorClient
+from fedledger.orgnode.deletions import DeletionDriver
+from fedledger.orgnode.evaluation import Evaluator, StartAccuracy
+from fedledger.orgnode.jobs import JobRunner, decline_round
+from fedledger.orgnode.jobstore import JobStore
 from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger
+from fedledger.orgnode.modelhost import ModelHost
 from fedledger.orgnode.models import Policy, User
+from fedledger.orgnode.participation import Participation
 from fedledger.orgnode.proofstore import SqlAnchorStore
+from fedledger.orgnode.redteam import RedTeamHook
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.orgnode.staking import StakeKeeper
+from fedledger.orgnode.submission import SubmissionStep
+from fedledger.orgnode.training import TrainingData, TrainingHook, TrainingStep
+from fedledger.orgnode.voting import Voter
 from fedledger.orgnode.worker import RoundWorker
 from fedledger.web.database import make_engine, migrate
 from fedledger.web.signing import RequestVerifier
@@ -28,6 +52,8 @@ log = logging.getLogger("fedledger.orgnode")
 class OrgNode:
     def __init__(self, settings: OrgNodeSettings, *, start_worker: bool = True) -> None:
         self.settings = settings
+        if settings.db_url is None or settings.private_channel is None:
+            raise ValueError("settings not validated: db_url and private_channel are unset")
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.db_url)
         migrate(self.engine, "fedledger.orgnode")
@@ -45,43 +71,74 @@ class OrgNode:
         self.anchor_store = SqlAnchorStore(self.sessions)
         self.verifier = (RequestVerifier(MSPManager.from_dirs(settings.msp_dirs))
                          if settings.msp_dirs else None)
-        self._staked = False
-        self.agent = None
+        self.stake = StakeKeeper(settings.msp_id, settings.staking, self.account)
+        self.agent: OrgAnchorAgent | None = None
+        private_channel = settings.private_channel
         if self.account is not None:
             self.agent = OrgAnchorAgent(
-                settings.msp_id, private_channel=settings.private_channel,
+                settings.msp_id, private_channel=private_channel,
                 private_query=self.ledger.private.evaluate,
                 consortium_query=self.ledger.consortium.evaluate, account=self.account,
                 store=self.anchor_store)
+        self.jobs = JobStore(self.sessions, settings)
         self.worker: RoundWorker | None = None
+        #: The participation agent: the round worker's (it measures the round's starting
+        #: accuracy with the worker's model), or one that only reports, without a worker.
+        self.participation: Participation
         if settings.coordinator_url:
-            client = CoordinatorClient(settings.coordinator_url, self.ledger.identity,
-                                       timeout=settings.http_timeout_s)
-            self.worker = RoundWorker(self, client)
+            self.worker = self._round_worker(settings, settings.coordinator_url)
+            self.participation = self.worker.participation
             if start_worker:
                 self.worker.start()
+        else:
+            self.participation = Participation(settings, self.sessions, self.ledger,
+                                               lambda _round: None,
+                                               anchor_address=self.anchor_address)
+
+    def _round_worker(self, settings: OrgNodeSettings, coordinator_url: str) -> RoundWorker:
+        """The round worker and its parts (see module docs)."""
+        client = CoordinatorClient(coordinator_url, self.ledger.identity,
+                                   timeout=settings.http_timeout_s)
+        store, ledger, msp_id = self.jobs, self.ledger, settings.msp_id
+        stopping = threading.Event()
+        host = ModelHost(self.sessions, client, settings.max_update_bytes)
+        evaluator = Evaluator(self.sessions, settings.data_dir)
+        data = TrainingData(self.sessions, settings.data_dir, shards=settings.shards,
+                            shard_key=settings.shard_key, msp_id=msp_id)
+        participation = Participation(settings, self.sessions, ledger,
+                                      StartAccuracy(store, host, evaluator),
+                                      anchor_address=self.anchor_address)
+        hook: TrainingHook | None = (RedTeamHook(settings.attack)
+                                     if settings.attack is not None else None)
+        runner = JobRunner(
+            store=store,
+            training=TrainingStep(msp_id=msp_id, store=store, data=data, host=host,
+                                  evaluator=evaluator, ledger=ledger,
+                                  decline=functools.partial(decline_round, client),
+                                  stopping=stopping, hook=hook),
+            submission=SubmissionStep(msp_id=msp_id, store=store, data=data, host=host,
+                                      ledger=ledger, uploads=client,
+                                      confirm_decision=participation.confirm),
+            voter=Voter(msp_id=msp_id, store=store, data=data, host=host, ledger=ledger),
+            attester=Attester(msp_id=msp_id, data_dir=settings.data_dir, store=store, host=host,
+                              evaluator=evaluator, ledger=ledger, coordinator=client))
+        deletions = DeletionDriver(settings=settings, sessions=self.sessions,
+                                   dataset_lock=self.dataset_lock, ledger=ledger,
+                                   coordinator=client, jobs=store, host=host)
+        return RoundWorker(settings, store=store, jobs=runner, participation=participation,
+                           deletions=deletions, coordinator=client,
+                           events=ledger.consortium.network, prepare=self._before_poll,
+                           stopping=stopping)
+
+    def _before_poll(self) -> None:
+        """What the round worker makes sure of before each poll: the ledger joined
+        (``Init``, registration) and the org's stake topped up."""
+        self.ledger.ensure_ready(self.anchor_address)
+        self.stake.ensure()
 
     def ensure_stake(self) -> None:
-        """Top this org's stake up to ``staking.stake_wei`` from its anchor key (once it
-        holds it; a failure is retried at the next poll)."""
-        wanted = self.settings.staking
-        if wanted is None or not wanted.stake_wei or self._staked or self.account is None:
-            return
-        from fedledger.evm.backends import connect
-        from fedledger.evm.config import EvmConfig
-        from fedledger.evm.contracts import StakingClient
-
-        try:
-            chain = connect(EvmConfig(backend="rpc", rpc_url=wanted.rpc_url,
-                                      chain_id=wanted.chain_id))
-            staking = StakingClient(chain, wanted.address)
-            missing = wanted.stake_wei - staking.stake_of(self.account.address)
-            if missing > 0:
-                staking.stake(self.account, missing)
-                log.info("%s staked %d wei", self.settings.msp_id, missing)
-            self._staked = True
-        except Exception as exc:  # noqa: BLE001 - the chain may not be up yet: retry later
-            log.warning("%s could not stake yet: %s", self.settings.msp_id, exc)
+        """Top this org's stake up to ``staking.stake_wei`` (see :mod:`.staking`)."""
+        self.stake.ensure()
 
     @property
     def anchor_address(self) -> str | None:

@@ -31,9 +31,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.gateway import SubmittedTransaction
@@ -41,13 +42,9 @@ from fedledger.incentives.config import ACTIONS, QLearningConfig
 from fedledger.incentives.qlearning import QAgent, affordable, draw_rng
 from fedledger.incentives.reward import local_steps, round_reward, tokens_of
 from fedledger.incentives.state import Signals, encode
-from fedledger.orgnode.ledger import LedgerUnavailable
+from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger
 from fedledger.orgnode.models import Job, ParticipationRow, QValueRow
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from fedledger.orgnode.node import OrgNode
+from fedledger.orgnode.settings import OrgNodeSettings
 
 log = logging.getLogger("fedledger.orgnode.participation")
 
@@ -61,7 +58,7 @@ MAX_RECORD_ATTEMPTS = 5
 class SqlQStore:
     """The Q-table in the node's database (:class:`~fedledger.incentives.qlearning.QStore`)."""
 
-    def __init__(self, sessions: sessionmaker) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
     def get(self, state: str) -> dict[str, tuple[float, int]]:
@@ -108,13 +105,17 @@ def round_position(round_: dict[str, Any]) -> tuple[int, int]:
 class Participation:
     """Decides, records and learns; used by the round worker's thread only."""
 
-    def __init__(self, node: OrgNode, measure: Callable[[dict[str, Any]], float | None],
+    def __init__(self, settings: OrgNodeSettings, sessions: sessionmaker[Session],
+                 ledger: OrgLedger, measure: Callable[[dict[str, Any]], float | None], *,
+                 anchor_address: str | None = None,
                  stake_reader: Callable[[], StakeReading | None] | None = None) -> None:
-        self.node = node
-        self.settings = node.settings
+        self.settings = settings
+        self.sessions = sessions
+        self.ledger = ledger
+        self.anchor_address = anchor_address
         self.measure = measure
         self.read_stake = stake_reader or self._read_stake
-        self.store = SqlQStore(node.sessions)
+        self.store = SqlQStore(sessions)
         self._record_failures: dict[int, int] = {}
         # Decisions handed to the orderer and not yet confirmed, by round: the commit is
         # awaited only when the update is submitted, so it costs the round no block time.
@@ -136,18 +137,18 @@ class Participation:
         stored one, or a new one, stored, then handed to the private channel's orderer
         (``RecordParticipationDecision``); :meth:`confirm` makes sure it committed."""
         round_id = int(round_["round_id"])
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             row = session.get(ParticipationRow, round_id)
         if row is None:
             row = self._new_decision(round_, mode, rounds, base_steps)
-            with self.node.sessions() as session:
+            with self.sessions() as session:
                 session.add(row)
                 session.commit()
             log.info("round %s: %s decided %s (%d local steps): %s", round_id, row.policy,
                      row.action, row.local_steps, row.reason)
         if row.tx_id is None and row.round_id not in self._pending:
             try:
-                self._pending[row.round_id] = self.node.ledger.submit_private_async(
+                self._pending[row.round_id] = self.ledger.submit_private_async(
                     "RecordParticipationDecision", row.record)
             except FabricError:
                 self._record(row)  # refused at endorsement: the synchronous path says why
@@ -158,7 +159,7 @@ class Participation:
         of the one handed to the orderer, or record it now (after a restart, or when
         that one did not commit)."""
         pending = self._pending.pop(round_id, None)
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             row = session.get(ParticipationRow, round_id)
         if row is None or row.tx_id is not None:
             return
@@ -179,7 +180,7 @@ class Participation:
         medium = base_steps  # the fixed policies train exactly what the round asks
         if replay:
             of_round = replay.get("of_round") if isinstance(replay, dict) else None
-            with self.node.sessions() as session:
+            with self.sessions() as session:
                 original = session.get(ParticipationRow, of_round) if of_round else None
             steps = original.local_steps if original is not None and original.local_steps \
                 else base_steps
@@ -218,7 +219,7 @@ class Participation:
         config = self.config
         stake = self._safe_stake()
         accuracy = self.measure(round_)
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             previous = session.scalars(
                 select(ParticipationRow).where(ParticipationRow.round_id < round_id,
                                                ParticipationRow.shard == shard,
@@ -230,13 +231,14 @@ class Participation:
             count = session.scalar(select(func.count()).select_from(ParticipationRow).where(
                 ParticipationRow.policy == "qlearning")) or 0
         gain = (accuracy - previous.accuracy
-                if accuracy is not None and previous is not None else None)
+                if accuracy is not None and previous is not None and previous.accuracy is not None
+                else None)
         budget = config.budget_steps
         left = None if budget is None else max(0, budget - spent)
         signals = Signals(
             step=step, gain=gain, tokens=self._last_tokens(stake, decided),
             stake_ratio=self._stake_ratio(stake),
-            budget_left=None if budget is None else left / budget)
+            budget_left=None if budget is None or left is None else left / budget)
         state = encode(signals, config.bins)
         allowed = affordable(left, base_steps, config)
         row = ParticipationRow(
@@ -266,7 +268,7 @@ class Participation:
     def learn_pending(self, current: ParticipationRow, stake: StakeReading | None) -> int:
         """Learn from every earlier Q-learning decision whose reward is known now that
         ``current`` (not stored yet) is being decided; returns how many were learned."""
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             rows = list(session.scalars(select(ParticipationRow).where(
                 ParticipationRow.policy == "qlearning",
                 ParticipationRow.round_id < current.round_id)
@@ -296,10 +298,12 @@ class Participation:
             steps = int((job.metrics or {}).get("steps", 0)) if job is not None else 0
             reward = round_reward(tokens, steps, gain, self.config.reward)
             next_row = following[0]
+            if row.state is None:  # every Q-learning decision has a state
+                continue
             value = self.agent.learn(row.state, row.action, reward, next_row.state,
                                      next_row.allowed or list(ACTIONS))
-            with self.node.sessions() as session:
-                stored = session.get(ParticipationRow, row.round_id)
+            with self.sessions() as session:
+                stored = session.get_one(ParticipationRow, row.round_id)
                 stored.reward = reward
                 stored.outcome = {"tokens": tokens, "steps": steps, "gain": gain,
                                   "settled": settled, "next_state": next_row.state,
@@ -345,7 +349,7 @@ class Participation:
         """``RecordParticipationDecision`` (idempotent); ledger errors propagate (the
         worker backs off and retries) until MAX_RECORD_ATTEMPTS."""
         try:
-            tx_id = self.node.ledger.submit_private_tx("RecordParticipationDecision", row.record)
+            tx_id = self.ledger.submit_private_tx("RecordParticipationDecision", row.record)
         except (FabricError, LedgerUnavailable) as exc:
             count = self._record_failures.get(row.round_id, 0) + 1
             self._record_failures[row.round_id] = count
@@ -357,8 +361,8 @@ class Participation:
         self._store_tx_id(row, tx_id)
 
     def _store_tx_id(self, row: ParticipationRow, tx_id: str) -> None:
-        with self.node.sessions() as session:
-            stored = session.get(ParticipationRow, row.round_id)
+        with self.sessions() as session:
+            stored = session.get_one(ParticipationRow, row.round_id)
             stored.tx_id = tx_id
             session.commit()
         row.tx_id = tx_id
@@ -371,11 +375,11 @@ class Participation:
             return None
 
     def _read_stake(self) -> StakeReading | None:
-        staking, address = self.settings.staking, self.node.anchor_address
+        staking, address = self.settings.staking, self.anchor_address
         if staking is None or address is None:
             return None
-        from fedledger.evm.backends import connect
         from fedledger.evm.config import EvmConfig
+        from fedledger.evm.connection import connect
         from fedledger.evm.contracts import StakingClient
 
         client = StakingClient(connect(EvmConfig(backend="rpc", rpc_url=staking.rpc_url,
@@ -391,7 +395,7 @@ class Participation:
     # --- views --------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        with self.node.sessions() as session:
+        with self.sessions() as session:
             count = session.scalar(select(func.count()).select_from(ParticipationRow).where(
                 ParticipationRow.policy == "qlearning")) or 0
             learned = session.scalar(select(func.count()).select_from(ParticipationRow).where(

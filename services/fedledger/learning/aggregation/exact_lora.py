@@ -45,7 +45,6 @@ two stacked factors and their QR; nothing of size (out x in) is ever formed.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,42 +54,9 @@ from fedledger.learning.aggregation.base import AggregationResult, AggregationSt
 from fedledger.learning.aggregation.fedavg import fedavg_tensors
 from fedledger.learning.aggregation.ops import accumulation_dtype
 from fedledger.learning.errors import AggregationError
+from fedledger.learning.lora_keys import LoRAPair, pair_lora_keys
 
 __all__ = ["ExactLoRA", "LoRAPair", "pair_lora_keys", "scaled_lora_alpha"]
-
-# A dotted component lora_A / lora_B (linear) or lora_embedding_A / _B (embedding),
-# with or without an adapter-name component after it (in-memory vs saved state dicts).
-_FACTOR = re.compile(r"(?:^|\.)lora_(?:embedding_)?([AB])(?=\.|$)")
-
-
-@dataclass(frozen=True)
-class LoRAPair:
-    """The two keys of one LoRA module; ``module`` is the key with A/B replaced by ``*``."""
-
-    module: str
-    a_key: str
-    b_key: str
-
-
-def pair_lora_keys(keys: tuple[str, ...]) -> tuple[list[LoRAPair], list[str]]:
-    """Split keys into LoRA (A, B) pairs and the rest; an unpaired factor is an error."""
-    halves: dict[str, dict[str, str]] = {}
-    others: list[str] = []
-    for key in keys:
-        match = _FACTOR.search(key)
-        if match is None:
-            others.append(key)
-            continue
-        module = key[: match.start(1)] + "*" + key[match.end(1) :]
-        halves.setdefault(module, {})[match.group(1)] = key
-    pairs: list[LoRAPair] = []
-    for module, sides in sorted(halves.items()):
-        if set(sides) != {"A", "B"}:
-            ((side, key),) = sides.items()
-            missing = "B" if side == "A" else "A"
-            raise AggregationError(f"LoRA key {key!r} has no matching lora_{missing} key")
-        pairs.append(LoRAPair(module=module, a_key=sides["A"], b_key=sides["B"]))
-    return pairs, others
 
 
 def scaled_lora_alpha(lora_alpha: float, r: int, new_r: int, *, use_rslora: bool = False) -> float:

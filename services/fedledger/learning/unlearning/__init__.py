@@ -11,6 +11,7 @@
 Like the rest of ``fedledger.learning``, no ledger or web framework is imported here.
 """
 
+from fedledger.learning.round import shard_round_seed
 from fedledger.learning.unlearning.commitments import (
     CommitmentSet,
     SampleProof,
@@ -40,7 +41,6 @@ from fedledger.learning.unlearning.sisa import (
     merge_shard_adapters,
     served_adapter,
     served_spec,
-    shard_round_seed,
     stride,
 )
 

@@ -51,7 +51,8 @@ def build_commitments(
     ids: Mapping[CommitmentKey, Iterable[str]],
     salts: Mapping[str, bytes],
 ) -> CommitmentSet:
-    trees = {key: SortedMerkleTree(list(sids), salt=salts[key[0]]) for key, sids in ids.items()}
+    trees = {key: SortedMerkleTree([sid.encode("utf-8") for sid in sids], salt=salts[key[0]])
+             for key, sids in ids.items()}
     return CommitmentSet(version=version, trees=trees)
 
 

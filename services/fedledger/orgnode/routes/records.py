@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 
 from fedledger.fabric.errors import FabricError
 from fedledger.orgnode.auth import Auditor
 from fedledger.orgnode.ledger import ledger_error
+from fedledger.protocol.orgnode_api import PrivateRecord, RecordKind
 
 router = APIRouter(tags=["records"])
 
-Kind = Literal["datasets", "commitments", "training_records", "deletion_requests",
-               "unlearning_records", "participation_decisions"]
 
-
-@router.get("/records/{kind}")
-def records(kind: Kind, request: Request, caller: Auditor) -> list[dict]:
+@router.get("/records/{kind}", response_model=list[PrivateRecord])
+def records(kind: RecordKind, request: Request, caller: Auditor) -> list[Any]:
     ledger = request.app.state.node.ledger
     try:
         if kind == "datasets":
