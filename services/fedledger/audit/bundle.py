@@ -31,26 +31,7 @@ from web3 import Web3
 from fedledger.audit.proofs import ProofPackage
 from fedledger.audit.verify import Verification, verify_offline, verify_on_chain
 from fedledger.merkle import MembershipProof, MerkleError, proof_from_dict
-
-HEX64 = r"^[0-9a-f]{64}$"
-
-
-class SampleEvidence(BaseModel):
-    """One sample against one model version's commitment of its (dataset, shard, slice)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    org: str
-    dataset_id: str
-    sample_id: str
-    shard: int = Field(ge=0)
-    slice: int = Field(ge=0)
-    member: bool
-    #: the commitment root the version lists for (org, dataset, shard, slice); None when
-    #: it lists none (the version never trained on that shard of the dataset)
-    root: str | None = Field(None, pattern=HEX64)
-    salt: str | None = Field(None, pattern=r"^[0-9a-f]*$")
-    proof: dict[str, Any] | None = None
+from fedledger.protocol.evidence import SampleEvidence
 
 
 class AuditBundle(BaseModel):

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from fedledger.protocol.evidence import SampleEvidence
 from fedledger.protocol.records import (
     DataCommitment,
     Dataset,
@@ -319,20 +320,11 @@ class LedgerOnlyRequest(_Public):
     ledger: LedgerRequest
 
 
-class SampleInVersion(_Public):
+class SampleInVersion(SampleEvidence):
     """Is a sample committed in a model version: the proof against the root the version
     lists for the sample's (dataset, shard, slice)."""
 
     version_id: str
-    org: str
-    dataset_id: str
-    sample_id: str
-    shard: int = Field(ge=0)
-    slice: int = Field(ge=0)
-    member: bool
-    root: str | None = None
-    salt: str | None = None
-    proof: dict[str, Any] | None = None
 
 
 # --- anchoring -------------------------------------------------------------------------
