@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ from benchmarks._deployment import (
     retry_lines,
 )
 from benchmarks.round_overhead import Stage, _f, coordinator_events, wait_quiet
+from fedledger.clients import ClientError, CoordinatorClient, HostClient, OrgNodeClient
 
 NAME = "round_latency"
 GOALS = {"submit_to_final_s": 2.0, "post_to_anchored_minus_training_s": 3.0, "mvcc_retries": 0}
@@ -98,8 +100,6 @@ def _logs(deployment, lines: int = 15) -> str:
 
 def run_org_count(orgs: int, args, experiment, console, progress, stage) -> dict[str, Any]:
     """Start ``fedledger up`` with ``orgs`` orgs, run the rounds, stop, read the ledgers."""
-    import httpx
-
     from fedledger.launcher import Deployment
 
     root = Path(tempfile.mkdtemp(prefix=f"fedledger-latency-{orgs}-")) / "up"
@@ -120,23 +120,22 @@ def run_org_count(orgs: int, args, experiment, console, progress, stage) -> dict
                                          timeout=args.quiet_timeout_s)
         with stage(f"{orgs} orgs: timing lone transactions (block timeout check)"):
             out["probe_commit_s"] = probe_commit_latency(deployment, args.probes)
-        coordinator, host = deployment.url("coordinator"), deployment.url("host")
-        operator = {"Authorization": f"Bearer {deployment.tokens['operator']}"}
-        jobs_api = {o.msp_id: (o.url, {"Authorization": f"Bearer {deployment.tokens[o.name]}"})
-                    for o in deployment.orgs}
         task = progress.add_task(f"{orgs} orgs", total=args.rounds)
-        with httpx.Client(timeout=60) as client:
+        with ExitStack() as clients:
+            coordinator = clients.enter_context(deployment.coordinator_client(timeout=60))
+            host = clients.enter_context(deployment.host_client(timeout=60))
+            nodes = {o.msp_id: clients.enter_context(deployment.org_client(o.name, timeout=60))
+                     for o in deployment.orgs}
             for _ in range(args.rounds):
                 with stage(f"{orgs} orgs: round {len(out['rounds']) + 1}/{args.rounds}"):
-                    r = one_round(deployment, client, coordinator, host, operator, jobs_api,
-                                  orgs, args)
+                    r = one_round(deployment, coordinator, host, nodes, orgs, args)
                 out["rounds"].append(r)
                 progress.advance(task)
                 console.print(f"  {orgs} orgs, round {r['round_id']}: final "
                               f"{r['final_observed'] - r['post']:.2f} s, anchored "
                               f"{r['anchored'] - r['post']:.2f} s after POST /rounds")
-            out["jobs"] = {msp: client.get(url + "/jobs", headers=h).json()
-                           for msp, (url, h) in jobs_api.items()}
+            out["jobs"] = {msp: [j.model_dump(mode="json") for j in node.jobs()]
+                           for msp, node in nodes.items()}
     finally:
         with stage(f"{orgs} orgs: stopping the deployment"):
             deployment.stop()
@@ -151,15 +150,14 @@ def run_org_count(orgs: int, args, experiment, console, progress, stage) -> dict
     return out
 
 
-def one_round(deployment, client, coordinator: str, host: str, operator: dict,
-              jobs_api: dict, orgs: int, args) -> dict[str, Any]:
+def one_round(deployment, coordinator: CoordinatorClient, host: HostClient,
+              nodes: dict[str, OrgNodeClient], orgs: int, args) -> dict[str, Any]:
     """Open a round, follow it to final, to anchored and to every org's attestation."""
     post = time.time()
-    opened = client.post(coordinator + "/rounds", headers=operator,
-                         json={"deadline_s": 3600, "quorum": orgs})
-    if opened.status_code != 201:
-        raise BenchmarkError(f"POST /rounds: {opened.status_code} {opened.text}\n{_logs(deployment)}")
-    round_id = opened.json()["round_id"]
+    try:
+        round_id = coordinator.open_round(deadline_s=3600, quorum=orgs).round_id
+    except ClientError as exc:
+        raise BenchmarkError(f"POST /rounds: {exc}\n{_logs(deployment)}") from None
     seen = {"post_returned": time.time()}
     deadline = time.monotonic() + args.round_timeout_s
 
@@ -169,11 +167,11 @@ def one_round(deployment, client, coordinator: str, host: str, operator: dict,
                                  f"{_logs(deployment, 30)}")
 
     while True:
-        status = client.get(f"{coordinator}/rounds/{round_id}").json()["status"]
+        round_ = coordinator.get_round(round_id)
+        status = round_.status
         seen.setdefault(status, time.time())
         if status == "failed":
-            raise BenchmarkError(f"round {round_id} failed: "
-                                 f"{client.get(f'{coordinator}/rounds/{round_id}').text}\n"
+            raise BenchmarkError(f"round {round_id} failed: {round_.model_dump_json()}\n"
                                  f"{_logs(deployment, 30)}")
         if status == "final":
             break
@@ -186,22 +184,21 @@ def one_round(deployment, client, coordinator: str, host: str, operator: dict,
     next_jobs = 0.0
     while anchored is None or len(jobs_done) < orgs:
         if anchored is None:
-            for anchor in client.get(host + "/anchors").json():
-                if not anchor["first_round"] <= round_id <= anchor["last_round"]:
+            for anchor in host.anchors():
+                if not anchor.first_round <= round_id <= anchor.last_round:
                     continue
-                if on_chain is None and anchor["status"] in ("confirmed", "recorded"):
+                if on_chain is None and anchor.status in ("confirmed", "recorded"):
                     on_chain = time.time()
-                if anchor["status"] == "recorded":
+                if anchor.status == "recorded":
                     anchored = time.time()
         if len(jobs_done) < orgs and time.monotonic() >= next_jobs:
             next_jobs = time.monotonic() + args.job_poll_s
-            for msp, (url, headers) in jobs_api.items():
+            for msp, node in nodes.items():
                 if msp in jobs_done:
                     continue
-                job = next((j for j in client.get(url + "/jobs", headers=headers).json()
-                            if j["round_id"] == round_id), None)
-                if job is not None and job["status"] in ("attested", "failed", "skipped"):
-                    jobs_done[msp] = job["status"]
+                job = node.job_of_round(round_id)
+                if job is not None and job.status in ("attested", "failed", "skipped"):
+                    jobs_done[msp] = job.status
         check_deadline("not anchored, or not every org attested,")
         time.sleep(args.status_poll_s)
     done = time.time()

@@ -31,9 +31,13 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedledger.clients import CoordinatorClient, HostClient, OrgNodeClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -215,8 +219,6 @@ def iso_epoch(text: str) -> float:
 # --------------------------------------------------------------------------- with ledger
 
 def run_with_ledger(args, experiment, console, progress, stage) -> dict[str, Any]:  # noqa: ANN001
-    import httpx
-
     from fedledger.launcher import Deployment
 
     root = Path(tempfile.mkdtemp(prefix="fedledger-overhead-")) / "up"
@@ -248,20 +250,17 @@ def run_with_ledger(args, experiment, console, progress, stage) -> dict[str, Any
             used = with_foreign(before, cpu_seconds(pids), busy0, system_busy_s())
         window = time.perf_counter() - t
         out["idle_cpu_cores"] = {n: round(v / window, 3) for n, v in used.items()}
-        coordinator, host = deployment.url("coordinator"), deployment.url("host")
-        operator = {"Authorization": f"Bearer {deployment.tokens['operator']}"}
         task = progress.add_task("with ledger", total=args.rounds)
         for _ in range(args.rounds):
-            out["rounds"].append(one_ledger_round(deployment, coordinator, host, operator, args,
-                                                  console, pids))
+            out["rounds"].append(one_ledger_round(deployment, args, console, pids))
             progress.advance(task)
             r = out["rounds"][-1]
             console.print(f"  ledger round {r['round_id']}: final {r['to_final_s']:.2f} s, "
                           f"anchored {r['to_anchored_s']:.2f} s")
         # Per-org jobs (created/updated timestamps, train_local seconds) for the breakdown.
         for org in deployment.orgs:
-            jobs = httpx.get(org.url + "/jobs", timeout=30,
-                             headers={"Authorization": f"Bearer {deployment.tokens[org.name]}"}).json()
+            with deployment.org_client(org.name) as node:
+                jobs = [j.model_dump(mode="json") for j in node.jobs()]
             for r in out["rounds"]:
                 job = next((j for j in jobs if j["round_id"] == r["round_id"]), None)
                 if job is not None:
@@ -274,31 +273,39 @@ def run_with_ledger(args, experiment, console, progress, stage) -> dict[str, Any
         events = coordinator_events(deployment.services["coordinator"].log)
         for r in out["rounds"]:
             r["coordinator_log"] = events.get(r["round_id"], {})
-        out["anchors"] = httpx.get(host + "/anchors", timeout=30).json()
+        with deployment.host_client() as host:
+            out["anchors"] = [a.model_dump(mode="json") for a in host.anchors()]
     finally:
         with stage("stopping the deployment"):
             deployment.stop()
     return out
 
 
-def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, args,  # noqa: ANN001
-                     console, pids: dict[str, int]) -> dict[str, Any]:  # noqa: ANN001
-    import httpx
+def one_ledger_round(deployment, args, console, pids: dict[str, int]  # noqa: ANN001
+                     ) -> dict[str, Any]:
+    with ExitStack() as clients:
+        coordinator = clients.enter_context(deployment.coordinator_client(timeout=60))
+        host = clients.enter_context(deployment.host_client(timeout=60))
+        nodes = {o.msp_id: clients.enter_context(deployment.org_client(o.name, timeout=60))
+                 for o in deployment.orgs}
+        return _ledger_round(deployment, coordinator, host, nodes, args, pids)
 
-    client = httpx.Client(timeout=60)
-    jobs_clients = {o.msp_id: (o.url, {"Authorization": f"Bearer {deployment.tokens[o.name]}"})
-                    for o in deployment.orgs}
+
+def _ledger_round(deployment, coordinator: CoordinatorClient, host: HostClient,  # noqa: ANN001
+                  nodes: dict[str, OrgNodeClient], args, pids: dict[str, int]  # noqa: ANN001
+                  ) -> dict[str, Any]:
+    from fedledger.clients import ClientError
+
     cpu0, busy0 = cpu_seconds(pids), system_busy_s()
     wall0 = time.time()
     t0 = time.perf_counter()
-    opened = client.post(coordinator + "/rounds", headers=operator,
-                         json={"deadline_s": 3600, "quorum": args.orgs})
-    if opened.status_code != 201:
-        raise RuntimeError(f"opening a round failed: {opened.status_code} {opened.text}")
+    try:
+        round_id = coordinator.open_round(deadline_s=3600, quorum=args.orgs).round_id
+    except ClientError as exc:
+        raise RuntimeError(f"opening a round failed: {exc}") from None
     t_open = time.perf_counter() - t0
-    round_id = opened.json()["round_id"]
     seen: dict[str, float] = {"open": t_open}
-    jobs_seen: dict[str, dict[str, float]] = {m: {} for m in jobs_clients}
+    jobs_seen: dict[str, dict[str, float]] = {m: {} for m in nodes}
     next_jobs = 0.0
     round_json: dict[str, Any] = {}
     deadline = t0 + args.round_timeout_s
@@ -307,7 +314,7 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
         if now > deadline:
             raise RuntimeError(f"round {round_id} not final after {args.round_timeout_s} s:\n"
                                + "\n".join(deployment.log_tail(n, 20) for n in deployment.services))
-        round_json = client.get(f"{coordinator}/rounds/{round_id}").json()
+        round_json = coordinator.get_round(round_id).model_dump(mode="json")
         status = round_json["status"]
         seen.setdefault(status, time.perf_counter() - t0)
         if status == "failed":
@@ -316,12 +323,12 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
             break
         if now >= next_jobs and args.job_poll_s > 0:  # coarse view of the org nodes' stages
             next_jobs = now + args.job_poll_s
-            for msp, (url, headers) in jobs_clients.items():
+            for msp, node in nodes.items():
                 try:
-                    for job in client.get(url + "/jobs", headers=headers).json():
-                        if job["round_id"] == round_id:
-                            jobs_seen[msp].setdefault(job["status"], time.perf_counter() - t0)
-                except httpx.HTTPError:
+                    for job in node.jobs():
+                        if job.round_id == round_id:
+                            jobs_seen[msp].setdefault(job.status, time.perf_counter() - t0)
+                except ClientError:
                     pass
         time.sleep(args.status_poll_s)
     t_final_status = time.perf_counter() - t0
@@ -332,13 +339,12 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
         if time.perf_counter() > deadline:
             raise RuntimeError(f"round {round_id}: not every org attested in time")
         done = 0
-        for msp, (url, headers) in jobs_clients.items():
-            job = next((j for j in client.get(url + "/jobs", headers=headers).json()
-                        if j["round_id"] == round_id), None)
-            if job is not None and job["status"] in ("attested", "failed"):
+        for msp, node in nodes.items():
+            found = node.job_of_round(round_id)
+            if found is not None and found.status in ("attested", "failed"):
                 done += 1
-                jobs_seen[msp].setdefault(job["status"], time.perf_counter() - t0)
-        if done == len(jobs_clients):
+                jobs_seen[msp].setdefault(found.status, time.perf_counter() - t0)
+        if done == len(nodes):
             break
         time.sleep(args.status_poll_s)
     t_final = time.perf_counter() - t0
@@ -346,14 +352,12 @@ def one_ledger_round(deployment, coordinator: str, host: str, operator: dict, ar
     while True:
         if time.perf_counter() > deadline:
             raise RuntimeError(f"round {round_id} not anchored in time:\n{deployment.log_tail('host', 40)}")
-        anchors = client.get(host + "/anchors").json()
-        if any(a["status"] == "recorded" and a["first_round"] <= round_id <= a["last_round"]
-               for a in anchors):
+        if any(a.status == "recorded" and a.first_round <= round_id <= a.last_round
+               for a in host.anchors()):
             break
         time.sleep(args.status_poll_s)
     t_anchored = time.perf_counter() - t0
     cpu_anchored, busy_anchored = cpu_seconds(pids), system_busy_s()
-    client.close()
     return {"round_id": round_id, "wall_start": wall0, "to_final_s": t_final,
             "to_final_status_s": t_final_status,
             "cpu_s_to_final": with_foreign(cpu0, cpu_final, busy0, busy_final),

@@ -33,4 +33,14 @@ def test_every_success_response_has_a_schema(name: str) -> None:
                     continue
                 if all(media["schema"] == {} for media in content.values()):
                     missing.append(f"{method.upper()} {path} {status} (empty schema)")
+                elif any(_untyped(media["schema"]) for media in content.values()):
+                    missing.append(f"{method.upper()} {path} {status} (an untyped object)")
     assert not missing, f"{name}: responses without a schema: {missing}"
+
+
+def _untyped(schema: dict) -> bool:
+    """A free-form object (``dict[str, Any]``), or a list of them, as a whole answer."""
+    if schema.get("type") == "array":
+        return _untyped(schema.get("items") or {})
+    return schema.get("type") == "object" and "properties" not in schema and \
+        schema.get("additionalProperties") in (True, {})

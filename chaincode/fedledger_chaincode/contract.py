@@ -43,7 +43,7 @@ from fabric_protos.peer import proposal_response_pb2
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedledger.canonical import canonical_json
-from fedledger.protocol.errors import ErrorCode, refusal_message
+from fedledger.protocol.errors import ErrorCode, FedLedgerError, refusal_message
 
 Response = proposal_response_pb2.Response
 M = TypeVar("M", bound=BaseModel)
@@ -60,14 +60,13 @@ _WRITE_METHODS = frozenset({
 })
 
 
-class ContractError(Exception):
+class ContractError(FedLedgerError):
     """A refusal the caller should see; raise the subclass that names its code."""
 
     code: ClassVar[ErrorCode] = ErrorCode.INVALID
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class NotFound(ContractError):
@@ -203,6 +202,22 @@ class Context:
         if record is None:
             raise NotFound(f"{what} not found")
         return record
+
+    async def stored_once(self, parts: KeyParts, record: M,
+                          conflict: str | Callable[[M], str], *,
+                          as_given: Callable[[M], M] | None = None) -> M | None:
+        """The write-once rule of records that are never replaced: the record stored
+        under the key when it is the same as ``record`` (a retry: return it as the
+        result), None when the key is empty (go on and write), and :class:`Conflict`
+        (``conflict``, or ``conflict(stored)``) when the key holds different data.
+        ``as_given`` maps the stored record back to what the caller gave (the fields the
+        ledger stamps cleared) before comparing."""
+        stored = await self.get_record(parts, type(record))
+        if stored is None:
+            return None
+        if (as_given(stored) if as_given is not None else stored) == record:
+            return stored
+        raise Conflict(conflict(stored) if callable(conflict) else conflict)
 
     # writes (buffered) ---------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.table import Table
 
 from fedledger.config import FedLedgerConfig, dump_config, load_config
 from fedledger.learning.errors import LearningError
+
+if TYPE_CHECKING:
+    from fedledger.clients import OrgNodeClient
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
@@ -281,27 +285,27 @@ TokenOption = Annotated[str, typer.Option("--token", envvar="FEDLEDGER_TOKEN",
 OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")]
 
 
-def _audit_get(node: str, token: str, path: str, output: Path | None,
-               params: dict[str, str] | None = None) -> None:
+def _audit_get(node: str, token: str, output: Path | None,
+               call: Callable[[OrgNodeClient], object]) -> None:
+    """Print (or write to ``output``) one answer of the org node's audit API: JSON
+    answers indented, the report as it came."""
     import json
 
-    import httpx
+    from pydantic_core import to_jsonable_python
+
+    from fedledger.clients import ClientError, OrgNodeClient
 
     try:
-        response = httpx.get(node.rstrip("/") + path, params=params, timeout=120,
-                             headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/red] {node} unreachable: {exc}")
-        raise typer.Exit(2) from None
-    if response.status_code != 200:
-        try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        console.print(f"[red]error {response.status_code}:[/red] {message}")
-        raise typer.Exit(1)
-    text = (response.text if not response.headers.get("content-type", "").startswith(
-        "application/json") else json.dumps(response.json(), indent=2) + "\n")
+        with OrgNodeClient(node, token=token, timeout=120) as client:
+            answer = call(client)
+    except ClientError as exc:
+        if exc.status is None:
+            console.print(f"[red]error:[/red] {exc.reason}")
+            raise typer.Exit(2) from None
+        console.print(f"[red]error {exc.status}:[/red] {exc.reason}")
+        raise typer.Exit(1) from None
+    text = answer if isinstance(answer, str) else json.dumps(
+        to_jsonable_python(answer), indent=2) + "\n"
     if output is None:
         print(text, end="")
     else:
@@ -313,21 +317,21 @@ def _audit_get(node: str, token: str, path: str, output: Path | None,
 def audit_request(request_id: str, node: NodeOption, token: TokenOption,
                   output: OutputOption = None) -> None:
     """Status and history of deletion request REQUEST_ID."""
-    _audit_get(node, token, f"/audit/requests/{request_id}", output)
+    _audit_get(node, token, output, lambda c: c.request_status(request_id))
 
 
 @audit_app.command("subject")
 def audit_subject(subject_id: str, node: NodeOption, token: TokenOption,
                   output: OutputOption = None) -> None:
     """Every deletion request about data subject SUBJECT_ID."""
-    _audit_get(node, token, f"/audit/subjects/{subject_id}", output)
+    _audit_get(node, token, output, lambda c: c.subject_requests(subject_id))
 
 
 @audit_app.command("lineage")
 def audit_lineage(version_id: str, node: NodeOption, token: TokenOption,
                   output: OutputOption = None) -> None:
     """Model version VERSION_ID and its ancestors (shard adapters, data commitments)."""
-    _audit_get(node, token, f"/audit/models/{version_id}/lineage", output)
+    _audit_get(node, token, output, lambda c: c.lineage(version_id))
 
 
 @audit_app.command("sample")
@@ -336,15 +340,16 @@ def audit_sample(version_id: str, dataset_id: str, sample_id: str, node: NodeOpt
                  proof: Annotated[bool, typer.Option(help="an anchored bundle for "
                                                      "`fedledger verify`")] = False) -> None:
     """Is SAMPLE_ID of DATASET_ID committed in VERSION_ID: (non-)membership proof."""
-    _audit_get(node, token, f"/audit/models/{version_id}/samples", output,
-               {"dataset_id": dataset_id, "sample_id": sample_id, "proof": str(proof).lower()})
+    _audit_get(node, token, output, lambda c: (
+        c.sample_bundle(version_id, dataset_id, sample_id) if proof
+        else c.sample_in_version(version_id, dataset_id, sample_id)))
 
 
 @audit_app.command("proof")
 def audit_proof(request_id: str, node: NodeOption, token: TokenOption,
                 output: OutputOption = None) -> None:
     """The proof bundle of a completed deletion request (check it with `fedledger verify`)."""
-    _audit_get(node, token, f"/audit/requests/{request_id}/proof", output)
+    _audit_get(node, token, output, lambda c: c.request_proof(request_id))
 
 
 @audit_app.command("report")
@@ -353,8 +358,8 @@ def audit_report(request_id: str, node: NodeOption, token: TokenOption,
                  html: Annotated[bool, typer.Option(help="HTML instead of Markdown")] = False
                  ) -> None:
     """A human-readable report of a deletion request."""
-    _audit_get(node, token, f"/audit/requests/{request_id}/report", output,
-               {"format": "html" if html else "markdown"})
+    _audit_get(node, token, output,
+               lambda c: c.request_report(request_id, "html" if html else "markdown"))
 
 
 if __name__ == "__main__":

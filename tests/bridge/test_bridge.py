@@ -14,11 +14,13 @@ from fedledger.bridge.embedded import build_anchoring
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import AnchorStatus, Outbox
 from fedledger.bridge.service import Bridge, BridgeSettings
-from fedledger.bridge.tree import AnchorBatch
+from fedledger.bridge.tree import AnchorBatch, consortium_leaves, leaf_bytes, private_leaves
+from fedledger.canonical import canonical_json
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
 from fedledger.evm.chain import PreparedTx
 from fedledger.evm.connection import connect
+from fedledger.ledgers import ConsortiumLedger
 
 from .rounds import digest, final_round_seen, finalize_round, join, wait_final_rounds
 
@@ -180,3 +182,30 @@ def test_records_that_arrive_after_the_batch_was_built_are_included(world):
     attesters = sorted(leaf["record"]["org"] for leaf in anchored.leaves
                        if leaf["kind"] == "attestation")
     assert attesters == ["Org1MSP", "Org2MSP", "Org3MSP"]
+
+
+def test_leaves_from_typed_records_have_the_ledger_bytes(world):
+    """Leaves are built from parsed records; each must encode to the bytes of one built
+    from the JSON the chaincode returned, or anchors could not be recomputed from it."""
+    network, chain, anchoring, consortium, _ = world
+    bridge = anchoring.bridge
+    bridge.start()
+    final_round_seen(bridge, consortium, 1)
+    raw = consortium["Org2MSP"]
+    expected = [{"kind": "round", "round_id": 1, "record": json.loads(raw.evaluate("GetRound", "1"))}]
+    for kind, function in (("submission", "ListSubmissions"), ("vote", "ListVotes"),
+                           ("attestation", "ListAttestations"),
+                           ("model_version", "ListModelVersions"),
+                           ("unlearning_notice", "ListUnlearningNotices")):
+        expected += [{"kind": kind, "round_id": 1, "record": record}
+                     for record in json.loads(raw.evaluate(function, "1"))]
+    leaves = consortium_leaves(ConsortiumLedger(raw), [1])
+    assert len(leaves) > 2
+    assert sorted(map(leaf_bytes, leaves)) == sorted(map(leaf_bytes, expected))
+    agent = anchoring.agents["Org1MSP"]
+    private_raw = agent.private.contract
+    datasets = json.loads(private_raw.evaluate("ListDatasets"))
+    assert [leaf["record"] for leaf in private_leaves(agent.private)
+            if leaf["kind"] == "dataset"] == datasets
+    assert datasets and canonical_json(datasets) == canonical_json(
+        [d.model_dump(mode="json") for d in agent.private.list_datasets()])

@@ -54,8 +54,9 @@ class FakeCoordinator:
         self.rounds[round_id] = {
             "round_id": round_id, "status": "open", "deadline": deadline, "quorum": quorum,
             "committee": committee, "config": config, "config_digest": digest, "base": None,
+            "shard": 0, "step": round_id, "replay_of": None, "declines": [], "validation": None,
             "submissions": [], "aggregate": None, "attestations": [], "version_id": None,
-            "ledger": {"open_tx": None, "close_tx": None, "model_tx": None}}
+            "ledger": {"open_tx": None, "close_tx": None, "model_tx": None}, "error": None}
         return round_id
 
     # --- the protocol -----------------------------------------------------------------
@@ -84,14 +85,15 @@ class FakeCoordinator:
         if self.tamper:
             digest = hashlib.sha256(b"tampered" + data).hexdigest()
         self.blobs[sha256_hex(data)] = data
-        round_["aggregate"] = {"aggregate_digest": digest, "included": included,
-                               "strategy": {"name": "fedavg", "params": {}}}
+        round_["aggregate"] = {"round_id": round_id, "aggregate_digest": digest,
+                               "included": included, "strategy": {"name": "fedavg", "params": {}},
+                               "accepted": [i["org"] for i in included], "rejected": {}}
         round_["status"] = "aggregated"
 
     def _public(self, round_id: int) -> dict[str, Any]:
         round_ = dict(self.rounds[round_id])
         round_["submissions"] = [{"org": s["org"], "update_hash": s["update_hash"],
-                                  "num_samples": s["num_samples"]}
+                                  "num_samples": s["num_samples"], "on_ledger": True}
                                  for s in self._ledger_submissions(round_id)]
         agg = round_["aggregate"]
         round_["aggregate"] = None if agg is None else {

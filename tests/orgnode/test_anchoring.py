@@ -12,6 +12,7 @@ import pytest
 
 from fedledger.bridge.tree import AnchorBatch, consortium_leaves
 from fedledger.evm.typed_data import anchor_typed_data, recover_typed
+from fedledger.ledgers import ConsortiumLedger
 from fedledger.orgnode.app import create_app
 from fedledger.web.server import ThreadedServer
 from fedledger.web.signing import SignedAuth
@@ -59,7 +60,7 @@ def test_approve_signs_a_correct_batch(node, operator, bridge_auth, round_id):  
     assert (leaf["kind"], leaf["org"], leaf["channel"]) == (
         "private_state", "Org1MSP", "org1-private")
     assert leaf["records"] >= 2  # the dataset and its commitment
-    leaves = consortium_leaves(operator.evaluate, [round_id]) + [leaf]
+    leaves = consortium_leaves(ConsortiumLedger(operator), [round_id]) + [leaf]
     response = node.post("/anchoring/approve", json=_batch_body(leaves, round_id), auth=bridge_auth)
     assert response.status_code == 200, response.text
     signature = bytes.fromhex(response.json()["signature"][2:])
@@ -70,7 +71,7 @@ def test_approve_signs_a_correct_batch(node, operator, bridge_auth, round_id):  
 
 def test_approve_refuses_a_forged_leaf(node, operator, bridge_auth, round_id):  # noqa: ANN001
     leaf = node.get("/anchoring/private-state", auth=bridge_auth).json()
-    leaves = consortium_leaves(operator.evaluate, [round_id]) + [leaf]
+    leaves = consortium_leaves(ConsortiumLedger(operator), [round_id]) + [leaf]
     forged = copy.deepcopy(leaves)
     forged[0]["record"]["quorum"] = 7   # the round record as it is not on the ledger
     response = node.post("/anchoring/approve", json=_batch_body(forged, round_id), auth=bridge_auth)

@@ -96,7 +96,7 @@ def test_qlearning_decides_records_learns_and_survives_a_restart(devnet, coordin
                                          "budget": 2}
         assert on_ledger[b]["local_steps"] == 0 and on_ledger[b]["q_values"]["skip"] == 5.0
         ledger = client.app.state.node.ledger
-        leaves = [leaf["record"]["round_id"] for leaf in private_leaves(ledger.private.evaluate)
+        leaves = [leaf["record"]["round_id"] for leaf in private_leaves(ledger.private)
                   if leaf["kind"] == "participation_decision"]
         assert {a, b} <= set(leaves)
     finally:

@@ -73,12 +73,10 @@ class ConsortiumContract(Contract):
     async def register_org(self, ctx: Context, org: OrgRecord) -> OrgRecord:
         """Register the caller's own org; identical re-registration is a no-op."""
         _require_self(ctx, org.msp_id, "register")
-        existing = await ctx.get_record(keys.org(org.msp_id), OrgRecord)
-        if existing is not None:
-            if existing == org:
-                return existing
-            raise Conflict(f"org {org.msp_id} is already registered with different "
-                           "data; use UpdateOrg to change it")
+        if (same := await ctx.stored_once(
+                keys.org(org.msp_id), org, f"org {org.msp_id} is already registered with "
+                "different data; use UpdateOrg to change it")) is not None:
+            return same
         ctx.put_record(keys.org(org.msp_id), org)
         ctx.set_event("OrgRegistered", {"msp_id": org.msp_id})
         return org
@@ -168,14 +166,12 @@ class ConsortiumContract(Contract):
         await _require_member(ctx)
         round_ = await _get_round(ctx, submission.round_id)
         key = keys.submission(submission.round_id, submission.shard, submission.org)
-        existing = await ctx.get_record(key, Submission)
-        if existing is not None:
-            # Checked before the round state: a retry after the round closed still succeeds.
-            if existing == submission:
-                return existing
-            raise Conflict(f"{submission.org} already submitted update "
-                           f"{existing.update_hash} for round {submission.round_id} "
-                           f"shard {submission.shard}; a submission cannot be replaced")
+        # Checked before the round state: a retry after the round closed still succeeds.
+        if (same := await ctx.stored_once(key, submission, lambda stored: (
+                f"{submission.org} already submitted update {stored.update_hash} for "
+                f"round {submission.round_id} shard {submission.shard}; a submission "
+                "cannot be replaced"))) is not None:
+            return same
         if round_.status != "open":
             raise WrongState(f"round {round_.round_id} is {round_.status}, not open")
         if ctx.timestamp > parse_timestamp(round_.deadline):
@@ -209,12 +205,10 @@ class ConsortiumContract(Contract):
             raise Forbidden(f"{vote.validator} is not a validator of round "
                             f"{vote.round_id} (validators: {voters})")
         key = keys.vote(vote.round_id, vote.validator, vote.target_org)
-        existing = await ctx.get_record(key, Vote)
-        if existing is not None:
-            if existing == vote:
-                return existing
-            raise Conflict(f"{vote.validator} already voted on {vote.target_org} in "
-                           f"round {vote.round_id}; a vote cannot be changed")
+        if (same := await ctx.stored_once(
+                key, vote, f"{vote.validator} already voted on {vote.target_org} in "
+                f"round {vote.round_id}; a vote cannot be changed")) is not None:
+            return same
         if round_.status not in ("open", "closed") or await ctx.scan(
                 keys.attestation(vote.round_id), Attestation):
             raise WrongState(f"round {vote.round_id} is being aggregated: voting ended")
@@ -254,12 +248,10 @@ class ConsortiumContract(Contract):
         await _require_member(ctx)
         round_ = await _get_round(ctx, attestation.round_id)
         key = keys.attestation(attestation.round_id, attestation.org)
-        existing = await ctx.get_record(key, Attestation)
-        if existing is not None:
-            if existing == attestation:
-                return existing
-            raise Conflict(f"{attestation.org} already attested "
-                           f"{existing.aggregate_digest} for round {attestation.round_id}")
+        if (same := await ctx.stored_once(key, attestation, lambda stored: (
+                f"{attestation.org} already attested {stored.aggregate_digest} for "
+                f"round {attestation.round_id}"))) is not None:
+            return same
         if round_.status == "open":
             raise WrongState(f"round {round_.round_id} is still open: close it first")
         submissions = await ctx.scan(keys.submission(round_.round_id), Submission)
@@ -326,12 +318,10 @@ class ConsortiumContract(Contract):
         """
         await _require_member(ctx)
         key = keys.model_version(version.version_id)
-        existing = await ctx.get_record(key, ModelVersion)
-        if existing is not None:
-            if existing == version:
-                return existing
-            raise Conflict(f"model version {version.version_id} already exists "
-                           "with different data")
+        if (same := await ctx.stored_once(
+                key, version, f"model version {version.version_id} already exists with "
+                "different data")) is not None:
+            return same
         round_ = await _round_view(ctx, version.round_id)
         if round_.status != "final":
             raise WrongState(f"round {round_.round_id} is {round_.status}, not final")
@@ -397,12 +387,10 @@ class ConsortiumContract(Contract):
         _require_self(ctx, notice.org, "file a notice for")
         await _require_member(ctx)
         key = keys.unlearning_notice(notice.notice_id)
-        existing = await ctx.get_record(key, UnlearningNotice)
-        if existing is not None:
-            if existing == notice:
-                return existing
-            raise Conflict(f"unlearning notice {notice.notice_id} already exists "
-                           "with different data")
+        if (same := await ctx.stored_once(
+                key, notice, f"unlearning notice {notice.notice_id} already exists with "
+                "different data")) is not None:
+            return same
         last = await ctx.stub.get_state(ctx.key(keys.last_round()))
         next_round = (int(last) if last else 0) + 1
         if notice.round_id != next_round:
@@ -435,12 +423,10 @@ class ConsortiumContract(Contract):
         """Record where rounds first..last were anchored; ranges never overlap."""
         await _require_member(ctx)
         key = keys.anchor(receipt.first_round, receipt.last_round)
-        existing = await ctx.get_record(key, AnchorReceipt)
-        if existing is not None:
-            if existing == receipt:
-                return existing
-            raise Conflict(f"rounds {receipt.first_round}..{receipt.last_round} are "
-                           "already anchored with a different receipt")
+        if (same := await ctx.stored_once(
+                key, receipt, f"rounds {receipt.first_round}..{receipt.last_round} are "
+                "already anchored with a different receipt")) is not None:
+            return same
         for other in await ctx.scan(keys.anchor(), AnchorReceipt):
             if other.first_round <= receipt.last_round and receipt.first_round <= other.last_round:
                 raise Conflict(f"rounds {receipt.first_round}..{receipt.last_round} "

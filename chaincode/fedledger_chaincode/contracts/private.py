@@ -89,12 +89,11 @@ class PrivateContract(Contract):
         if dataset.registered_at is not None:
             raise Invalid("registered_at is set by the ledger (tx timestamp); omit it")
         key = keys.dataset(dataset.dataset_id)
-        existing = await ctx.get_record(key, Dataset)
-        if existing is not None:
-            if existing.model_copy(update={"registered_at": None}) == dataset:
-                return existing
-            raise Conflict(f"dataset {dataset.dataset_id} already exists with "
-                           "different data")
+        if (same := await ctx.stored_once(
+                key, dataset, f"dataset {dataset.dataset_id} already exists with different "
+                "data", as_given=lambda stored: stored.model_copy(
+                    update={"registered_at": None}))) is not None:
+            return same
         stored = dataset.model_copy(update={"registered_at": format_timestamp(ctx.timestamp)})
         ctx.put_record(key, stored)
         ctx.set_event("DatasetRegistered", {"dataset_id": dataset.dataset_id})
@@ -142,13 +141,11 @@ class PrivateContract(Contract):
         """What was trained on which dataset in a round (one per round, shard, dataset)."""
         await self.get_dataset(ctx, record.dataset_id)
         key = keys.training(record.round_id, record.shard, record.dataset_id)
-        existing = await ctx.get_record(key, TrainingRecord)
-        if existing is not None:
-            if existing == record:
-                return existing
-            raise Conflict(f"a different training record exists for round "
-                           f"{record.round_id} shard {record.shard} dataset "
-                           f"{record.dataset_id}")
+        if (same := await ctx.stored_once(
+                key, record, f"a different training record exists for round "
+                f"{record.round_id} shard {record.shard} dataset "
+                f"{record.dataset_id}")) is not None:
+            return same
         ctx.put_record(key, record)
         ctx.set_event("TrainingRecorded", {
             "round_id": record.round_id, "shard": record.shard,
@@ -170,14 +167,12 @@ class PrivateContract(Contract):
             raise Invalid("filed_at/updated_at are set by the ledger; omit them")
         await self.get_dataset(ctx, request.dataset_id)
         key = keys.deletion_request(request.request_id)
-        existing = await ctx.get_record(key, DeletionRequest)
-        if existing is not None:
-            as_filed = existing.model_copy(
-                update={"status": "filed", "filed_at": None, "updated_at": None})
-            if as_filed == request:
-                return existing
-            raise Conflict(f"deletion request {request.request_id} already exists "
-                           "with different data")
+        if (same := await ctx.stored_once(
+                key, request, f"deletion request {request.request_id} already exists with "
+                "different data", as_given=lambda stored: stored.model_copy(
+                    update={"status": "filed", "filed_at": None, "updated_at": None}))
+                ) is not None:
+            return same
         now = format_timestamp(ctx.timestamp)
         stored = request.model_copy(update={"filed_at": now, "updated_at": now})
         ctx.put_record(key, stored)
@@ -234,12 +229,10 @@ class PrivateContract(Contract):
         """How a deletion request was executed (one per request; not for rejected ones)."""
         request = await self.get_deletion_request(ctx, record.request_id)
         key = keys.unlearning_record(record.request_id)
-        existing = await ctx.get_record(key, UnlearningRecord)
-        if existing is not None:
-            if existing == record:
-                return existing
-            raise Conflict(f"deletion request {record.request_id} already has a "
-                           "different unlearning record")
+        if (same := await ctx.stored_once(
+                key, record, f"deletion request {record.request_id} already has a "
+                "different unlearning record")) is not None:
+            return same
         if request.status == "rejected":
             raise WrongState(f"deletion request {record.request_id} was rejected")
         ctx.put_record(key, record)
@@ -261,12 +254,10 @@ class PrivateContract(Contract):
             self, ctx: Context, decision: ParticipationDecision) -> ParticipationDecision:
         """Whether and how hard the org takes part in a round, and why (one per round)."""
         key = keys.participation(decision.round_id)
-        existing = await ctx.get_record(key, ParticipationDecision)
-        if existing is not None:
-            if existing == decision:
-                return existing
-            raise Conflict(f"a different participation decision exists for round "
-                           f"{decision.round_id}")
+        if (same := await ctx.stored_once(
+                key, decision, f"a different participation decision exists for round "
+                f"{decision.round_id}")) is not None:
+            return same
         ctx.put_record(key, decision)
         ctx.set_event("ParticipationDecided", {
             "round_id": decision.round_id, "policy": decision.policy,

@@ -6,8 +6,10 @@ The chaincode package deploys on its own, so these are not ``fedledger.fabric`` 
 
 from __future__ import annotations
 
+from fedledger.protocol.errors import FedLedgerError
 
-class ShimError(Exception):
+
+class ShimError(FedLedgerError):
     """Root of every error raised by ``fedledger_chaincode.shim``."""
 
 

@@ -11,14 +11,37 @@ public chain alone (see :mod:`fedledger.audit.verify`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedledger.bridge.outbox import Anchor, AnchorStatus
-from fedledger.bridge.tree import CONSORTIUM_KINDS, PRIVATE_KINDS, LeafTree
+from fedledger.protocol.leaves import CONSORTIUM_KINDS, PRIVATE_KINDS, LeafTree
+from fedledger.protocol.records import AnchorReceipt
 
 HEX64 = r"^[0-9a-f]{64}$"
+#: Anchor statuses past the chain's confirmations (``fedledger.bridge.outbox.AnchorStatus``).
+ANCHORED = ("confirmed", "recorded")
+
+
+class StoredAnchor(Protocol):
+    """An anchor as the bridge's outbox keeps it (``fedledger.bridge.outbox.Anchor``):
+    what a proof needs of it, without the ORM."""
+
+    @property
+    def first_round(self) -> int: ...
+    @property
+    def last_round(self) -> int: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def tx_hash(self) -> str | None: ...
+    @property
+    def block_number(self) -> int | None: ...
+    @property
+    def leaves(self) -> Sequence[dict[str, Any]]: ...
 
 
 class AnchorRef(BaseModel):
@@ -54,22 +77,23 @@ class ProofPackage(BaseModel):
     anchor: AnchorRef
 
 
-def anchor_ref(anchor: Anchor, *, chain_id: int, contract: str) -> AnchorRef:
-    if anchor.status not in (AnchorStatus.CONFIRMED, AnchorStatus.RECORDED):
+def anchor_ref(anchor: StoredAnchor, *, chain_id: int, contract: str) -> AnchorRef:
+    if (anchor.status not in ANCHORED or anchor.tx_hash is None
+            or anchor.block_number is None):
         raise ValueError(f"rounds {anchor.first_round}..{anchor.last_round} are not anchored "
-                         f"yet (status {anchor.status.value})")
+                         f"yet (status {anchor.status})")
     tx_hash = anchor.tx_hash if anchor.tx_hash.startswith("0x") else "0x" + anchor.tx_hash
     return AnchorRef(first_round=anchor.first_round, last_round=anchor.last_round,
                      root=anchor.root, chain_id=chain_id, contract=contract,
                      tx_hash=tx_hash.lower(), block_number=anchor.block_number)
 
 
-def receipt_ref(receipt: dict[str, Any]) -> AnchorRef:
+def receipt_ref(receipt: AnchorReceipt) -> AnchorRef:
     """The :class:`AnchorRef` of an ``AnchorReceipt`` record of the consortium channel."""
-    return AnchorRef(first_round=receipt["first_round"], last_round=receipt["last_round"],
-                     root=receipt["merkle_root"], chain_id=receipt["chain_id"],
-                     contract=receipt["contract_address"], tx_hash=receipt["tx_hash"],
-                     block_number=receipt["block_number"])
+    return AnchorRef(first_round=receipt.first_round, last_round=receipt.last_round,
+                     root=receipt.merkle_root, chain_id=receipt.chain_id,
+                     contract=receipt.contract_address, tx_hash=receipt.tx_hash,
+                     block_number=receipt.block_number)
 
 
 def consortium_package(leaves: list[dict[str, Any]], ref: AnchorRef,
@@ -100,14 +124,14 @@ def private_package(leaves: list[dict[str, Any]], ref: AnchorRef, leaf: dict[str
         proof=tree.prove(state_leaf).to_dict(), anchor=ref)
 
 
-def consortium_proof(anchor: Anchor, leaf: dict[str, Any], *, chain_id: int,
+def consortium_proof(anchor: StoredAnchor, leaf: dict[str, Any], *, chain_id: int,
                      contract: str) -> ProofPackage:
-    return consortium_package(anchor.leaves, anchor_ref(anchor, chain_id=chain_id,
+    return consortium_package(list(anchor.leaves), anchor_ref(anchor, chain_id=chain_id,
                                                         contract=contract), leaf)
 
 
-def private_proof(anchor: Anchor, leaf: dict[str, Any], private_tree: LeafTree,
+def private_proof(anchor: StoredAnchor, leaf: dict[str, Any], private_tree: LeafTree,
                   state_leaf: dict[str, Any], *, chain_id: int, contract: str) -> ProofPackage:
-    return private_package(anchor.leaves, anchor_ref(anchor, chain_id=chain_id,
+    return private_package(list(anchor.leaves), anchor_ref(anchor, chain_id=chain_id,
                                                      contract=contract),
                            leaf, private_tree, state_leaf)

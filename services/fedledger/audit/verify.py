@@ -19,9 +19,9 @@ from typing import Any
 from web3 import Web3
 
 from fedledger.audit.proofs import ProofPackage
-from fedledger.bridge.tree import leaf_bytes
 from fedledger.evm.artifact_loader import load_artifact
 from fedledger.merkle import InclusionProof, MerkleError, verify_inclusion
+from fedledger.protocol.leaves import leaf_bytes
 
 
 @dataclass

@@ -15,17 +15,16 @@ from typing import Any, Protocol
 from eth_account.signers.local import LocalAccount
 
 from fedledger.bridge.errors import BridgeError
-from fedledger.bridge.tree import (
-    AnchorBatch,
-    LeafTree,
-    Query,
-    consortium_leaves,
-    leaf_bytes,
-    private_leaves,
-    private_state_leaf,
-)
+from fedledger.bridge.tree import consortium_leaves, private_leaves
 from fedledger.evm.typed_data import anchor_typed_data, outcome_typed_data, sign_typed
 from fedledger.incentives.outcome import ledger_outcome
+from fedledger.ledgers import ConsortiumLedger, PrivateLedger
+from fedledger.protocol.leaves import (
+    AnchorBatch,
+    LeafTree,
+    leaf_bytes,
+    private_state_leaf,
+)
 
 
 class AnchorStore(Protocol):
@@ -40,14 +39,35 @@ class AnchorStore(Protocol):
                           leaves: list[dict[str, Any]]) -> None: ...
 
 
+class AnchorAgent(Protocol):
+    """What the bridge asks of an org's agent: this org's own (:class:`OrgAnchorAgent`) or
+    one reached over HTTP (:class:`fedledger.bridge.remote.RemoteAnchorAgent`)."""
+
+    @property
+    def msp_id(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    def private_state(self) -> dict[str, Any]: ...
+
+    def approve(self, batch: AnchorBatch, *, chain_id: int, registry: str) -> bytes: ...
+
+    def approve_outcome(self, round_id: int, orgs: Sequence[str], deltas: Sequence[int], *,
+                        chain_id: int, staking: str) -> bytes: ...
+
+
 class OrgAnchorAgent:
-    def __init__(self, msp_id: str, *, private_channel: str, private_query: Query,
-                 consortium_query: Query, account: LocalAccount,
+    """One org's anchor agent: reads its own private channel (``private``) and its own
+    view of the consortium channel (``consortium``), and signs with ``account``."""
+
+    def __init__(self, msp_id: str, *, private_channel: str, private: PrivateLedger,
+                 consortium: ConsortiumLedger, account: LocalAccount,
                  store: AnchorStore | None = None) -> None:
         self.msp_id = msp_id
         self.private_channel = private_channel
-        self._private_query = private_query
-        self._consortium_query = consortium_query
+        self.private = private
+        self.consortium = consortium
         self.account = account
         self.store = store
         self._published: dict[str, LeafTree] = {}  # private root hex -> its tree
@@ -58,7 +78,7 @@ class OrgAnchorAgent:
 
     def private_state(self) -> dict[str, Any]:
         """Publish the digest of this org's private-channel records now."""
-        tree = LeafTree.of(private_leaves(self._private_query))
+        tree = LeafTree.of(private_leaves(self.private))
         if tree.root_hex not in self._published and self.store is not None:
             self.store.save_private_state(tree.root_hex, list(tree.leaves))
         self._published[tree.root_hex] = tree
@@ -79,7 +99,7 @@ class OrgAnchorAgent:
     def approve(self, batch: AnchorBatch, *, chain_id: int, registry: str) -> bytes:
         """Sign the batch's anchor after checking it; BridgeError says what is wrong."""
         rounds = range(batch.first_round, batch.last_round + 1)
-        expected = {leaf_bytes(leaf) for leaf in consortium_leaves(self._consortium_query, rounds)}
+        expected = {leaf_bytes(leaf) for leaf in consortium_leaves(self.consortium, rounds)}
         proposed = {leaf_bytes(leaf) for leaf in batch.tree.leaves if leaf["kind"] != "private_state"}
         if expected != proposed:
             raise BridgeError(
@@ -103,7 +123,7 @@ class OrgAnchorAgent:
                         chain_id: int, staking: str) -> bytes:
         """Sign a round's Staking outcome after recomputing it from this org's own view
         of the ledger (:func:`fedledger.incentives.outcome.ledger_outcome`)."""
-        expected = ledger_outcome(self._consortium_query, round_id)
+        expected = ledger_outcome(self.consortium, round_id)
         proposed = ([str(o).lower() for o in orgs], [int(d) for d in deltas])
         if proposed != (list(expected.orgs), list(expected.deltas)):
             raise BridgeError(f"{self.msp_id} refuses the outcome of round {round_id}: its "

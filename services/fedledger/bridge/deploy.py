@@ -29,13 +29,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 from eth_utils import to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.standalone import SubmitterKey
@@ -44,15 +43,14 @@ from fedledger.evm.config import EvmConfig
 from fedledger.evm.connection import connect
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry, deploy_staking
 from fedledger.evm.typed_data import sorted_keys
-from fedledger.web.environment import env_values, read_secret
+from fedledger.web.environment import read_secret
+from fedledger.web.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 WEI = 10**18
 
 
-class DeploySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DeploySettings(ServiceSettings):
     evm: EvmConfig = Field(description="the chain; backend 'rpc'")
     submitter: SubmitterKey = Field(description="the gas account (the bridge's)")
     anchor_addresses: dict[str, str] = Field(default_factory=dict,
@@ -83,14 +81,6 @@ class DeploySettings(BaseModel):
                 key = read_secret(path)
                 orgs[msp] = Account.from_key(key if key.startswith("0x") else "0x" + key).address
         return dict(sorted(orgs.items()))
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> DeploySettings:
-        return cls.model_validate_json(Path(path).read_text())
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeploySettings:
-        return cls.model_validate(env_values(cls, os.environ if environ is None else environ))
 
 
 def _existing(chain: Chain, output: Path, orgs: dict[str, str],

@@ -17,6 +17,7 @@ from fedledger.evm.chain import Chain
 from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry
 from fedledger.evm.typed_data import sorted_keys
 from fedledger.fabric.gateway import Gateway
+from fedledger.ledgers import ConsortiumLedger, PrivateLedger
 
 
 @dataclass
@@ -56,19 +57,20 @@ def build_anchoring(network: EmbeddedNetwork, chain: Chain, *, db_url: str,
     else:
         registry = AnchorRegistryClient(chain, registry_address)
     gateways = {msp: network.connect(org) for org, msp in zip(orgs, msp_ids, strict=True)}
+
+    def consortium_of(msp: str) -> ConsortiumLedger:
+        return ConsortiumLedger(gateways[msp].network(CONSORTIUM_CHANNEL).contract(
+            CHAINCODE_NAME, "consortium"))
+
     agents = {
         msp: OrgAnchorAgent(
             msp, private_channel=private_channel(org),
-            private_query=gateways[msp].network(private_channel(org))
-            .contract(CHAINCODE_NAME, "private").evaluate,
-            consortium_query=gateways[msp].network(CONSORTIUM_CHANNEL)
-            .contract(CHAINCODE_NAME, "consortium").evaluate,
-            account=org_accounts[msp])
+            private=PrivateLedger(gateways[msp].network(private_channel(org)).contract(
+                CHAINCODE_NAME, "private")),
+            consortium=consortium_of(msp), account=org_accounts[msp])
         for org, msp in zip(orgs, msp_ids, strict=True)
     }
-    operator_msp = operator or msp_ids[0]
-    consortium = gateways[operator_msp].network(CONSORTIUM_CHANNEL).contract(
-        CHAINCODE_NAME, "consortium")
+    consortium = consortium_of(operator or msp_ids[0])
     bridge = Bridge(settings or BridgeSettings(), consortium=consortium, chain=chain,
                     registry=registry, submitter=deployer, agents=list(agents.values()),
                     keys=keys, threshold=threshold, outbox=Outbox(db_url))

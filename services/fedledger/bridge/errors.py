@@ -3,22 +3,20 @@ anchor's rounds and transaction hash."""
 
 from __future__ import annotations
 
+from typing import Any
 
-class BridgeError(Exception):
+from fedledger.errors import ContextField, FedLedgerError
+
+
+class BridgeError(FedLedgerError):
+    rounds = ContextField()
+    tx_hash = ContextField()
+
     def __init__(self, message: str, *, step: str | None = None, tx_hash: str | None = None,
                  rounds: tuple[int, int] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.step = step
-        self.tx_hash = tx_hash
-        self.rounds = rounds
+        super().__init__(message, step=step, context={"rounds": rounds, "tx_hash": tx_hash})
 
-    def __str__(self) -> str:
-        parts = [self.message]
-        if self.step:
-            parts.append(f"step={self.step}")
-        if self.rounds:
-            parts.append(f"rounds={self.rounds[0]}..{self.rounds[1]}")
-        if self.tx_hash:
-            parts.append(f"tx_hash={self.tx_hash}")
-        return " ".join(parts)
+    def _show(self, key: str, value: Any) -> str:
+        if key == "rounds":
+            return f"rounds={value[0]}..{value[1]}"
+        return super()._show(key, value)

@@ -13,12 +13,11 @@ import enum
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Enum,
     ForeignKey,
     Integer,
@@ -31,9 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from fedledger.web.database import utc_timestamp
 
 
 class Base(DeclarativeBase):
@@ -64,7 +61,7 @@ class FinalRound(Base):
     round_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     aggregate_digest: Mapped[str] = mapped_column(String(64))
     anchor_id: Mapped[int | None] = mapped_column(ForeignKey("bridge_anchors.id"), nullable=True)
-    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seen_at: Mapped[datetime] = utc_timestamp()
 
 
 class Anchor(Base):
@@ -84,9 +81,8 @@ class Anchor(Base):
     receipt_tx_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 onupdate=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
+    updated_at: Mapped[datetime] = utc_timestamp(on_update=True)
 
     @property
     def leaves(self) -> list[dict[str, Any]]:

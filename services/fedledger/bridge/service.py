@@ -20,7 +20,7 @@ import json
 import logging
 import queue
 import threading
-import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,17 +29,22 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedledger.bridge.agents import OrgAnchorAgent
+from fedledger.bridge.agents import AnchorAgent
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.outbox import Anchor, AnchorStatus, FinalRound, Outbox
-from fedledger.bridge.tree import AnchorBatch, consortium_leaves
+from fedledger.bridge.tree import consortium_leaves
 from fedledger.evm.chain import Chain, PreparedTx
 from fedledger.evm.contracts import AnchorRegistryClient, StakingClient
 from fedledger.evm.errors import EvmError
 from fedledger.evm.typed_data import pack_signatures
-from fedledger.fabric.errors import FabricError, RecordNotFoundError
-from fedledger.fabric.gateway import Contract, Network
+from fedledger.fabric.errors import FabricError
+from fedledger.fabric.events import ChaincodeEvents
+from fedledger.fabric.gateway import Network
 from fedledger.incentives.outcome import ledger_outcome
+from fedledger.ledgers import ConsortiumLedger
+from fedledger.loop import BackgroundLoop
+from fedledger.protocol.leaves import AnchorBatch
+from fedledger.protocol.records import AnchorReceipt
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "consortium-events"
@@ -48,13 +53,13 @@ CHECKPOINT = "consortium-events"
 class BridgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_rounds: int = Field(1, ge=1, le=10_000, description="rounds per anchor")
-    confirmations: int = Field(1, ge=0, description="blocks before an anchor counts")
+    batch_rounds: int = Field(default=1, ge=1, le=10_000, description="rounds per anchor")
+    confirmations: int = Field(default=1, ge=0, description="blocks before an anchor counts")
     chaincode: str = "fedledger"
     channel: str = "consortium"
-    poll_interval_s: float = Field(0.5, gt=0)
+    poll_interval_s: float = Field(default=0.5, gt=0)
     settle_s: float = Field(
-        0.0, ge=0, description="how long a final round may wait for its model version to be "
+        default=0.0, ge=0, description="how long a final round may wait for its model version to be "
         "registered before it is batched anyway (0: never wait); a later round opening ends "
         "the wait too. The services use it so a round's anchor covers its model version.")
 
@@ -80,38 +85,39 @@ class EventFollower:
         self.chaincode = chaincode
         self.outbox = outbox
         self.wake = wake or threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._events = None
+        self._events: ChaincodeEvents | None = None
         self.errors: queue.Queue[Exception] = queue.Queue()
+        # Follow from the checkpoint; when the stream ends, at once again from there.
+        self._loop = BackgroundLoop(self._follow, name="bridge-events", interval_s=0,
+                                    on_error=self._failed, on_stop=self._close, join_s=10)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="bridge-events", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._loop.stop()
+
+    def _close(self) -> None:
         if self._events is not None:
             self._events.close()
-        if self._thread is not None:
-            self._thread.join(10)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            checkpoint = self.outbox.checkpoint(CHECKPOINT)
-            start, after = (checkpoint if checkpoint else (0, ""))
-            try:
-                self._events = self.network.chaincode_events(
-                    self.chaincode, start_block=start, after_tx_id=after or None)
-                for event in self._events:
-                    self._record(event)
-                    if self._stop.is_set():
-                        return
-            except FabricError as exc:  # peer restarting: resume from the checkpoint
-                if self._stop.is_set():
-                    return
-                self.errors.put(exc)
-                time.sleep(1.0)
+    def _follow(self) -> None:
+        checkpoint = self.outbox.checkpoint(CHECKPOINT)
+        start, after = (checkpoint if checkpoint else (0, ""))
+        events = self._events = self.network.chaincode_events(
+            self.chaincode, start_block=start, after_tx_id=after or None)
+        for event in events:
+            self._record(event)
+            if self._loop.stopping:
+                return
+
+    def _failed(self, exc: Exception) -> float:
+        if isinstance(exc, FabricError):  # peer restarting: resume from the checkpoint
+            self.errors.put(exc)
+        else:
+            log.error("bridge event follower failed; resuming from the checkpoint",
+                      exc_info=exc)
+        return 1.0
 
     def _record(self, event) -> None:  # noqa: ANN001 - gateway.ChaincodeEvent
         with self.outbox.session() as session:
@@ -126,9 +132,9 @@ class EventFollower:
 
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings, *, consortium: Contract, chain: Chain,
+    def __init__(self, settings: BridgeSettings, *, consortium: ConsortiumLedger, chain: Chain,
                  registry: AnchorRegistryClient, submitter: LocalAccount,
-                 agents: list[OrgAnchorAgent], keys: list[str], threshold: int,
+                 agents: Sequence[AnchorAgent], keys: Sequence[str], threshold: int,
                  outbox: Outbox, staking: StakingClient | None = None) -> None:
         self.settings = settings
         self.consortium = consortium
@@ -144,7 +150,7 @@ class Bridge:
         # Set by the follower when a round went final or got its model version, so the
         # next step batches it at once instead of at the next poll.
         self.wake = threading.Event()
-        self.follower = EventFollower(consortium.network, settings.chaincode, outbox,
+        self.follower = EventFollower(consortium.contract.network, settings.chaincode, outbox,
                                       self.wake)
 
     # ------------------------------------------------------------------ driving
@@ -161,18 +167,24 @@ class Bridge:
         outages, a peer restarting, an org node down or refusing: the outbox holds where
         each anchor is -- and the latest is kept in :attr:`last_error` (logged once per
         distinct message, not every poll)."""
-        while not stop.is_set():
-            try:
-                self.step()
-                self.last_error = None
-            except Exception as exc:  # noqa: BLE001 - the bridge must outlive any one step
-                text = str(exc)
-                if text != self.last_error:
-                    expected = isinstance(exc, (EvmError, FabricError, BridgeError))
-                    log.warning("bridge step will be retried: %s", text, exc_info=not expected)
-                self.last_error = text
-            if self.wake.wait(self.settings.poll_interval_s):
-                self.wake.clear()
+        self.loop(stop).run()
+
+    def loop(self, stop: threading.Event) -> BackgroundLoop:
+        """The loop of :meth:`run`, to ``start()`` on a thread of its own."""
+        return BackgroundLoop(self._step, name="bridge", interval_s=self.settings.poll_interval_s,
+                              wake=self.wake, stop_event=stop, on_error=self._failed, join_s=15)
+
+    def _step(self) -> None:
+        self.step()
+        self.last_error = None
+
+    def _failed(self, exc: Exception) -> None:
+        # the bridge must outlive any one step
+        text = str(exc)
+        if text != self.last_error:
+            expected = isinstance(exc, (EvmError, FabricError, BridgeError))
+            log.warning("bridge step will be retried: %s", text, exc_info=not expected)
+        self.last_error = text
 
     def step(self, *, flush: bool = False) -> list[Anchor]:
         """Batch what is ready (``flush``: also a partial batch), then advance every
@@ -203,14 +215,16 @@ class Bridge:
             round_id += 1
 
     def _settle_round(self, round_id: int) -> None:
-        outcome = ledger_outcome(self.consortium.evaluate, round_id)
+        staking = self.staking
+        assert staking is not None
+        outcome = ledger_outcome(self.consortium, round_id)
         signatures: dict[str, bytes] = {}
         refusals = []
         for agent in self.agents:
             try:
                 signatures[agent.address] = agent.approve_outcome(
                     round_id, list(outcome.orgs), list(outcome.deltas),
-                    chain_id=self.chain.chain_id, staking=self.staking.address)
+                    chain_id=self.chain.chain_id, staking=staking.address)
             except BridgeError as exc:
                 refusals.append(str(exc))
             if len(signatures) >= self.threshold:
@@ -220,7 +234,7 @@ class Bridge:
                               f"{self.threshold} signatures; refusals: {refusals}",
                               step="settle", rounds=(round_id, round_id))
         packed = pack_signatures(self.keys, signatures)
-        receipt = self.staking.settle(round_id, list(outcome.orgs), list(outcome.deltas),
+        receipt = staking.settle(round_id, list(outcome.orgs), list(outcome.deltas),
                                       self.keys, packed, self.submitter)
         log.info("settled round %d on Staking (tx %s): %s", round_id,
                  HexBytes(receipt["transactionHash"]).to_0x_hex(),
@@ -241,13 +255,9 @@ class Bridge:
             tzinfo=UTC)
         if datetime.now(UTC) - seen >= timedelta(seconds=self.settings.settle_s):
             return True
-        if json.loads(self.consortium.evaluate("ListModelVersions", str(round_.round_id))):
+        if self.consortium.list_model_versions(round_.round_id):
             return True
-        try:
-            self.consortium.evaluate("GetRound", str(round_.round_id + 1))
-        except RecordNotFoundError:
-            return False
-        return True
+        return self.consortium.find_round(round_.round_id + 1) is not None
 
     def _batch(self, *, flush: bool) -> None:
         pending = set()
@@ -270,7 +280,7 @@ class Bridge:
             pending -= set(range(first, first + ready))
 
     def _batch_of(self, first: int, last: int) -> AnchorBatch:
-        consortium = consortium_leaves(self.consortium.evaluate, range(first, last + 1))
+        consortium = consortium_leaves(self.consortium, range(first, last + 1))
         private = [agent.private_state() for agent in self.agents]
         return AnchorBatch.build(first, last, consortium, private)
 
@@ -332,7 +342,7 @@ class Bridge:
         signatures: dict[str, str] = dict(anchor.signatures)
         asked = [agent for agent in self.agents if agent.address not in signatures]
 
-        def approve(agent: OrgAnchorAgent) -> bytes | BridgeError:
+        def approve(agent: AnchorAgent) -> bytes | BridgeError:
             try:
                 return agent.approve(batch, chain_id=self.chain.chain_id,
                                      registry=self.registry.address)
@@ -382,17 +392,17 @@ class Bridge:
                                   status=AnchorStatus.CONFIRMED, last_error=None)
 
     def _record(self, anchor: Anchor) -> Anchor:
-        receipt = {
-            "first_round": anchor.first_round, "last_round": anchor.last_round,
-            "merkle_root": anchor.root, "chain_id": self.chain.chain_id,
-            "contract_address": self.registry.address.lower(),
-            "tx_hash": anchor.tx_hash.lower() if anchor.tx_hash.startswith("0x")
-            else "0x" + anchor.tx_hash, "block_number": anchor.block_number,
-        }
-        transaction = self.consortium.submit_async("RecordAnchorReceipt", json.dumps(receipt))
-        status = transaction.status()
+        assert anchor.tx_hash is not None and anchor.block_number is not None
+        tx_hash = anchor.tx_hash if anchor.tx_hash.startswith("0x") else "0x" + anchor.tx_hash
+        receipt = AnchorReceipt(
+            first_round=anchor.first_round, last_round=anchor.last_round,
+            merkle_root=anchor.root, chain_id=self.chain.chain_id,
+            contract_address=self.registry.address, tx_hash=tx_hash,
+            block_number=anchor.block_number)
+        pending = self.consortium.record_anchor_receipt(receipt).submit_async()
+        status = pending.transaction.status()
         if not status.successful:
             raise BridgeError(f"anchor receipt committed as {status.code_name}", step="record",
                               tx_hash=anchor.tx_hash)
-        return self.outbox.update(anchor.id, receipt_tx_id=transaction.tx_id,
+        return self.outbox.update(anchor.id, receipt_tx_id=pending.tx_id,
                                   status=AnchorStatus.RECORDED)

@@ -32,33 +32,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from fedledger.bridge.errors import BridgeError
-from fedledger.bridge.outbox import Anchor, Outbox
+from fedledger.bridge.outbox import Outbox
 from fedledger.bridge.remote import RemoteAnchorAgent
+from fedledger.bridge.runner import BridgeHost
 from fedledger.bridge.service import Bridge, BridgeSettings
-from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
 from fedledger.evm.connection import connect
 from fedledger.evm.contracts import AnchorRegistryClient
 from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
-from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
-from fedledger.web.errors import NotFound
+from fedledger.ledgers import ConsortiumLedger
+from fedledger.settings import Section
+from fedledger.web.environment import read_secret
+from fedledger.web.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 #: The operator org's Gateway peer the bridge follows and records receipts through,
@@ -67,7 +63,7 @@ GatewaySettings = GatewayEndpoint
 IdentitySettings = ClientIdentity
 
 
-class SubmitterKey(_Section):
+class SubmitterKey(Section):
     """The gas-paying account: a hex key in a file, or an encrypted keystore + password file."""
 
     key_file: Path | None = Field(None, description="file holding the hex private key")
@@ -97,8 +93,9 @@ class SubmitterKey(_Section):
                               step="config") from None
 
 
-class StandaloneBridgeSettings(_Section):
-    """Everything one bridge process needs (see module docs)."""
+class StandaloneBridgeSettings(ServiceSettings):
+    """Everything one bridge process needs (see module docs); ``from_env``:
+    ``FEDLEDGER_DB_PASSWORD_FILE`` fills the password into ``FEDLEDGER_DB_URL``."""
 
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535, description="status API port")
@@ -132,38 +129,17 @@ class StandaloneBridgeSettings(_Section):
             return {}
         return json.loads(Path(self.contracts_file).read_text())
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> StandaloneBridgeSettings:
-        return cls.model_validate_json(Path(path).read_text())
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> StandaloneBridgeSettings:
-        """From ``FEDLEDGER_*`` variables; ``FEDLEDGER_DB_PASSWORD_FILE`` fills the
-        password into ``FEDLEDGER_DB_URL``."""
-        environ = os.environ if environ is None else environ
-        values = env_values(cls, environ, handled={"DB_PASSWORD_FILE"})
-        password = env_secret(environ, "DB_PASSWORD_FILE")
-        if password:
-            values["db_url"] = url_with_password(
-                values.get("db_url", cls.model_fields["db_url"].default), password)
-        return cls.model_validate(values)
-
-
-class StandaloneBridge:
+class StandaloneBridge(BridgeHost):
     """Connects, builds the bridge and its agents, and runs it in a thread. It offers
     what :func:`fedledger.host.app.create_status_app` serves (``health``, ``info``,
-    ``anchors``, ``anchor``, ``chain``, ``registry``)."""
+    ``anchors``, ``anchor``, ``chain``, ``registry``: :class:`BridgeHost`)."""
+
+    service = "bridge"
 
     def __init__(self, settings: StandaloneBridgeSettings) -> None:
+        super().__init__()
         self.settings = settings
-        self.chain: Chain | None = None
-        self.registry: AnchorRegistryClient | None = None
-        self.bridge: Bridge | None = None
-        self.agents: list[RemoteAnchorAgent] = []
-        self.info: dict[str, Any] = {}
-        self._gateway = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self, status_url: str | None = None) -> dict[str, Any]:
 
@@ -194,19 +170,16 @@ class StandaloneBridge:
         submitter = s.submitter.load()
 
         identity = s.identity.load()
-        self._gateway = s.gateway.connect(identity)
-        consortium = self._gateway.network(s.bridge.channel).contract(s.bridge.chaincode,
-                                                                      "consortium")
-        self.agents = [RemoteAnchorAgent(msp, addresses[msp], url, identity,
-                                         timeout_s=s.rpc_timeout_s)
-                       for msp, url in sorted(s.org_nodes.items())]
-        self.bridge = Bridge(s.bridge, consortium=consortium, chain=self.chain,
-                             registry=self.registry, submitter=submitter, agents=self.agents,
-                             keys=keys, threshold=threshold, outbox=Outbox(s.db_url))
-        self.bridge.start()
-        self._thread = threading.Thread(target=self.bridge.run, args=(self._stop,),
-                                               name="bridge", daemon=True)
-        self._thread.start()
+        gateway = s.gateway.connect(identity)
+        consortium = ConsortiumLedger(gateway.network(s.bridge.channel).contract(
+            s.bridge.chaincode, "consortium"))
+        agents = [RemoteAnchorAgent(msp, addresses[msp], url, identity,
+                                    timeout_s=s.rpc_timeout_s)
+                  for msp, url in sorted(s.org_nodes.items())]
+        self.run_bridge(Bridge(s.bridge, consortium=consortium, chain=self.chain,
+                               registry=self.registry, submitter=submitter, agents=agents,
+                               keys=keys, threshold=threshold, outbox=Outbox(s.db_url)),
+                        agents, gateway)
         self.info = {
             "gateway": s.gateway.endpoint, "rpc_url": s.evm.rpc_url,
             "chain_id": self.chain.chain_id, "registry": self.registry.address,
@@ -220,40 +193,6 @@ class StandaloneBridge:
                  threshold, len(keys), submitter.address)
         return self.info
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self.bridge is not None:
-            self.bridge.stop()
-        if self._thread is not None:
-            self._thread.join(15)
-        for agent in self.agents:
-            agent.close()
-        if self._gateway is not None:
-            self._gateway.close()
-
-    def health(self) -> dict[str, Any]:
-        assert self.chain is not None and self.registry is not None
-        return {"status": "ok", "service": "bridge", "org": None,
-                "chain_id": self.chain.chain_id, "block": self.chain.block_number(),
-                "registry": self.registry.address, "gateway": self.settings.gateway.endpoint,
-                "rpc_url": self.settings.evm.rpc_url,
-                "bridge": {"running": bool(self._thread and self._thread.is_alive()),
-                           "agents": [a.msp_id for a in self.agents],
-                           "last_error": self.bridge.last_error if self.bridge else None}}
-
-    def anchors(self) -> list[dict[str, Any]]:
-        from fedledger.host.app import anchor_json
-
-        assert self.bridge is not None
-        return [anchor_json(a) for a in self.bridge.outbox.anchors()]
-
-    def anchor(self, round_id: int) -> Anchor:
-        assert self.bridge is not None
-        anchor = self.bridge.outbox.anchor_for_round(round_id)
-        if anchor is None:
-            raise NotFound(f"no anchor covers round {round_id} yet")
-        return anchor
-
 
 def run(settings: StandaloneBridgeSettings) -> None:
     """Connect, then serve the status API in the foreground until SIGINT/SIGTERM."""
@@ -264,7 +203,7 @@ def run(settings: StandaloneBridgeSettings) -> None:
     bridge = StandaloneBridge(settings)
     try:
         bridge.start(status_url=f"http://{settings.host}:{settings.port}")
-        app = create_status_app(bridge)  # type: ignore[arg-type] - the same interface
+        app = create_status_app(bridge)
         app.title = "fedledger bridge"
         uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                       log_level="warning", access_log=False)).run()

@@ -1,133 +1,66 @@
-"""What an anchor commits to: the leaves of a batch of rounds, and their Merkle tree.
+"""The leaves of an anchor, read from the ledgers.
 
-Leaves are canonical JSON objects with a ``kind``:
-- consortium records of each round in the batch: ``round``, ``submission``, ``vote``,
-  ``attestation``, ``model_version``, ``unlearning_notice`` (a notice names the round
-  after the last one opened when it was filed) (``{"kind", "round_id", "record"}``);
-- one ``private_state`` leaf per org: the root of a Merkle tree over that org's
-  private-channel records (``{"kind", "org", "channel", "root", "records"}``), so a
-  private record is proven against the public anchor through two paths without
-  revealing any other record, and the bridge never reads a private channel.
-
-Leaves are sorted by their bytes, so every org that recomputes a batch from the ledger
-gets the same tree whatever order the queries returned.
+The encoding (leaf kinds, bytes, trees, batches) is :mod:`fedledger.protocol.leaves`,
+re-exported here; this module builds leaves from the typed ledgers: the consortium
+records of a batch's rounds (what the bridge proposes and every org recomputes), and
+one org's private-channel records (read by the org itself: the bridge never reads a
+private channel).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
-from fedledger.canonical import canonical_json
-from fedledger.merkle import InclusionProof, MerkleTree
+from fedledger.ledgers import ConsortiumLedger, PrivateLedger
+from fedledger.protocol.leaves import (
+    CONSORTIUM_KINDS,
+    PRIVATE_KINDS,
+    AnchorBatch,
+    Leaf,
+    LeafTree,
+    consortium_leaf,
+    leaf_bytes,
+    private_leaf,
+    private_state_leaf,
+)
 
-# (function, *args) -> JSON value: a query on a channel's chaincode (Contract.evaluate).
-Query = Callable[..., bytes]
-
-CONSORTIUM_KINDS = ("round", "submission", "vote", "attestation", "model_version",
-                    "unlearning_notice")
-PRIVATE_KINDS = ("dataset", "commitment", "training_record", "deletion_request",
-                 "unlearning_record", "participation_decision")
-
-
-def leaf_bytes(leaf: dict[str, Any]) -> bytes:
-    return canonical_json(leaf)
+__all__ = ["CONSORTIUM_KINDS", "PRIVATE_KINDS", "AnchorBatch", "Leaf", "LeafTree",
+           "consortium_leaves", "leaf_bytes", "private_leaves", "private_state_leaf"]
 
 
-@dataclass(frozen=True)
-class LeafTree:
-    """Leaves (sorted by their canonical bytes) and the Merkle tree over them."""
-
-    leaves: tuple[dict[str, Any], ...]
-    tree: MerkleTree
-
-    @classmethod
-    def of(cls, leaves: Iterable[dict[str, Any]]) -> LeafTree:
-        encoded = sorted({leaf_bytes(leaf): leaf for leaf in leaves}.items())
-        return cls(tuple(leaf for _, leaf in encoded), MerkleTree([b for b, _ in encoded]))
-
-    @property
-    def root_hex(self) -> str:
-        return self.tree.root.hex()
-
-    def prove(self, leaf: dict[str, Any]) -> InclusionProof:
-        target = leaf_bytes(leaf)
-        for index, candidate in enumerate(self.leaves):
-            if leaf_bytes(candidate) == target:
-                return self.tree.prove(index)
-        raise KeyError(f"leaf not in this tree: {target[:120]!r}")
-
-
-def _json(raw: bytes) -> Any:
-    return json.loads(raw)
-
-
-def consortium_leaves(query: Query, round_ids: Sequence[int]) -> list[dict[str, Any]]:
+def consortium_leaves(ledger: ConsortiumLedger, round_ids: Iterable[int]) -> list[Leaf]:
     """The consortium-channel records of ``round_ids``, as leaves."""
-    leaves: list[dict[str, Any]] = []
+    leaves: list[Leaf] = []
     for round_id in round_ids:
-        arg = str(round_id)
-        leaves.append({"kind": "round", "round_id": round_id,
-                       "record": _json(query("GetRound", arg))})
-        for kind, function in (("submission", "ListSubmissions"), ("vote", "ListVotes"),
-                               ("attestation", "ListAttestations"),
-                               ("model_version", "ListModelVersions"),
-                               ("unlearning_notice", "ListUnlearningNotices")):
-            leaves += [{"kind": kind, "round_id": round_id, "record": record}
-                       for record in _json(query(function, arg))]
+        leaves.append(consortium_leaf("round", round_id, ledger.get_round(round_id)))
+        leaves += [consortium_leaf("submission", round_id, s)
+                   for s in ledger.list_submissions(round_id)]
+        leaves += [consortium_leaf("vote", round_id, v) for v in ledger.list_votes(round_id)]
+        leaves += [consortium_leaf("attestation", round_id, a)
+                   for a in ledger.list_attestations(round_id)]
+        leaves += [consortium_leaf("model_version", round_id, m)
+                   for m in ledger.list_model_versions(round_id)]
+        leaves += [consortium_leaf("unlearning_notice", round_id, n)
+                   for n in ledger.list_unlearning_notices(round_id)]
     return leaves
 
 
-def private_leaves(query: Query) -> list[dict[str, Any]]:
+def private_leaves(ledger: PrivateLedger) -> list[Leaf]:
     """An org's private-channel records, as leaves (read by the org itself)."""
-    leaves = [{"kind": "dataset", "record": d} for d in _json(query("ListDatasets"))]
-    for dataset in leaves[:]:
-        leaves += [{"kind": "commitment", "record": c}
-                   for c in _json(query("ListCommitments", dataset["record"]["dataset_id"]))]
-    leaves += [{"kind": "training_record", "record": t} for t in _json(query("ListTrainingRecords"))]
-    requests = _json(query("ListDeletionRequests"))
-    leaves += [{"kind": "deletion_request", "record": r} for r in requests]
+    datasets = ledger.list_datasets()
+    leaves = [private_leaf("dataset", d) for d in datasets]
+    for dataset in datasets:
+        leaves += [private_leaf("commitment", c)
+                   for c in ledger.list_commitments(dataset.dataset_id)]
+    leaves += [private_leaf("training_record", t) for t in ledger.list_training_records()]
+    requests = ledger.list_deletion_requests()
+    leaves += [private_leaf("deletion_request", r) for r in requests]
     for request in requests:
-        if request.get("status") in ("executing", "completed"):
-            try:
-                record = _json(query("GetUnlearningRecord", request["request_id"]))
-            except Exception:  # noqa: BLE001 - a request being executed may have none yet
-                continue
-            leaves.append({"kind": "unlearning_record", "record": record})
-    leaves += [{"kind": "participation_decision", "record": d}
-               for d in _json(query("ListParticipationDecisions"))]
+        if request.status in ("executing", "completed"):
+            # A request being executed may have no unlearning record yet.
+            record = ledger.find_unlearning_record(request.request_id)
+            if record is not None:
+                leaves.append(private_leaf("unlearning_record", record))
+    leaves += [private_leaf("participation_decision", d)
+               for d in ledger.list_participation_decisions()]
     return leaves
-
-
-def private_state_leaf(org: str, channel: str, tree: LeafTree) -> dict[str, Any]:
-    return {"kind": "private_state", "org": org, "channel": channel, "root": tree.root_hex,
-            "records": len(tree.leaves)}
-
-
-@dataclass(frozen=True)
-class AnchorBatch:
-    """Rounds first..last and the tree whose root is anchored for them."""
-
-    first_round: int
-    last_round: int
-    tree: LeafTree
-
-    @property
-    def root(self) -> bytes:
-        return self.tree.tree.root
-
-    @property
-    def root_hex(self) -> str:
-        return self.tree.root_hex
-
-    @classmethod
-    def build(cls, first_round: int, last_round: int, consortium: Iterable[dict[str, Any]],
-              private_states: Iterable[dict[str, Any]]) -> AnchorBatch:
-        return cls(first_round, last_round, LeafTree.of([*consortium, *private_states]))
-
-    @classmethod
-    def from_leaves(cls, first_round: int, last_round: int,
-                    leaves: Iterable[dict[str, Any]]) -> AnchorBatch:
-        return cls(first_round, last_round, LeafTree.of(leaves))

@@ -164,10 +164,11 @@ def get_votes(round_id: RoundId, service: Service) -> VotesPublic:
     try:
         votes = service.ledger.list_votes(round_id)
         submissions = service.ledger.list_submissions(round_id)
-        on_ledger = service.ledger.get_round(round_id) or {}
+        on_ledger = service.ledger.find_round(round_id)
     except FabricError as exc:
         raise ledger_error(exc) from exc
-    return VotesPublic(round_id=round_id, validation=validation, votes=votes,
+    return VotesPublic(round_id=round_id, validation=validation,
+                       votes=[v.model_dump(mode="json") for v in votes],
                        verdict=verdict_of(on_ledger, submissions, votes))
 
 

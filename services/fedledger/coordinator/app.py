@@ -21,7 +21,7 @@ from fedledger.web.signing import RequestVerifier
 from .aggregate import adapter_context
 from .api import router
 from .blobs import BlobStore
-from .ledger import WAKE_EVENTS, Ledger
+from .ledger import WAKE_EVENTS, OperatorLedger
 from .loop import CoordinatorLoop
 from .rounds import RoundService
 from .settings import CoordinatorSettings
@@ -35,7 +35,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
         migrate(engine, "fedledger.coordinator")
         blobs = BlobStore(settings.blob_dir)
         msps = settings.org_msps.manager()
-        ledger = Ledger.connect(settings.gateway, settings.identity)
+        ledger = OperatorLedger.connect(settings.gateway, settings.identity)
         service = RoundService(settings, engine, blobs, ledger)
         unlearning = UnlearningService(service)
         config = service.round_config()

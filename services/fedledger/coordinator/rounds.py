@@ -47,6 +47,7 @@ from fedledger.fabric.errors import FabricError
 from fedledger.incentives.outcome import verdict_of
 from fedledger.learning.errors import AggregationError, UpdateRejectedError
 from fedledger.learning.updates import load_update_bytes
+from fedledger.protocol.records import RoundFinality, RoundOpening
 from fedledger.web.errors import (
     Conflict,
     Forbidden,
@@ -60,7 +61,7 @@ from .aggregate import AdapterContext, aggregate_updates, load_stored_update, st
 from .blobs import BlobStore, PendingBlob
 from .committee import select_committee, select_validators
 from .experiment import context_of, round_config
-from .ledger import Ledger
+from .ledger import OperatorLedger
 from .models import (
     AggregateRow,
     AttestationRow,
@@ -117,7 +118,7 @@ class RoundService:
     state transitions, the database for the rest)."""
 
     def __init__(self, settings: CoordinatorSettings, engine: Engine, blobs: BlobStore,
-                 ledger: Ledger) -> None:
+                 ledger: OperatorLedger) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
@@ -183,7 +184,7 @@ class RoundService:
         base is the shard's adapter after ``step - 1``; ``committee`` None: drawn from
         the registered orgs with public randomness."""
         try:
-            orgs = self.ledger.list_orgs()
+            orgs = self.ledger.org_ids()
             ledger_last = self.ledger.last_round_id()
         except FabricError as exc:
             raise ledger_error(exc) from exc
@@ -226,10 +227,11 @@ class RoundService:
                        base_adapter_hash=base_digest, replay_of=replay_of,
                        unlearning_id=unlearning_id, validation=validation, created_at=now,
                        updated_at=now)
+        opening = self._opening(row)
         session.add(row)
         session.commit()
         try:
-            written = self.ledger.open_round(self._opening(row))
+            written = self.ledger.open_round(opening).submit()
         except FabricError as exc:
             session.delete(row)
             session.commit()
@@ -278,26 +280,26 @@ class RoundService:
                 "stakes_block": block}
 
     @staticmethod
-    def _opening(row: RoundRow) -> dict[str, Any]:
-        opening = {"round_id": row.round_id, "config_digest": row.config_digest,
-                   "deadline": row.deadline, "quorum": row.quorum, "shard": row.shard,
-                   "committee": list(row.committee)}
-        if row.validation:
-            opening.update({k: row.validation[k] for k in ("validators", "vote_deadline",
-                                                           "reward_wei", "slash_wei")})
-        return opening
+    def _opening(row: RoundRow) -> RoundOpening:
+        validation = row.validation or {}
+        return RoundOpening(
+            round_id=row.round_id, config_digest=row.config_digest, deadline=row.deadline,
+            quorum=row.quorum, shard=row.shard, committee=list(row.committee),
+            validators=list(validation.get("validators") or []),
+            vote_deadline=validation.get("vote_deadline"),
+            reward_wei=validation.get("reward_wei", 0), slash_wei=validation.get("slash_wei", 0))
 
     def _resolve_opening(self, session: Session, row: RoundRow) -> None:
-        on_ledger = self.ledger.get_round(row.round_id)
+        on_ledger = self.ledger.find_round(row.round_id)
         if on_ledger is None:
             if utcnow() >= parse_deadline(row.deadline):
                 self._fail(row, "the coordinator stopped before the round was opened on the ledger")
                 return
-            written = self.ledger.open_round(self._opening(row))
+            written = self.ledger.open_round(self._opening(row)).submit()
             row.open_tx = written.tx_id
-        elif (on_ledger["config_digest"] != row.config_digest
-              or on_ledger["opened_by"] != self.ledger.msp_id
-              or on_ledger["committee"] != list(row.committee)):
+        elif (on_ledger.config_digest != row.config_digest
+              or on_ledger.opened_by != self.ledger.msp_id
+              or on_ledger.committee != list(row.committee)):
             self._fail(row, f"round {row.round_id} on the ledger is not the one recorded here")
             return
         row.status, row.updated_at = "open", utcnow()
@@ -418,16 +420,16 @@ class RoundService:
         self.wake.set()
 
     def _sync_submissions(self, session: Session, row: RoundRow) -> list[SubmissionRow]:
-        on_ledger = {s["org"]: s for s in self.ledger.list_submissions(row.round_id)
-                     if s["shard"] == row.shard}
+        on_ledger = {s.org: s for s in self.ledger.list_submissions(row.round_id)
+                     if s.shard == row.shard}
         subs = session.scalars(select(SubmissionRow).where(
             SubmissionRow.round_id == row.round_id)).all()
         for sub in subs:
             record = on_ledger.get(sub.org)
-            if (record is not None and record["update_hash"] == sub.update_hash
+            if (record is not None and record.update_hash == sub.update_hash
                     and sub.ledger_samples is None):
-                sub.ledger_samples = record["num_samples"]
-                sub.commitment_roots = record.get("commitment_roots") or []
+                sub.ledger_samples = record.num_samples
+                sub.commitment_roots = [r.model_dump(mode="json") for r in record.commitment_roots]
         return list(subs)
 
     @staticmethod
@@ -437,9 +439,9 @@ class RoundService:
 
     def _close(self, session: Session, row: RoundRow, *, reason: str) -> None:
         self._sync_submissions(session, row)
-        on_ledger = self.ledger.get_round(row.round_id)
-        if on_ledger is not None and on_ledger["status"] == "open":
-            row.close_tx = self.ledger.close_round(row.round_id).tx_id
+        on_ledger = self.ledger.find_round(row.round_id)
+        if on_ledger is not None and on_ledger.status == "open":
+            row.close_tx = self.ledger.close_round(row.round_id).submit().tx_id
         # Nothing can be submitted any more: this is the final set.
         counted = self._counted(self._sync_submissions(session, row), list(row.committee))
         if not counted and self._declined(session, row) >= set(row.committee):
@@ -474,17 +476,18 @@ class RoundService:
             return True
         if utcnow() > parse_deadline(row.validation["vote_deadline"]) + timedelta(seconds=2):
             return True
-        submitters = {s["org"] for s in self.ledger.list_submissions(row.round_id)}
-        cast = {(v["validator"], v["target_org"]) for v in self.ledger.list_votes(row.round_id)}
+        submitters = {s.org for s in self.ledger.list_submissions(row.round_id)}
+        cast = {(v.validator, v.target_org) for v in self.ledger.list_votes(row.round_id)}
         return all((v, t) in cast for v in row.validation["validators"]
                    for t in submitters if t != v)
 
     def _aggregate(self, session: Session, row: RoundRow) -> None:
         counted = self._counted(self._sync_submissions(session, row), list(row.committee))
         if row.validation:
-            on_ledger = self.ledger.get_round(row.round_id)
-            verdict = verdict_of(on_ledger or {}, [{"org": s.org} for s in counted],
-                                 self.ledger.list_votes(row.round_id))
+            on_ledger = self.ledger.find_round(row.round_id)
+            orgs = {s.org for s in counted}
+            submissions = [s for s in self.ledger.list_submissions(row.round_id) if s.org in orgs]
+            verdict = verdict_of(on_ledger, submissions, self.ledger.list_votes(row.round_id))
             refused = {s.org for s in counted if not verdict[s.org]}
             counted = [s for s in counted if verdict[s.org]]
             if not counted:
@@ -529,24 +532,26 @@ class RoundService:
             raise RuntimeError(f"round {row.round_id} is {row.status} without an aggregate")
         # Round first, attestations second: a round seen final has its deciding
         # attestation in the list read after it.
-        on_ledger = self.ledger.get_round(row.round_id)
+        on_ledger = self.ledger.find_round(row.round_id)
         attestations = self.ledger.list_attestations(row.round_id)
         for att in attestations:
-            existing = session.get(AttestationRow, (row.round_id, att["org"]))
+            existing = session.get(AttestationRow, (row.round_id, att.org))
             if existing is None:
-                session.add(AttestationRow(round_id=row.round_id, org=att["org"],
-                                           digest=att["aggregate_digest"]))
+                session.add(AttestationRow(round_id=row.round_id, org=att.org,
+                                           digest=att.aggregate_digest))
         if on_ledger is None:
             return
-        if on_ledger["status"] != "final":
+        if on_ledger.status != "final":
             # The orgs' attestations never write the round (no hot key); one call here,
             # by the coordinator alone, records the majority the ledger counts itself.
-            agreeing = [a["org"] for a in attestations if a["aggregate_digest"] == agg.digest]
+            agreeing = [a.org for a in attestations if a.aggregate_digest == agg.digest]
             if 2 * len(agreeing) <= len(self.ledger.list_orgs()):
                 return
-            on_ledger = self.ledger.finalize_round(row.round_id, agg.digest, agreeing).result
-        if on_ledger.get("aggregate_digest") != agg.digest:
-            self._fail(row, f"the ledger finalised digest {on_ledger.get('aggregate_digest')}, "
+            on_ledger = self.ledger.finalize_round(RoundFinality(
+                round_id=row.round_id, aggregate_digest=agg.digest,
+                attesters=sorted(agreeing))).submit().result
+        if on_ledger.aggregate_digest != agg.digest:
+            self._fail(row, f"the ledger finalised digest {on_ledger.aggregate_digest}, "
                             f"not the published aggregate {agg.digest}")
             return
         included = [i["org"] for i in agg.included]

@@ -11,20 +11,16 @@ or as its sha256 (``operator_token_sha256``); only the hash is kept in memory.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from fedledger.config import FedLedgerConfig
 from fedledger.devnet.ca import load_network_crypto
 from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.fabric.msp import MSPManager
-from fedledger.web.environment import env_secret, env_values, url_with_password
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from fedledger.settings import Section
+from fedledger.web.settings import ServiceSettings
 
 
 class GatewaySettings(GatewayEndpoint):
@@ -39,7 +35,7 @@ class GatewaySettings(GatewayEndpoint):
 IdentitySettings = ClientIdentity
 
 
-class OrgMSPSettings(_Section):
+class OrgMSPSettings(Section):
     """Which org certificates signed requests may carry: either ``msp_dirs`` (MSP id ->
     verifying MSP folder) or a cryptogen-layout ``crypto_root`` with the org names."""
 
@@ -66,7 +62,7 @@ class OrgMSPSettings(_Section):
         return MSPManager.from_dirs(self.resolved())
 
 
-class StakingSettings(_Section):
+class StakingSettings(Section):
     """The Staking contract the validator committee is drawn by (read-only here)."""
 
     rpc_url: str = Field(description="JSON-RPC URL of the chain")
@@ -74,8 +70,11 @@ class StakingSettings(_Section):
     address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="the Staking contract")
 
 
-class CoordinatorSettings(_Section):
-    """Everything one coordinator process needs."""
+class CoordinatorSettings(ServiceSettings):
+    """Everything one coordinator process needs. From ``FEDLEDGER_*`` variables
+    (``from_env``), e.g. ``FEDLEDGER_GATEWAY__ENDPOINT``, ``FEDLEDGER_EXPERIMENT_FILE``
+    (the experiment YAML), ``FEDLEDGER_OPERATOR_TOKEN_SHA256_FILE`` (a secret file), and
+    ``FEDLEDGER_DB_PASSWORD_FILE``: the password filled into ``FEDLEDGER_DB_URL``."""
 
     host: str = "127.0.0.1"
     port: int = Field(8100, ge=0, le=65535)
@@ -110,23 +109,3 @@ class CoordinatorSettings(_Section):
             return self.operator_token_sha256
         assert self.operator_token is not None
         return hashlib.sha256(self.operator_token.encode()).hexdigest()
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> CoordinatorSettings:
-        return cls.model_validate_json(Path(path).read_text())
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> CoordinatorSettings:
-        """The same settings from ``FEDLEDGER_*`` variables, e.g. ``FEDLEDGER_GATEWAY__ENDPOINT``,
-        ``FEDLEDGER_EXPERIMENT_FILE`` (the experiment YAML),
-        ``FEDLEDGER_OPERATOR_TOKEN_SHA256_FILE`` (a secret file), and
-        ``FEDLEDGER_DB_PASSWORD_FILE``: the password filled into ``FEDLEDGER_DB_URL``."""
-        import os
-
-        environ = os.environ if environ is None else environ
-        values = env_values(cls, environ, handled={"DB_PASSWORD_FILE"})
-        password = env_secret(environ, "DB_PASSWORD_FILE")
-        if password:
-            values["db_url"] = url_with_password(
-                values.get("db_url", cls.model_fields["db_url"].default), password)
-        return cls.model_validate(values)

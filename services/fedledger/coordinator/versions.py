@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from fedledger.digests import sha256_hex
 from fedledger.learning.unlearning.sisa import merge_shard_adapters
 from fedledger.learning.updates import update_bytes
+from fedledger.protocol.records import CommitmentRoot, ModelVersion, ShardAdapter
 
 from . import lineage
 from .aggregate import load_stored_update
 from .blobs import BlobStore
 from .experiment import context_of, round_config
-from .ledger import Ledger
+from .ledger import OperatorLedger
 from .models import BlobRow, ModelVersionRow, UnlearningJobRow, utcnow
 from .settings import CoordinatorSettings
 
@@ -44,7 +45,8 @@ def pending_shards(session: Session) -> set[int]:
 class ModelRegistry:
     """Registers model versions (callers hold the round lock and own the session)."""
 
-    def __init__(self, settings: CoordinatorSettings, blobs: BlobStore, ledger: Ledger) -> None:
+    def __init__(self, settings: CoordinatorSettings, blobs: BlobStore,
+                 ledger: OperatorLedger) -> None:
         self.settings = settings
         self.blobs = blobs
         self.ledger = ledger
@@ -76,13 +78,15 @@ class ModelRegistry:
             ModelVersionRow.round_id == round_id)) or 0
         version_id = f"v{round_id}" if not taken else f"v{round_id}.{taken}"
         roots = lineage.commitment_roots(session, [a["shard"] for a in adapters])
-        record = {"version_id": version_id, "round_id": round_id, "adapter_digest": digest,
-                  "parents": [previous.version_id] if previous else [],
-                  "shard_adapters": adapters, "commitment_roots": roots}
-        written = self.ledger.register_model_version(record)
+        record = ModelVersion(
+            version_id=version_id, round_id=round_id, adapter_digest=digest,
+            parents=[previous.version_id] if previous else [],
+            shard_adapters=[ShardAdapter(**a) for a in adapters],
+            commitment_roots=[CommitmentRoot(**r) for r in roots])
+        written = self.ledger.register_model_version(record).submit()
         session.add(ModelVersionRow(
             version_id=version_id, round_id=round_id, adapter_digest=digest,
-            parents=record["parents"], kind=kind, shard_adapters=adapters,
+            parents=list(record.parents), kind=kind, shard_adapters=adapters,
             commitment_roots=roots, unlearning_id=unlearning_id, tx_id=written.tx_id,
             created_at=utcnow()))
         session.flush()

@@ -14,13 +14,17 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint, RPCResponse
 
 from fedledger.evm.errors import ChainIdMismatchError, EvmError, RpcUnavailableError
+
+if TYPE_CHECKING:
+    from web3 import EthereumTesterProvider
 
 
 class Backend(Protocol):
@@ -36,13 +40,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _locked_tester_provider(lock: threading.RLock, tester: Any):
+def _locked_tester_provider(lock: threading.RLock, tester: Any) -> EthereumTesterProvider:
     from web3 import EthereumTesterProvider
 
     class _LockedEthereumTesterProvider(EthereumTesterProvider):
         """py-evm is not thread safe: one request at a time."""
 
-        def make_request(self, method, params):  # type: ignore[override]
+        def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
             with lock:
                 return super().make_request(method, params)
 
@@ -63,7 +67,8 @@ class EmbeddedBackend:
         self._lock = threading.RLock()
         self._pyevm = PyEVMBackend()
         self.tester = EthereumTester(self._pyevm, auto_mine_transactions=True)
-        self.w3 = Web3(_locked_tester_provider(self._lock, self.tester))
+        self.provider = _locked_tester_provider(self._lock, self.tester)
+        self.w3 = Web3(self.provider)
         self._dev_accounts = [Account.from_key(k.to_bytes()) for k in self._pyevm.account_keys]
 
     def dev_accounts(self) -> list[LocalAccount]:
@@ -108,7 +113,7 @@ class RpcBackend:
 
     def _dev_rpc(self, method: str, params: list[Any]) -> Any:
         try:
-            response = self.w3.provider.make_request(method, params)
+            response = self.w3.provider.make_request(RPCEndpoint(method), params)
         except Exception as exc:  # noqa: BLE001
             raise RpcUnavailableError(f"{method} failed at {self.url}: {exc}", step="dev") from exc
         if response.get("error"):

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress, HexStr
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TransactionNotFound, Web3Exception
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt
 
 from fedledger.evm.artifact_loader import Artifact, load_artifact
 from fedledger.evm.backends import Backend
@@ -215,7 +216,7 @@ class Chain:
                 slot = self._nonces[address] = _NonceSlot()
             return slot
 
-    def _take_nonce(self, slot: _NonceSlot, address: str) -> int:
+    def _take_nonce(self, slot: _NonceSlot, address: ChecksumAddress) -> int:
         if slot.next is None:
             with self._guard("nonce"):
                 slot.next = int(self.w3.eth.get_transaction_count(address, "pending"))
@@ -251,7 +252,7 @@ class Chain:
     def _estimate(self, request: Mapping[str, Any], sender: str, gas: int | None) -> int:
         if gas is not None:
             return int(gas)
-        params = {"from": sender, "value": request["value"], "data": request["data"]}
+        params: TxParams = {"from": sender, "value": request["value"], "data": request["data"]}
         if request["to"]:
             params["to"] = request["to"]
         with self._guard("estimate"):
@@ -291,7 +292,7 @@ class Chain:
         """Whether the node knows the transaction (pending or mined)."""
         with self._guard("lookup", tx_hash):
             try:
-                self.w3.eth.get_transaction(tx_hash)
+                self.w3.eth.get_transaction(HexStr(tx_hash))
                 return True
             except TransactionNotFound:
                 return False
@@ -356,7 +357,7 @@ class Chain:
     def _receipt(self, tx_hash: str) -> TxReceipt | None:
         with self._guard("receipt", tx_hash):
             try:
-                return self.w3.eth.get_transaction_receipt(tx_hash)
+                return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
             except TransactionNotFound:
                 return None
 
@@ -398,9 +399,9 @@ class Chain:
     def _replay_revert(self, tx_hash: str, receipt: TxReceipt) -> RevertError:
         """Status 0: re-run the call on the state before its block to get the reason."""
         with self._guard("receipt", tx_hash):
-            tx = self.w3.eth.get_transaction(tx_hash)
-        params: dict[str, Any] = {"from": tx["from"], "data": tx["input"], "value": tx["value"],
-                                  "gas": tx["gas"]}
+            tx = self.w3.eth.get_transaction(HexStr(tx_hash))
+        params: TxParams = {"from": tx["from"], "data": tx["input"], "value": tx["value"],
+                            "gas": tx["gas"]}
         if tx.get("to"):
             params["to"] = tx["to"]
         block = max(int(receipt["blockNumber"]) - 1, 0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from fedledger.settings import FrozenSection
 
 GWEI = 10**9
 
 
-class EvmConfig(BaseModel):
+class EvmConfig(FrozenSection):
     """Which chain, and how transactions are sent to it.
 
     ``backend``: ``"embedded"`` (in-process py-evm through eth-tester; the default for tests,
@@ -21,8 +23,6 @@ class EvmConfig(BaseModel):
     ``max_fee_per_gas_gwei``: refuse to send when ``2 * baseFee + tip`` exceeds it.
     ``max_priority_fee_gwei``: the tip; ``None`` asks the node (``eth_maxPriorityFeePerGas``).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: Literal["embedded", "rpc"] = "embedded"
     rpc_url: str | None = None

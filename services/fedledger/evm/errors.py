@@ -28,6 +28,8 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from fedledger.errors import ContextField, FedLedgerError
+
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -45,37 +47,13 @@ PANIC_CODES = {
 }
 
 
-class EvmError(Exception):
+class EvmError(FedLedgerError):
     """Root of every error raised by ``fedledger.evm``."""
 
+    tx_hash = ContextField()
+
     def __init__(self, message: str, *, tx_hash: str | None = None, step: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.tx_hash = tx_hash
-        self.step = step
-
-    def __str__(self) -> str:
-        parts = [self.message]
-        if self.step:
-            parts.append(f"step={self.step}")
-        if self.tx_hash:
-            parts.append(f"tx_hash={self.tx_hash}")
-        return " ".join(parts)
-
-    def __reduce__(self):  # keyword-only fields survive pickling/copy
-        state = self.__dict__.copy()
-        state["args"] = self.args  # a BaseException slot, not in __dict__
-        return (_rebuild, (type(self), state))
-
-
-def _rebuild(cls: type, state: dict[str, Any]) -> EvmError:
-    obj = cls.__new__(cls)
-    Exception.__init__(obj, state.get("message", ""))
-    args = state.pop("args", None)
-    obj.__dict__.update(state)
-    if args is not None:  # RevertError keeps decoded args in .args
-        obj.args = args
-    return obj
+        super().__init__(message, step=step, context={"tx_hash": tx_hash})
 
 
 class RevertError(EvmError):
@@ -99,9 +77,6 @@ class RevertError(EvmError):
         super().__init__(message or f"execution reverted: {reason}", tx_hash=tx_hash, step=step)
         self.args = tuple(args)  # decoded error arguments (replaces Exception.args)
         self.reason = reason
-
-    def __str__(self) -> str:
-        return EvmError.__str__(self)
 
 
 def _format_value(value: Any) -> str:

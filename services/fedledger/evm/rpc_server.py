@@ -107,11 +107,11 @@ def _revert_data(exc: BaseException) -> tuple[str, str | None]:
     rest = rest.removeprefix(":").strip()
     if rest[:2] in ("b'", 'b"'):
         try:
-            raw = ast.literal_eval(rest)
+            literal: object = ast.literal_eval(rest)
         except (ValueError, SyntaxError):
-            raw = None
-        if isinstance(raw, bytes):
-            return f"{_REVERT_PREFIX}: 0x{raw.hex()}", "0x" + raw.hex() if raw else None
+            literal = None
+        if isinstance(literal, bytes):
+            return f"{_REVERT_PREFIX}: 0x{literal.hex()}", "0x" + literal.hex() if literal else None
     if rest.startswith("0x"):
         try:
             bytes.fromhex(rest[2:])
@@ -145,7 +145,7 @@ class RpcDispatcher:
         from web3.middleware import combine_middleware
 
         self.backend = backend
-        provider = backend.w3.provider
+        provider = backend.provider
         # Only the tester's own formatting (hex params in, camelCase results out), not
         # web3's client-side middleware (attrdict, validation, ENS).
         self._request = combine_middleware(middleware=tuple(provider._middleware), w3=backend.w3,
@@ -160,8 +160,8 @@ class RpcDispatcher:
             if len(payload) > MAX_BATCH:
                 return _error(None, RpcError(INVALID_REQUEST, f"batch over {MAX_BATCH} requests"))
             answers = [self.handle_one(item) for item in payload]
-            answers = [a for a in answers if a is not None]
-            return answers or None
+            answered = [a for a in answers if a is not None]
+            return answered or None
         return self.handle_one(payload)
 
     def handle_one(self, request: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fedledger.errors import ContextField, FedLedgerError
 from fedledger.protocol.errors import ErrorCode, Refusal
 
 
@@ -24,27 +25,19 @@ class ErrorDetail:
     message: str
 
 
-class FabricError(Exception):
+class FabricError(FedLedgerError):
     """Root of every error raised by ``fedledger.fabric``."""
+
+    tx_id = ContextField()
 
     def __init__(self, message: str, *, tx_id: str | None = None, step: str | None = None,
                  details: list[ErrorDetail] | None = None, grpc_code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.tx_id = tx_id
-        self.step = step
+        super().__init__(message, step=step, context={"tx_id": tx_id})
         self.details = list(details or [])
         self.grpc_code = grpc_code
 
-    def __str__(self) -> str:
-        parts = [self.message]
-        if self.step:
-            parts.append(f"step={self.step}")
-        if self.tx_id:
-            parts.append(f"tx_id={self.tx_id}")
-        for d in self.details:
-            parts.append(f"[{d.msp_id}@{d.address}: {d.message}]")
-        return " ".join(parts)
+    def _notes(self) -> list[str]:
+        return [f"[{d.msp_id}@{d.address}: {d.message}]" for d in self.details]
 
 
 class IdentityError(FabricError):

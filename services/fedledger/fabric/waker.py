@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from fedledger.fabric.errors import FabricError
 from fedledger.fabric.gateway import ChaincodeEvents, Network
+from fedledger.loop import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -28,41 +29,42 @@ class EventWaker:
         self.names = frozenset(names)
         self.wake = wake
         self.retry_s = retry_s
-        self._stop = threading.Event()
         self._stream: ChaincodeEvents | None = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._loop = BackgroundLoop(self._follow, name=name, interval_s=retry_s,
+                                    on_error=self._failed, on_stop=self._close, join_s=5)
 
     def start(self) -> EventWaker:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._loop.stop()
+
+    def _close(self) -> None:
         with self._lock:
             if self._stream is not None:
                 self._stream.close()
-        self._thread.join(5)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = self.network.chaincode_events(self.chaincode)
-                with self._lock:
-                    if self._stop.is_set():
-                        stream.close()
-                        return
-                    self._stream = stream
-                for event in stream:
-                    if event.event_name in self.names:
-                        self.wake.set()
-                    if self._stop.is_set():
-                        return
-            except FabricError as exc:
-                log.info("chaincode event stream ended: %s", exc)
-            except Exception:  # noqa: BLE001 - a hint thread must not die silently
-                log.exception("chaincode event follower failed")
-            self._stop.wait(self.retry_s)
+    def _follow(self) -> None:
+        """Follow the stream until it ends; the loop reconnects after ``retry_s``."""
+        stream = self.network.chaincode_events(self.chaincode)
+        with self._lock:
+            if self._loop.stopping:
+                stream.close()
+                return
+            self._stream = stream
+        for event in stream:
+            if event.event_name in self.names:
+                self.wake.set()
+            if self._loop.stopping:
+                return
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, FabricError):
+            log.info("chaincode event stream ended: %s", exc)
+        else:  # a hint thread must not die silently
+            log.error("chaincode event follower failed", exc_info=exc)
 
 
 __all__ = ["EventWaker"]

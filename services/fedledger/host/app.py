@@ -42,21 +42,30 @@ from typing import Any
 import uvicorn
 from eth_utils import to_checksum_address
 from fastapi import FastAPI
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from fedledger.bridge.outbox import Anchor, Outbox
+from fedledger.audit.proofs import ProofPackage, consortium_proof
+from fedledger.bridge.outbox import Outbox
 from fedledger.bridge.remote import RemoteAnchorAgent
+from fedledger.bridge.runner import BridgeHost, anchor_json
 from fedledger.bridge.service import Bridge
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
-from fedledger.evm.contracts import AnchorRegistryClient, deploy_anchor_registry, deploy_staking
+from fedledger.evm.contracts import deploy_anchor_registry, deploy_staking
 from fedledger.evm.rpc_server import create_rpc_app
 from fedledger.evm.typed_data import sorted_keys
 from fedledger.host.settings import HostSettings
-from fedledger.web.errors import NotFound, ServiceError, install_error_handlers
+from fedledger.ledgers import ConsortiumLedger
+from fedledger.protocol.host_api import (
+    AnchorPublic,
+    AnchorWithLeaves,
+    HostHealth,
+    HostInfo,
+    ProofRequest,
+)
+from fedledger.web.errors import ServiceError, install_error_handlers
 from fedledger.web.server import ThreadedServer, free_port
 
 log = logging.getLogger(__name__)
@@ -76,37 +85,17 @@ def _reset_sqlite(url: str) -> None:
             Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-def anchor_json(anchor: Anchor, *, leaves: bool = False) -> dict[str, Any]:
-    data = {
-        "first_round": anchor.first_round, "last_round": anchor.last_round, "root": anchor.root,
-        "status": anchor.status.value, "tx_hash": anchor.tx_hash,
-        "block_number": anchor.block_number, "receipt_tx_id": anchor.receipt_tx_id,
-        "signers": sorted(anchor.signatures), "attempts": anchor.attempts,
-        "last_error": anchor.last_error,
-        "created_at": anchor.created_at.isoformat() if anchor.created_at else None,
-        "updated_at": anchor.updated_at.isoformat() if anchor.updated_at else None,
-    }
-    if leaves:
-        data["leaves"] = anchor.leaves
-    return data
-
-
-class Host:
+class Host(BridgeHost):
     """The host's components (see module docs); ``start()`` returns what host.json holds."""
 
+    service = "host"
+
     def __init__(self, settings: HostSettings) -> None:
+        super().__init__()
         self.settings = settings
         self.network: EmbeddedNetwork | None = None
         self.backend: EmbeddedBackend | None = None
         self.rpc: ThreadedServer | None = None
-        self.chain: Chain | None = None
-        self.registry: AnchorRegistryClient | None = None
-        self.bridge: Bridge | None = None
-        self.agents: list[RemoteAnchorAgent] = []
-        self.info: dict[str, Any] = {}
-        self._gateway = None
-        self._stop = threading.Event()
-        self._bridge_thread: threading.Thread | None = None
 
     def start(self, status_url: str | None = None) -> dict[str, Any]:
         s = self.settings
@@ -140,21 +129,17 @@ class Host:
 
         operator = s.operator_org
         _reset_sqlite(s.outbox_url)  # a new embedded chain: nothing of an old outbox holds
-        self._gateway = self.network.connect(operator.name)
-        consortium = self._gateway.network(s.bridge.channel).contract(s.bridge.chaincode,
-                                                                      "consortium")
+        gateway = self.network.connect(operator.name)
+        consortium = ConsortiumLedger(gateway.network(s.bridge.channel).contract(
+            s.bridge.chaincode, "consortium"))
         identity = self.network.network.identity(operator.name)
-        self.agents = [RemoteAnchorAgent(o.msp_id, o.anchor_address, o.node_url, identity,
-                                         timeout_s=s.rpc_timeout_s)
-                       for o in s.orgs if o.node_url]
-        self.bridge = Bridge(s.bridge, consortium=consortium, chain=self.chain,
-                             registry=self.registry, submitter=deployer, agents=self.agents,
-                             keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url),
-                             staking=self.staking)
-        self.bridge.start()
-        self._bridge_thread = threading.Thread(target=self.bridge.run, args=(self._stop,),
-                                               name="bridge", daemon=True)
-        self._bridge_thread.start()
+        agents = [RemoteAnchorAgent(o.msp_id, o.anchor_address, o.node_url, identity,
+                                    timeout_s=s.rpc_timeout_s)
+                  for o in s.orgs if o.node_url]
+        self.run_bridge(Bridge(s.bridge, consortium=consortium, chain=self.chain,
+                               registry=self.registry, submitter=deployer, agents=agents,
+                               keys=keys, threshold=threshold, outbox=Outbox(s.outbox_url),
+                               staking=self.staking), agents, gateway)
 
         described = self.network.network.describe()
         self.info = {
@@ -172,89 +157,53 @@ class Host:
         return self.info
 
     def stop(self) -> None:
-        self._stop.set()
-        if self.bridge is not None:
-            self.bridge.stop()
-        if self._bridge_thread is not None:
-            self._bridge_thread.join(15)
-        for agent in self.agents:
-            agent.close()
-        if self._gateway is not None:
-            self._gateway.close()
+        super().stop()  # the bridge, its agents and gateway
         if self.rpc is not None:
             self.rpc.stop()
         if self.network is not None:
             self.network.stop()
 
-    # ------------------------------------------------------------------ status
 
-    def health(self) -> dict[str, Any]:
-        assert self.chain is not None and self.registry is not None
-        return {"status": "ok", "service": "host", "org": None,
-                "chain_id": self.chain.chain_id, "block": self.chain.block_number(),
-                "registry": self.registry.address,
-                "gateway": self.info.get("gateway"), "rpc_url": self.info.get("rpc_url"),
-                "bridge": {"running": bool(self._bridge_thread and self._bridge_thread.is_alive()),
-                           "agents": [a.msp_id for a in self.agents],
-                           "last_error": self.bridge.last_error if self.bridge else None}}
-
-    def anchors(self) -> list[dict[str, Any]]:
-        assert self.bridge is not None
-        return [anchor_json(a) for a in self.bridge.outbox.anchors()]
-
-    def anchor(self, round_id: int) -> Anchor:
-        assert self.bridge is not None
-        anchor = self.bridge.outbox.anchor_for_round(round_id)
-        if anchor is None:
-            raise NotFound(f"no anchor covers round {round_id} yet")
-        return anchor
-
-
-class ProofRequest(BaseModel):
-    leaf: dict[str, Any]
-
-
-def create_status_app(host: Host) -> FastAPI:
+def create_status_app(host: BridgeHost) -> FastAPI:
     app = FastAPI(title="fedledger host",
                   description="Status of the host process: dev peer, embedded EVM, bridge.")
     install_error_handlers(app)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return await run_in_threadpool(host.health)
+    async def health() -> HostHealth:
+        return HostHealth.model_validate(await run_in_threadpool(host.health))
 
     @app.get("/info")
-    async def info() -> dict[str, Any]:
-        return host.info
+    async def info() -> HostInfo:
+        """What host.json holds: endpoints, chain, registry, keys, channels."""
+        return HostInfo.model_validate(host.info)
 
     @app.get("/anchors")
-    async def anchors() -> list[dict[str, Any]]:
+    async def anchors() -> list[AnchorPublic]:
         """The bridge outbox: every anchor with its status, transaction hash and root."""
-        return await run_in_threadpool(host.anchors)
+        found = await run_in_threadpool(host.anchors)
+        return [AnchorPublic.model_validate(a) for a in found]
 
     @app.get("/anchors/{round_id}")
-    async def anchor(round_id: int) -> dict[str, Any]:
+    async def anchor(round_id: int) -> AnchorWithLeaves:
         """The anchor covering ``round_id``, with its leaves."""
         found = await run_in_threadpool(host.anchor, round_id)
-        return anchor_json(found, leaves=True)
+        return AnchorWithLeaves.model_validate(anchor_json(found, leaves=True))
 
     @app.post("/proofs")
-    async def proof(request: ProofRequest) -> dict[str, Any]:
+    async def proof(request: ProofRequest) -> ProofPackage:
         """The proof package of one consortium record leaf (``{"kind", "round_id",
         "record"}``), for ``fedledger verify``."""
-        from fedledger.audit.proofs import consortium_proof
-
         round_id = request.leaf.get("round_id")
         if not isinstance(round_id, int):
             raise ServiceError("the leaf has no round_id")
         found = await run_in_threadpool(host.anchor, round_id)
         assert host.chain is not None and host.registry is not None
         try:
-            package = consortium_proof(found, request.leaf, chain_id=host.chain.chain_id,
-                                       contract=host.registry.address)
+            return consortium_proof(found, request.leaf, chain_id=host.chain.chain_id,
+                                    contract=host.registry.address)
         except (KeyError, ValueError) as exc:
             raise ServiceError(str(exc), status=409, code="not_provable") from None
-        return package.model_dump(mode="json")
 
     return app
 

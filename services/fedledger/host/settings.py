@@ -22,20 +22,16 @@ registry's key set) and the URL of the org node that signs with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedledger.bridge.service import BridgeSettings
-from fedledger.web.environment import env_values
+from fedledger.settings import Section
+from fedledger.web.settings import ServiceSettings
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HostOrg(_Section):
+class HostOrg(Section):
     name: str = Field(description="org name as in the crypto layout, e.g. 'Org1'")
     msp_id: str = Field(description="its MSP id, e.g. 'Org1MSP'")
     anchor_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$",
@@ -44,7 +40,7 @@ class HostOrg(_Section):
                                  "the org signs no anchors")
 
 
-class HostStaking(_Section):
+class HostStaking(Section):
     """The Staking contract the host deploys beside the AnchorRegistry (same org keys and
     threshold), and what it funds on the embedded chain."""
 
@@ -55,7 +51,7 @@ class HostStaking(_Section):
     withdrawal_delay_s: int = Field(7 * 24 * 3600, ge=0)
 
 
-class HostSettings(_Section):
+class HostSettings(ServiceSettings):
     root: Path = Field(description="working folder: fabric/ (crypto, ledgers), bridge.db, host.json")
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535, description="status API port (0: any free port)")
@@ -114,12 +110,3 @@ class HostSettings(_Section):
     @property
     def outbox_url(self) -> str:
         return self.bridge_db_url or f"sqlite:///{self.root / 'bridge.db'}"
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> HostSettings:
-        return cls.model_validate_json(Path(path).read_text())
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HostSettings:
-        """The same settings from ``FEDLEDGER_*`` environment variables."""
-        return cls.model_validate(env_values(cls, environ))

@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import itertools
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from fedledger.settings import FrozenSection
 
 #: What an agent can do in a round: decline it, or train with one of three efforts.
 ACTIONS: tuple[str, ...] = ("skip", "low", "medium", "high")
 EFFORTS: tuple[str, ...] = ACTIONS[1:]
 
 
-class _Section(BaseModel):
-    # A typo in a setting must fail loudly rather than silently use a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EffortConfig(_Section):
+class EffortConfig(FrozenSection):
     """Local effort of each action, as a multiple of the round's ``train.local_steps``
     (a skip trains nothing: the org declines the round)."""
 
-    low: float = Field(0.5, gt=0, le=10, description="local steps = low x train.local_steps")
-    medium: float = Field(1.0, gt=0, le=10, description="... = medium x train.local_steps")
-    high: float = Field(1.5, gt=0, le=10, description="... = high x train.local_steps")
+    low: float = Field(default=0.5, gt=0, le=10, description="local steps = low x train.local_steps")
+    medium: float = Field(default=1.0, gt=0, le=10, description="... = medium x train.local_steps")
+    high: float = Field(default=1.5, gt=0, le=10, description="... = high x train.local_steps")
 
     @model_validator(mode="after")
     def _ordered(self) -> EffortConfig:
@@ -44,18 +41,18 @@ class EffortConfig(_Section):
         return 0.0 if action == "skip" else float(getattr(self, action))
 
 
-class RewardConfig(_Section):
+class RewardConfig(FrozenSection):
     """reward = tokens earned - compute_price x local steps + gain_weight x gain, where
     gain is the change of the org's own test accuracy over the round."""
 
-    token_wei: int = Field(10**15, gt=0, description="wei per token (the Staking contract's "
+    token_wei: int = Field(default=10**15, gt=0, description="wei per token (the Staking contract's "
                            "rewards and slashes are divided by this)")
-    compute_price: float = Field(0.1, ge=0, description="tokens one local optimizer step costs")
-    gain_weight: float = Field(100.0, ge=0, description="tokens per unit of own accuracy "
+    compute_price: float = Field(default=0.1, ge=0, description="tokens one local optimizer step costs")
+    gain_weight: float = Field(default=100.0, ge=0, description="tokens per unit of own accuracy "
                                "gain (100: one token per accuracy point)")
 
 
-class StateBins(_Section):
+class StateBins(FrozenSection):
     """How the org's signals are cut into the discrete state of the Q-table. Each list
     holds increasing edges: a value gets the index of the last edge it reaches (0 below
     the first)."""
@@ -87,30 +84,30 @@ class StateBins(_Section):
         return edges
 
 
-class QLearningConfig(_Section):
+class QLearningConfig(FrozenSection):
     """Tabular Q-learning with epsilon-greedy exploration (docs/incentives.md)."""
 
-    alpha: float = Field(0.1, gt=0, le=1, description="learning rate of the Q update")
+    alpha: float = Field(default=0.1, gt=0, le=1, description="learning rate of the Q update")
     sample_average: bool = Field(
-        True, description="the n-th update of an entry steps by max(alpha, 1/n): the plain "
+        default=True, description="the n-th update of an entry steps by max(alpha, 1/n): the plain "
         "average of its first 1/alpha targets, then alpha (noisy early targets and the "
         "initial value weigh no more than later ones); False: always alpha")
-    gamma: float = Field(0.9, ge=0, lt=1, description="discount of future rewards")
-    epsilon: float = Field(0.2, ge=0, le=1, description="exploration rate of the first decision")
-    epsilon_min: float = Field(0.02, ge=0, le=1, description="exploration never decays below this")
-    epsilon_decay: float = Field(0.95, gt=0, le=1, description="epsilon is multiplied by this "
+    gamma: float = Field(default=0.9, ge=0, lt=1, description="discount of future rewards")
+    epsilon: float = Field(default=0.2, ge=0, le=1, description="exploration rate of the first decision")
+    epsilon_min: float = Field(default=0.02, ge=0, le=1, description="exploration never decays below this")
+    epsilon_decay: float = Field(default=0.95, gt=0, le=1, description="epsilon is multiplied by this "
                                  "after every decision")
-    initial_q: float = Field(0.0, description="value of an action never tried")
+    initial_q: float = Field(default=0.0, description="value of an action never tried")
     effort: EffortConfig = Field(default_factory=EffortConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     bins: StateBins = Field(default_factory=StateBins)
     budget_steps: int | None = Field(
-        None, gt=0, description="local steps this org is willing to spend in all (None: no "
+        default=None, gt=0, description="local steps this org is willing to spend in all (None: no "
         "limit); actions it cannot afford any more are not chosen")
     settle_wait_rounds: int = Field(
-        3, ge=0, description="a decision's reward waits for the Staking settlement of its "
+        default=3, ge=0, description="a decision's reward waits for the Staking settlement of its "
         "round at most this many rounds, then counts the tokens seen so far")
-    seed: int = Field(0, description="seed of the exploration draws (one draw per round)")
+    seed: int = Field(default=0, description="seed of the exploration draws (one draw per round)")
 
     @model_validator(mode="after")
     def _epsilons(self) -> QLearningConfig:

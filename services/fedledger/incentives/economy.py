@@ -42,29 +42,29 @@ class EconomyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    orgs: int = Field(4, ge=1, le=64, description="organizations")
-    rounds: int = Field(12, ge=1, description="rounds per episode (one fine-tuning campaign)")
-    base_steps: int = Field(10, ge=1, description="the rounds' train.local_steps (medium effort)")
+    orgs: int = Field(default=4, ge=1, le=64, description="organizations")
+    rounds: int = Field(default=12, ge=1, description="rounds per episode (one fine-tuning campaign)")
+    base_steps: int = Field(default=10, ge=1, description="the rounds' train.local_steps (medium effort)")
     initial_accuracy: list[float] | float = Field(
-        0.45, description="accuracy of the starting model on each org's data (one value or "
+        default=0.45, description="accuracy of the starting model on each org's data (one value or "
         "one per org)")
     ceiling: list[float] | float = Field(
-        0.80, description="accuracy the federation can reach on each org's data (A_i)")
-    kappa: float = Field(0.3, gt=0, description="learning speed: the gap to the ceiling "
+        default=0.80, description="accuracy the federation can reach on each org's data (A_i)")
+    kappa: float = Field(default=0.3, gt=0, description="learning speed: the gap to the ceiling "
                          "shrinks by exp(-kappa) per round of full (medium) effort")
     effort_exponent: float = Field(
-        0.7, gt=0, le=1, description="beta: a round's effort counts as e ** beta, so local "
+        default=0.7, gt=0, le=1, description="beta: a round's effort counts as e ** beta, so local "
         "steps have diminishing returns within a round (client drift on non-IID data); "
         "1 = only the total number of steps matters")
-    transfer: float = Field(0.5, ge=0, le=1, description="rho: how much another org's "
+    transfer: float = Field(default=0.5, ge=0, le=1, description="rho: how much another org's "
                             "training helps this org's domain (1 = as much as its own)")
-    data_weights: list[float] | None = Field(None, description="w_i (None: equal)")
-    noise: float = Field(0.01, ge=0, description="std of an org's measured accuracy")
-    reward_tokens: float = Field(1.0, ge=0, description="tokens a participating org earns "
+    data_weights: list[float] | None = Field(default=None, description="w_i (None: equal)")
+    noise: float = Field(default=0.01, ge=0, description="std of an org's measured accuracy")
+    reward_tokens: float = Field(default=1.0, ge=0, description="tokens a participating org earns "
                                  "per round")
-    budget_steps: int | None = Field(150, gt=0, description="local steps each org may spend "
+    budget_steps: int | None = Field(default=150, gt=0, description="local steps each org may spend "
                                      "per episode (None: no limit)")
-    stake_tokens: float = Field(100.0, gt=0, description="each org's stake at the start")
+    stake_tokens: float = Field(default=100.0, gt=0, description="each org's stake at the start")
 
     @model_validator(mode="after")
     def _lengths(self) -> EconomyConfig:
@@ -168,7 +168,7 @@ def run_episode(policy: Policy, config: EconomyConfig, agent: QLearningConfig, *
         left = None if budget is None else budget - spent[org]
         signals = Signals(step=step, gain=last_gain[org], tokens=last_tokens[org],
                           stake_ratio=stake[org] / config.stake_tokens,
-                          budget_left=None if budget is None else max(0.0, left / budget))
+                          budget_left=None if left is None or budget is None else max(0.0, left / budget))
         return Observation(org, step, signals, affordable(left, base, agent), list(accuracy),
                            list(last_efforts))
 

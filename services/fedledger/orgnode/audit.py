@@ -20,7 +20,8 @@ the consortium channel; nothing is asked of the bridge.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,8 +38,17 @@ from fedledger.orgnode.ledger import OrgLedger, ledger_error
 from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletionRow, SignedBatch
 from fedledger.orgnode.proofstore import SqlAnchorStore
 from fedledger.orgnode.settings import OrgNodeSettings
-from fedledger.protocol.orgnode_api import AuditRequestStatus, LedgerOnlyRequest
+from fedledger.protocol.leaves import consortium_leaf, private_leaf
+from fedledger.protocol.orgnode_api import (
+    AuditRequestStatus,
+    LedgerOnlyRequest,
+    LedgerRequest,
+    RequestLedgerView,
+)
+from fedledger.protocol.records import AnchorReceipt, ModelVersion, UnlearningNotice
 from fedledger.web.errors import Conflict, NotFound
+
+T = TypeVar("T")
 
 
 class NotAnchored(Conflict):
@@ -65,15 +75,27 @@ class AuditDeps(Protocol):
     def anchor_store(self) -> SqlAnchorStore: ...
 
 
-def _query(node: AuditDeps, channel: str, function: str, *args: str) -> Any:
+def _read(action: str, query: Callable[[], T]) -> T:
+    """A ledger query; a failure is the HTTP answer :func:`ledger_error` makes of it."""
     try:
-        if channel == "private":
-            return node.ledger.query_private(function, *args)
-        return node.ledger.query_consortium(function, *args)
-    except RecordNotFoundError:
-        return None
+        return query()
     except FabricError as exc:
-        raise ledger_error(f"{function}", exc) from None
+        raise ledger_error(action, exc) from None
+
+
+def _notice(node: AuditDeps, notice_id: str | None) -> UnlearningNotice | None:
+    """The request's unlearning notice on the consortium channel (None: not filed)."""
+    if notice_id is None:
+        return None
+    consortium = node.ledger.consortium
+
+    def find() -> UnlearningNotice | None:
+        try:
+            return consortium.get_unlearning_notice(notice_id)
+        except RecordNotFoundError:
+            return None
+
+    return _read("reading the unlearning notice", find)
 
 
 def _request_row(node: AuditDeps, request_id: str) -> DeletionRow:
@@ -89,13 +111,16 @@ def _request_row(node: AuditDeps, request_id: str) -> DeletionRow:
 def request_status(node: AuditDeps, request_id: str) -> AuditRequestStatus:
     """Status and history of request R, with what the ledgers hold about it."""
     row = _request_row(node, request_id)
-    notice = _query(node, "consortium", "GetUnlearningNotice", row.notice_id)
+    private = node.ledger.private
+    notice = _notice(node, row.notice_id)
     return AuditRequestStatus.model_validate({
         **deletion_public(row), "org": node.settings.msp_id,
-        "ledger": {"request": _query(node, "private", "GetDeletionRequest", request_id),
-                   "unlearning_record": _query(node, "private", "GetUnlearningRecord",
-                                               request_id),
-                   "notice": notice}})
+        "ledger": RequestLedgerView(
+            request=_read("reading the deletion request",
+                          lambda: private.find_deletion_request(request_id)),
+            unlearning_record=_read("reading the unlearning record",
+                                    lambda: private.find_unlearning_record(request_id)),
+            notice=notice)})
 
 
 def subject_requests(node: AuditDeps, subject_id: str
@@ -103,31 +128,35 @@ def subject_requests(node: AuditDeps, subject_id: str
     with node.sessions() as session:
         ids = list(session.scalars(select(DeletionRow.request_id).where(
             DeletionRow.subject_id == subject_id).order_by(DeletionRow.created_at)))
-    on_ledger = {r["request_id"]: r for r in
-                 _query(node, "private", "ListDeletionRequests", subject_id) or []}
+    private = node.ledger.private
+    on_ledger = {r.request_id: r for r in _read(
+        "reading the deletion requests", lambda: private.list_deletion_requests(subject_id))}
     out: list[AuditRequestStatus | LedgerOnlyRequest] = [
         request_status(node, request_id) for request_id in ids]
     known = set(ids)
     # Requests on the ledger this node has no row for (filed by another tool) still show.
-    out += [LedgerOnlyRequest.model_validate({"request_id": rid, "status": rec["status"],
-                                              "ledger": {"request": rec}})
+    out += [LedgerOnlyRequest(request_id=rid, status=rec.status,
+                              ledger=LedgerRequest(request=rec))
             for rid, rec in sorted(on_ledger.items()) if rid not in known]
     return out
 
 
-def model_version(node: AuditDeps, version_id: str) -> dict[str, Any]:
-    version = _query(node, "consortium", "GetModelVersion", version_id)
+def model_version(node: AuditDeps, version_id: str) -> ModelVersion:
+    consortium = node.ledger.consortium
+    version = _read("reading the model version",
+                    lambda: consortium.find_model_version(version_id))
     if version is None:
         raise NotFound(f"model version {version_id} is not on the consortium channel")
     return version
 
 
-def lineage(node: AuditDeps, version_id: str) -> list[dict[str, Any]]:
+def lineage(node: AuditDeps, version_id: str) -> list[ModelVersion]:
     model_version(node, version_id)
-    return _query(node, "consortium", "GetLineage", version_id)
+    consortium = node.ledger.consortium
+    return _read("reading the lineage", lambda: consortium.get_lineage(version_id))
 
 
-def sample_evidence(node: AuditDeps, version: dict[str, Any], dataset_id: str,
+def sample_evidence(node: AuditDeps, version: ModelVersion, dataset_id: str,
                     sample_id: str) -> SampleEvidence:
     """Is ``sample_id`` of this org's ``dataset_id`` committed in ``version``: a proof
     against the root the version lists for its (dataset, shard, slice)."""
@@ -137,35 +166,35 @@ def sample_evidence(node: AuditDeps, version: dict[str, Any], dataset_id: str,
         if dataset is None:
             raise NotFound(f"dataset {dataset_id} not found at {org}")
         shard = shard_of(sample_id, dataset.shards, node.settings.shard_key)
-        listed = [r for r in version.get("commitment_roots", [])
-                  if r["org"] == org and r["dataset_id"] == dataset_id and r["shard"] == shard]
+        listed = [r for r in version.commitment_roots
+                  if r.org == org and r.dataset_id == dataset_id and r.shard == shard]
         if not listed:
             return SampleEvidence(org=org, dataset_id=dataset_id, sample_id=sample_id,
                                   shard=shard, slice=0, member=False, root=None, salt=None)
         entry = listed[0]
         commitment = session.scalars(select(CommitmentRow).where(
             CommitmentRow.dataset_id == dataset_id, CommitmentRow.shard == shard,
-            CommitmentRow.root == entry["root"])).first()
+            CommitmentRow.root == entry.root)).first()
         if commitment is None:
-            raise Conflict(f"model version {version['version_id']} lists root "
-                           f"{entry['root']} for {dataset_id} shard {shard}, which {org} "
+            raise Conflict(f"model version {version.version_id} lists root "
+                           f"{entry.root} for {dataset_id} shard {shard}, which {org} "
                            "never committed")
         salt = bytes.fromhex(dataset.salt)
         proof = SortedMerkleTree(list(commitment.sample_ids), salt=salt).prove(sample_id)
     return SampleEvidence(org=org, dataset_id=dataset_id, sample_id=sample_id, shard=shard,
-                          slice=entry["slice"], member=isinstance(proof, MembershipProof),
-                          root=entry["root"], salt=salt.hex(), proof=proof.to_dict())
+                          slice=entry.slice, member=isinstance(proof, MembershipProof),
+                          root=entry.root, salt=salt.hex(), proof=proof.to_dict())
 
 
 # --------------------------------------------------------------------------- proofs
 
 
-def _anchored_batches(node: AuditDeps) -> list[tuple[dict[str, Any], SignedBatch]]:
+def _anchored_batches(node: AuditDeps) -> list[tuple[AnchorReceipt, SignedBatch]]:
     """(receipt, the batch this org signed for it), newest first."""
-    receipts = _query(node, "consortium", "ListAnchorReceipts") or []
+    receipts = _read("reading the anchor receipts", node.ledger.consortium.list_anchor_receipts)
     out = []
-    for receipt in sorted(receipts, key=lambda r: r["first_round"], reverse=True):
-        batch = node.anchor_store.signed_batch(receipt["merkle_root"])
+    for receipt in sorted(receipts, key=lambda r: r.first_round, reverse=True):
+        batch = node.anchor_store.signed_batch(receipt.merkle_root)
         if batch is not None:
             out.append((receipt, batch))
     return out
@@ -197,9 +226,9 @@ def private_record_package(node: AuditDeps, leaf: dict[str, Any]) -> ProofPackag
                       "private state is anchored with the next final round)")
 
 
-def _model_version_package(node: AuditDeps, version: dict[str, Any]) -> ProofPackage:
-    return consortium_record_package(node, {"kind": "model_version",
-                                            "round_id": version["round_id"], "record": version})
+def _model_version_package(node: AuditDeps, version: ModelVersion) -> ProofPackage:
+    return consortium_record_package(node, consortium_leaf("model_version", version.round_id,
+                                                           version))
 
 
 def request_bundle(node: AuditDeps, request_id: str) -> AuditBundle:
@@ -208,23 +237,30 @@ def request_bundle(node: AuditDeps, request_id: str) -> AuditBundle:
     if row.status != "completed":
         raise Conflict(f"deletion request {request_id} is {row.status}: a proof comes once "
                        "it is completed", code="not_completed")
-    request = _query(node, "private", "GetDeletionRequest", request_id)
-    unlearning = _query(node, "private", "GetUnlearningRecord", request_id)
+    private = node.ledger.private
+    request = _read("reading the deletion request",
+                    lambda: private.find_deletion_request(request_id))
+    unlearning = _read("reading the unlearning record",
+                       lambda: private.find_unlearning_record(request_id))
     new_version = (row.coordinator or {}).get("new_version")
     if new_version is None:
         raise Conflict(f"deletion request {request_id} completed before any model version "
                        "existed: there is no version to prove it against", code="no_version")
     version = model_version(node, new_version)
+    if request is None or unlearning is None:
+        missing = "deletion request" if request is None else "unlearning record"
+        raise NotAnchored(f"the {missing} of {request_id} is not on the private channel, so "
+                          "not in an anchor")
     records = {
-        "deletion_request": private_record_package(node, {"kind": "deletion_request",
-                                                          "record": request}),
-        "unlearning_record": private_record_package(node, {"kind": "unlearning_record",
-                                                           "record": unlearning}),
+        "deletion_request": private_record_package(
+            node, private_leaf("deletion_request", request)),
+        "unlearning_record": private_record_package(
+            node, private_leaf("unlearning_record", unlearning)),
     }
-    notice = _query(node, "consortium", "GetUnlearningNotice", row.notice_id)
+    notice = _notice(node, row.notice_id)
     if notice is not None:
-        records["unlearning_notice"] = consortium_record_package(node, {
-            "kind": "unlearning_notice", "round_id": notice["round_id"], "record": notice})
+        records["unlearning_notice"] = consortium_record_package(
+            node, consortium_leaf("unlearning_notice", notice.round_id, notice))
     samples = [sample_evidence(node, version, row.dataset_id, sid) for sid in row.sample_ids]
     return AuditBundle(kind="deletion_request", org=node.settings.msp_id, request_id=request_id,
                        model_version=_model_version_package(node, version), records=records,

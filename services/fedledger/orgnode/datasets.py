@@ -32,6 +32,7 @@ from fedledger.merkle import SortedMerkleTree
 from fedledger.orgnode.ledger import OrgLedger, ledger_error
 from fedledger.orgnode.models import CommitmentRow, DatasetRow, DeletedSample
 from fedledger.protocol.orgnode_api import DatasetPublic
+from fedledger.protocol.records import DataCommitment, Dataset
 from fedledger.web.errors import Conflict, ServiceError
 
 UPLOAD_SUFFIXES = (".jsonl", ".ndjson", ".csv")
@@ -203,15 +204,15 @@ def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id:
         raise ServiceError(f"dataset {dataset_id} would have no samples")
     if session.get(DatasetRow, dataset_id) is not None:
         raise Conflict(f"dataset {dataset_id} already exists")
-    record = {"dataset_id": dataset_id, "name": name[:512], "source": source[:512],
-              "num_samples": len(samples), "domain": domain[:128], "columns": COLUMNS}
+    record = Dataset(dataset_id=dataset_id, name=name[:512], source=source[:512],
+                     num_samples=len(samples), domain=domain[:128], columns=COLUMNS)
     try:
-        on_ledger = {d["dataset_id"]: d for d in ledger.query_private("ListDatasets")}
+        on_ledger = {d.dataset_id: d for d in ledger.private.list_datasets()}
         if dataset_id in on_ledger:
             # Only an earlier attempt that stopped before any commitment may be resumed.
-            stored = {k: v for k, v in on_ledger[dataset_id].items() if k != "registered_at"}
+            stored = on_ledger[dataset_id].model_copy(update={"registered_at": None})
             same = stored == record
-            if not same or ledger.query_private("ListCommitments", dataset_id):
+            if not same or ledger.private.list_commitments(dataset_id):
                 raise Conflict(f"dataset {dataset_id} is already registered on the private "
                                "channel")
     except FabricError as exc:
@@ -220,11 +221,11 @@ def register(session: Session, ledger: OrgLedger, *, data_dir: Path, dataset_id:
     commitments = commit_samples(samples, salt, shards, shard_key)
     tx_ids: dict[int, str] = {}
     try:
-        ledger.submit_private("RegisterDataset", record)
+        ledger.private.register_dataset(record).submit()
         for c in commitments:
-            tx_ids[c.shard] = ledger.submit_private_tx("RecordCommitment", {
-                "dataset_id": dataset_id, "shard": c.shard, "slice": 0, "merkle_root": c.root,
-                "count": c.count})
+            tx_ids[c.shard] = ledger.private.record_commitment(DataCommitment(
+                dataset_id=dataset_id, shard=c.shard, slice=0, merkle_root=c.root,
+                count=c.count)).submit().tx_id
     except FabricError as exc:
         raise ledger_error(f"registering dataset {dataset_id}", exc) from None
     write_samples(dataset_path(data_dir, dataset_id), samples)

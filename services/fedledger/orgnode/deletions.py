@@ -40,6 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
+from fedledger.clients.coordinator import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
 from fedledger.digests import sha256_hex
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.config import ExperimentConfig
@@ -54,7 +55,6 @@ from fedledger.learning.unlearning import (
     unlearning_metrics,
 )
 from fedledger.learning.updates import load_update_bytes, update_bytes
-from fedledger.orgnode.client import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
 from fedledger.orgnode.datasets import (
     commit_ids,
     current_commitment,
@@ -77,6 +77,13 @@ from fedledger.orgnode.models import (
     utcnow,
 )
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.protocol.records import (
+    DataCommitment,
+    DeletionRequest,
+    NewCommitmentRoot,
+    UnlearningNotice,
+    UnlearningRecord,
+)
 from fedledger.web.errors import Conflict, NotFound, ServiceError
 
 if TYPE_CHECKING:
@@ -181,16 +188,12 @@ def file_request(node: FilingDeps, *, request_id: str | None, dataset_id: str,
                            f"{sorted(set(gone.values()))}); nothing was changed",
                            code="already_deleted",
                            details={"requests": sorted(set(gone.values()))})
-        record: dict[str, Any] = {"request_id": request_id, "dataset_id": dataset_id,
-                  "legal_basis": legal_basis, "requester": requester}
-        if subject_id is not None:
-            record["subject_id"] = subject_id
-        if whole_dataset:
-            record["whole_dataset"] = True
-        else:
-            record["sample_ids"] = ids
+        record = DeletionRequest(
+            request_id=request_id, dataset_id=dataset_id, subject_id=subject_id,
+            sample_ids=[] if whole_dataset else ids, whole_dataset=whole_dataset,
+            legal_basis=legal_basis, requester=requester)
         try:
-            tx_id = node.ledger.submit_private_tx("FileDeletionRequest", record)
+            tx_id = node.ledger.private.file_deletion_request(record).submit().tx_id
         except FabricError as exc:
             raise ledger_error(f"filing deletion request {request_id}", exc) from None
         row = DeletionRow(
@@ -323,9 +326,9 @@ class DeletionDriver:
                 continue  # recorded before a restart
             ids = sorted(set(current.sample_ids) - gone)
             root = commit_ids(ids, salt)
-            tx_id = self.ledger.submit_private_tx("RecordCommitment", {
-                "dataset_id": row.dataset_id, "shard": shard, "slice": current.slice,
-                "merkle_root": root, "count": len(ids), "supersedes": current.root})
+            tx_id = self.ledger.private.record_commitment(DataCommitment(
+                dataset_id=row.dataset_id, shard=shard, slice=current.slice, merkle_root=root,
+                count=len(ids), supersedes=current.root)).submit().tx_id
             session.add(CommitmentRow(dataset_id=row.dataset_id, shard=shard,
                                       slice=current.slice, root=root, count=len(ids),
                                       sample_ids=ids, supersedes=current.root,
@@ -333,8 +336,8 @@ class DeletionDriver:
             _history(row, "commitment", shard=shard, root=root, supersedes=current.root,
                      tx_id=tx_id)
             session.flush()
-        tx_id = self.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
-                                              "executing")
+        tx_id = self.ledger.private.update_deletion_request_status(
+            row.request_id, "executing").submit().tx_id
         row.affected_shards = shards
         row.first_steps = {str(s): t for s, t in self.first_steps(session, row.dataset_id,
                                                                   shards).items()}
@@ -368,19 +371,19 @@ class DeletionDriver:
         steps = {int(s): t for s, t in row.first_steps.items()}
         if not steps:
             served = client.served_model()
-            version = served["version_id"] if served else None
+            version = served.version_id if served else None
             row.coordinator = {"status": "done", "replay": False, "old_version": version,
                                "new_version": version, "replay_rounds": [], "plan": []}
             row.status = "recording"
             _history(row, "no_replay", reason="no lineage step used the data yet")
             return
-        job = client.request_unlearning(row.notice_id, steps)
+        job = client.request_unlearning(row.notice_id, steps).model_dump(mode="json")
         row.coordinator = job
         row.status = "replaying"
         _history(row, "replay_requested", notice_id=row.notice_id, first_steps=row.first_steps)
 
     def _replayed(self, session: Session, row: DeletionRow) -> bool:
-        job = self.coordinator.unlearning(row.notice_id)
+        job = self.coordinator.unlearning(row.notice_id).model_dump(mode="json")
         if job != row.coordinator:
             row.coordinator = job
         if job["status"] == "failed":
@@ -409,20 +412,20 @@ class DeletionDriver:
             session.flush()
         unlearning = self._unlearning_record(session, row)
         if not any(e["event"] == "unlearning_record" for e in row.history):
-            tx_id = self.ledger.submit_private_tx("RecordUnlearningRecord", unlearning)
+            tx_id = self.ledger.private.record_unlearning_record(unlearning).submit().tx_id
             _history(row, "unlearning_record", tx_id=tx_id)
         if job.get("replay") is not False and new_version and old_version and (
                 new_version != old_version) and not any(e["event"] == "notice"
                                                         for e in row.history):
-            notice = {"notice_id": row.notice_id, "org": self.settings.msp_id,
-                      "round_id": self._next_round(),
-                      "affected_shards": sorted(int(s) for s in row.first_steps),
-                      "affected_rounds": unlearning["affected_rounds"],
-                      "old_version": old_version, "new_version": new_version}
-            tx_id = self.ledger.submit_consortium_tx("RecordUnlearningNotice", notice)
-            _history(row, "notice", tx_id=tx_id, round_id=notice["round_id"])
-        tx_id = self.ledger.submit_private_tx("UpdateDeletionRequestStatus", row.request_id,
-                                              "completed")
+            notice = UnlearningNotice(
+                notice_id=row.notice_id, org=self.settings.msp_id, round_id=self._next_round(),
+                affected_shards=sorted(int(s) for s in row.first_steps),
+                affected_rounds=unlearning.affected_rounds, old_version=old_version,
+                new_version=new_version)
+            tx_id = self.ledger.consortium.record_unlearning_notice(notice).submit().tx_id
+            _history(row, "notice", tx_id=tx_id, round_id=notice.round_id)
+        tx_id = self.ledger.private.update_deletion_request_status(
+            row.request_id, "completed").submit().tx_id
         self._erase(session, row)
         row.status = "completed"
         row.timings = {**row.timings, "completed_at": time.time(),
@@ -430,9 +433,10 @@ class DeletionDriver:
         _history(row, "completed", tx_id=tx_id)
         log.info("deletion request %s completed (new version %s)", row.request_id, new_version)
 
-    def _unlearning_record(self, session: Session, row: DeletionRow) -> dict[str, Any]:
+    def _unlearning_record(self, session: Session, row: DeletionRow) -> UnlearningRecord:
         job = row.coordinator
-        roots = [{"dataset_id": c.dataset_id, "shard": c.shard, "slice": c.slice, "root": c.root}
+        roots = [NewCommitmentRoot(dataset_id=c.dataset_id, shard=c.shard, slice=c.slice,
+                                   root=c.root)
                  for c in session.scalars(select(CommitmentRow).where(
                      CommitmentRow.request_id == row.request_id).order_by(CommitmentRow.shard))]
         metrics = {f"{phase}_{k}": float(v) for phase in ("before", "after")
@@ -443,15 +447,15 @@ class DeletionDriver:
         timings["metrics_s"] = float(row.timings.get("metrics_s", 0.0))
         affected_rounds = sorted({i["of_round"] for i in job.get("plan") or []
                                   if i.get("of_round")})
-        return {"request_id": row.request_id, "affected_shards": list(row.affected_shards),
-                "affected_rounds": affected_rounds,
-                "old_model_hash": row.metrics["old_model_hash"],
-                "new_model_hash": row.metrics["new_model_hash"],
-                "new_commitment_roots": roots, "metrics": metrics, "timings": timings}
+        return UnlearningRecord(
+            request_id=row.request_id, affected_shards=list(row.affected_shards),
+            affected_rounds=affected_rounds, old_model_hash=row.metrics["old_model_hash"],
+            new_model_hash=row.metrics["new_model_hash"], new_commitment_roots=roots,
+            metrics=metrics, timings=timings)
 
     def _next_round(self) -> int:
-        rounds = self.ledger.query_consortium("ListRounds")
-        return max((r["round_id"] for r in rounds), default=0) + 1
+        rounds = self.ledger.consortium.list_rounds()
+        return max((r.round_id for r in rounds), default=0) + 1
 
     def _score(self, session: Session, row: DeletionRow, version_id: str | None
                ) -> tuple[dict[str, float], str]:
@@ -462,14 +466,14 @@ class DeletionDriver:
         if version_id is None:
             state = trainer.initial_state
         else:
-            version = self.ledger.query_consortium("GetModelVersion", version_id)
+            version = self.ledger.consortium.get_model_version(version_id)
             data = self.coordinator.model_adapter(version_id,
                                                   max_bytes=self.settings.max_update_bytes * 64)
-            if sha256_hex(data) != version["adapter_digest"]:
+            if sha256_hex(data) != version.adapter_digest:
                 raise RuntimeError(f"model version {version_id}: the coordinator's adapter "
                                    f"hashes to {sha256_hex(data)}, the ledger says "
-                                   f"{version['adapter_digest']}")
-            spec = served_spec(trainer.spec, len(version["shard_adapters"]))
+                                   f"{version.adapter_digest}")
+            spec = served_spec(trainer.spec, len(version.shard_adapters))
             state = load_update_bytes(data, spec, max_bytes=len(data))
         digest = sha256_hex(update_bytes(state))
         forget = self._forget_set(row)

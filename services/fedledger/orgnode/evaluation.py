@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
+from fedledger.clients.coordinator import CoordinatorError
 from fedledger.digests import sha256_hex
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data import DATASETS, split_samples, unit_hash
@@ -37,7 +38,6 @@ from fedledger.learning.evaluation import evaluate
 from fedledger.learning.lora import load_adapter_state
 from fedledger.learning.tasks import build_task
 from fedledger.learning.updates import update_bytes
-from fedledger.orgnode.client import CoordinatorError
 from fedledger.orgnode.datasets import dataset_path, read_samples
 from fedledger.orgnode.jobstore import JobFailed, JobStore
 from fedledger.orgnode.modelhost import LoadedModel, ModelHost

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from fedledger.clients.coordinator import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
 from fedledger.fabric.errors import FabricError
 from fedledger.learning.errors import LearningError
 from fedledger.orgnode.attestation import Attester
-from fedledger.orgnode.client import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
 from fedledger.orgnode.jobstore import JobFailed, JobStore, Stopped, Wait
 from fedledger.orgnode.ledger import LedgerUnavailable
 from fedledger.orgnode.submission import SubmissionStep

@@ -3,14 +3,13 @@ are one JSONL file in ``data_dir/datasets``; the table holds what describes it."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from fedledger.web.database import utc_timestamp
+from fedledger.web.database import utcnow as utcnow  # the services' one clock
 
 
 class Base(DeclarativeBase):
@@ -24,7 +23,7 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
 
 
 class DatasetRow(Base):
@@ -39,7 +38,7 @@ class DatasetRow(Base):
     shards: Mapped[int] = mapped_column(Integer, default=1)
     labels: Mapped[list] = mapped_column(JSON, default=list)
     commitments: Mapped[list] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
 
 
 class Job(Base):
@@ -58,9 +57,8 @@ class Job(Base):
     #: The signed Submission record, kept so a retry sends identical bytes (ECDSA
     #: signatures are randomised; the ledger accepts only the identical record again).
     submission: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 onupdate=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
+    updated_at: Mapped[datetime] = utc_timestamp(on_update=True)
 
 
 class Policy(Base):
@@ -81,8 +79,7 @@ class QValueRow(Base):
     action: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     visits: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 onupdate=utcnow)
+    updated_at: Mapped[datetime] = utc_timestamp(on_update=True)
 
 
 class ParticipationRow(Base):
@@ -115,7 +112,7 @@ class ParticipationRow(Base):
     reward: Mapped[float | None] = mapped_column(Float, nullable=True)
     outcome: Mapped[dict] = mapped_column(JSON, default=dict)
     learned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
 
 
 class ModelVersionRow(Base):
@@ -130,7 +127,7 @@ class ModelVersionRow(Base):
     strategy: Mapped[dict] = mapped_column(JSON, default=dict)
     included: Mapped[list] = mapped_column(JSON, default=list)
     path: Mapped[str] = mapped_column(String(1024))
-    attested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attested_at: Mapped[datetime] = utc_timestamp()
 
 
 class CommitmentRow(Base):
@@ -152,7 +149,7 @@ class CommitmentRow(Base):
     #: The deletion request that made this root (None: the dataset's registration).
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     tx_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
 
 
 class SubjectSample(Base):
@@ -174,7 +171,7 @@ class DeletedSample(Base):
     dataset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     sample_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(128), index=True)
-    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime] = utc_timestamp()
 
 
 class DeletionRow(Base):
@@ -208,9 +205,8 @@ class DeletionRow(Base):
     #: [{"at", "event", "tx_id"?, ...}] in order: what happened, with ledger tx ids.
     history: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 onupdate=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
+    updated_at: Mapped[datetime] = utc_timestamp(on_update=True)
 
 
 class PublishedState(Base):
@@ -221,7 +217,7 @@ class PublishedState(Base):
 
     root: Mapped[str] = mapped_column(String(64), primary_key=True)
     leaves: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()
 
 
 class SignedBatch(Base):
@@ -235,4 +231,4 @@ class SignedBatch(Base):
     last_round: Mapped[int] = mapped_column(Integer)
     root: Mapped[str] = mapped_column(String(64), unique=True)
     leaves: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = utc_timestamp()

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from fedledger.bridge.agents import OrgAnchorAgent
+from fedledger.clients.coordinator import CoordinatorClient
 from fedledger.fabric.msp import MSPManager
 from fedledger.orgnode.attestation import Attester
-from fedledger.orgnode.client import CoordinatorClient
 from fedledger.orgnode.deletions import DeletionDriver
 from fedledger.orgnode.evaluation import Evaluator, StartAccuracy
 from fedledger.orgnode.jobs import JobRunner, decline_round
@@ -77,8 +77,8 @@ class OrgNode:
         if self.account is not None:
             self.agent = OrgAnchorAgent(
                 settings.msp_id, private_channel=private_channel,
-                private_query=self.ledger.private.evaluate,
-                consortium_query=self.ledger.consortium.evaluate, account=self.account,
+                private=self.ledger.private, consortium=self.ledger.consortium,
+                account=self.account,
                 store=self.anchor_store)
         self.jobs = JobStore(self.sessions, settings)
         self.worker: RoundWorker | None = None
@@ -127,7 +127,7 @@ class OrgNode:
                                    coordinator=client, jobs=store, host=host)
         return RoundWorker(settings, store=store, jobs=runner, participation=participation,
                            deletions=deletions, coordinator=client,
-                           events=ledger.consortium.network, prepare=self._before_poll,
+                           events=ledger.consortium.contract.network, prepare=self._before_poll,
                            stopping=stopping)
 
     def _before_poll(self) -> None:

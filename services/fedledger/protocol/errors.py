@@ -10,6 +10,9 @@ finds the marker wherever Fabric put it and never reads Fabric's own wording.
 
     refusal_message(ErrorCode.NOT_FOUND, "consortium:GetRound", "round 3 not found")
     parse_refusal(any_text_fabric_wrapped_around_it)  # -> Refusal | None
+
+``FedLedgerError`` (the root of every fedledger error) is re-exported here for the
+chaincode, which depends on ``fedledger.protocol`` and nothing else of fedledger.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fedledger.canonical import canonical_json
+from fedledger.errors import FedLedgerError
 
 #: Precedes the JSON object in a refusal message; chosen to occur nowhere else.
 MARKER = "fedledger-error "
@@ -80,4 +84,4 @@ def parse_refusal(*texts: str) -> Refusal | None:
     return None
 
 
-__all__ = ["MARKER", "ErrorCode", "Refusal", "parse_refusal", "refusal_message"]
+__all__ = ["MARKER", "ErrorCode", "FedLedgerError", "Refusal", "parse_refusal", "refusal_message"]

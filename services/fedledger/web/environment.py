@@ -31,6 +31,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from fedledger.errors import FedLedgerError
+
 log = logging.getLogger(__name__)
 
 PREFIX = "FEDLEDGER_"
@@ -39,7 +41,7 @@ PREFIX = "FEDLEDGER_"
 SHARED_NAMES = frozenset({"CACHE", "TEST_POSTGRES"})
 
 
-class EnvSettingsError(ValueError):
+class EnvSettingsError(FedLedgerError, ValueError):
     """An environment variable that names no setting or holds an unreadable value."""
 
 

@@ -9,10 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from fedledger.errors import FedLedgerError
 from fedledger.fabric.errors import ChaincodeRefusal, FabricError
 
 
-class ServiceError(Exception):
+class ServiceError(FedLedgerError):
     """A request that cannot be served; ``status`` is the HTTP status to answer with."""
 
     status = 400
@@ -21,7 +22,6 @@ class ServiceError(Exception):
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
                  details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status or self.status
         self.code = code or self.code
         self.details = details or {}
