@@ -37,7 +37,7 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from fabric_protos.peer import proposal_response_pb2
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -45,7 +45,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from fedledger.canonical import canonical_json
 from fedledger.protocol.errors import ErrorCode, FedLedgerError, refusal_message
 
-Response = proposal_response_pb2.Response
+Response: TypeAlias = proposal_response_pb2.Response
 M = TypeVar("M", bound=BaseModel)
 #: (object_type, attrs) of a composite key, as built by ``contracts/keys.py``.
 KeyParts = tuple[str, tuple[str, ...]]

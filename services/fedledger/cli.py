@@ -254,13 +254,15 @@ def verify(
 
     try:
         raw = json.loads(package.read_bytes())
-        is_bundle = isinstance(raw, dict) and "model_version" in raw
-        parsed = (AuditBundle if is_bundle else ProofPackage).model_validate(raw)
+        parsed: AuditBundle | ProofPackage = (
+            AuditBundle.model_validate(raw) if isinstance(raw, dict) and "model_version" in raw
+            else ProofPackage.model_validate(raw))
     except (OSError, ValueError, ValidationError) as exc:
         console.print(f"[red]error:[/red] {package}: not a proof package or audit bundle: {exc}")
         raise typer.Exit(2) from None
     try:
-        result = (verify_bundle_with_rpc(parsed, rpc_url, contract) if is_bundle
+        result = (verify_bundle_with_rpc(parsed, rpc_url, contract)
+                  if isinstance(parsed, AuditBundle)
                   else verify_with_rpc(parsed, rpc_url, contract))
     except Exception as exc:  # noqa: BLE001 - RPC/network failures are reported, not raised
         console.print(f"[red]error:[/red] could not query {rpc_url}: {exc}")

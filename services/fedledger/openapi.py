@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+from pydantic import BaseModel
 
 from fedledger.coordinator.app import create_app as create_coordinator_app
 from fedledger.coordinator.settings import CoordinatorSettings
@@ -20,12 +22,19 @@ from fedledger.orgnode.settings import OrgNodeSettings
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "docs" / "openapi"
 WRITE_COMMAND = "python -m fedledger.openapi --write"
+S = TypeVar("S", bound=BaseModel)
+
+
+def _placeholder(cls: type[S], **values: Any) -> S:
+    """Settings left unvalidated: building the routes reads none of them."""
+    return cls.model_construct(**values)
 
 
 def specs() -> dict[str, dict[str, Any]]:
     """Each service's OpenAPI document, from placeholder settings (routes do not read them)."""
-    coordinator = create_coordinator_app(CoordinatorSettings.model_construct())
-    orgnode = create_orgnode_app(OrgNodeSettings.model_construct(msp_id="Org1MSP"), start_worker=False)
+    coordinator = create_coordinator_app(_placeholder(CoordinatorSettings))
+    orgnode = create_orgnode_app(_placeholder(OrgNodeSettings, msp_id="Org1MSP"),
+                                 start_worker=False)
     host = create_status_app(cast(Host, None))
     return {"coordinator": coordinator.openapi(), "orgnode": orgnode.openapi(), "host": host.openapi()}
 

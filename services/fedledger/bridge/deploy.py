@@ -35,6 +35,7 @@ from typing import Any
 from eth_account import Account
 from eth_utils import to_checksum_address
 from pydantic import Field, model_validator
+from web3.types import RPCEndpoint
 
 from fedledger.bridge.errors import BridgeError
 from fedledger.bridge.standalone import SubmitterKey
@@ -116,7 +117,7 @@ def deploy(settings: DeploySettings) -> dict[str, Any]:
     account = settings.submitter.load()
     if settings.dev_fund_eth:
         response = chain.w3.provider.make_request(
-            "anvil_setBalance", [account.address, hex(int(settings.dev_fund_eth * WEI))])
+            RPCEndpoint("anvil_setBalance"), [account.address, hex(int(settings.dev_fund_eth * WEI))])
         if response.get("error"):
             raise BridgeError(f"anvil_setBalance failed (not an anvil node?): {response['error']}",
                               step="deploy")
