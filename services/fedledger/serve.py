@@ -14,10 +14,11 @@ and exits (a configuration check).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from fedledger.logs import add_log_level_argument, configure_logging
 
 
 def _coordinator() -> tuple[Any, Callable[[Any], None]]:
@@ -26,7 +27,7 @@ def _coordinator() -> tuple[Any, Callable[[Any], None]]:
     from fedledger.web.server import serve
 
     settings = CoordinatorSettings.from_env()
-    return settings, lambda s: serve(create_app(s), s.host, s.port)
+    return settings, lambda s: serve(create_app(s), s.host, s.port, tls=s.tls)
 
 
 def _orgnode() -> tuple[Any, Callable[[Any], None]]:
@@ -35,7 +36,7 @@ def _orgnode() -> tuple[Any, Callable[[Any], None]]:
     from fedledger.web.server import serve
 
     settings = OrgNodeSettings.from_env()
-    return settings, lambda s: serve(create_app(s), s.host, s.port)
+    return settings, lambda s: serve(create_app(s), s.host, s.port, tls=s.tls)
 
 
 def _bridge() -> tuple[Any, Callable[[Any], None]]:
@@ -67,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--check", action="store_true",
                         help="build the settings from the environment, print them, exit")
+    add_log_level_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     settings, run = SERVICES[args.service]()
     if args.check:
         import json

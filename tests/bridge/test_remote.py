@@ -18,11 +18,13 @@ from fedledger.bridge.outbox import AnchorStatus
 from fedledger.bridge.remote import RemoteAnchorAgent
 from fedledger.bridge.service import BridgeSettings
 from fedledger.bridge.tree import AnchorBatch
+from fedledger.devnet.ca import write_service_tls
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.devnet.orderer import OrdererSettings
 from fedledger.evm.connection import connect
 from fedledger.web.errors import Conflict, Forbidden, install_error_handlers
 from fedledger.web.server import ThreadedServer, free_port
+from fedledger.web.settings import TlsServerSettings
 from fedledger.web.signing import RequestVerifier
 
 from .rounds import final_round_seen, join
@@ -61,7 +63,7 @@ def fake_org_node(agent, verifier: RequestVerifier, *, bridge_msp: str) -> FastA
                 lambda: agent.approve(batch, chain_id=body["chain_id"], registry=body["registry"]))
         except BridgeError as exc:
             raise Conflict(exc.message) from None
-        return {"signature": "0x" + signature.hex()}
+        return {"signature": "0x" + signature.hex(), "address": agent.address}
 
     return app
 
@@ -175,3 +177,30 @@ def test_requests_from_another_org_are_refused_by_the_node(world):
     with pytest.raises(BridgeError, match="403"):
         stranger.private_state()
     stranger.close()
+
+
+def test_the_bridge_reaches_a_node_over_https_trusting_only_its_orgs_tls_ca(world):
+    network, anchoring, consortium, servers, apps, remote = world
+    crypto = network.network.crypto
+    org2, org3 = crypto.org("Org2"), crypto.org("Org3")
+    tls_dir = write_service_tls(org2.org_dir, "org2-node")
+    server = ThreadedServer(apps["Org2MSP"], tls=TlsServerSettings(
+        cert_file=tls_dir / "server.crt", key_file=tls_dir / "server.key")).start()
+    identity = network.network.identity("Org1")
+    trusted = RemoteAnchorAgent("Org2MSP", remote[1].address, server.url, identity,
+                                timeout_s=10, verify=org2.tls_ca_cert)
+    wrong_ca = RemoteAnchorAgent("Org2MSP", remote[1].address, server.url, identity,
+                                 timeout_s=10, verify=org3.tls_ca_cert)
+    try:
+        calls = len(apps["Org2MSP"].state.calls)
+        with pytest.raises(BridgeError) as info:
+            wrong_ca.private_state()
+        assert info.value.step == "private_state"
+        assert len(apps["Org2MSP"].state.calls) == calls   # nothing reached the node
+        state = trusted.private_state()
+        assert state["kind"] == "private_state" and state["org"] == "Org2MSP"
+        assert len(apps["Org2MSP"].state.calls) == calls + 1
+    finally:
+        trusted.close()
+        wrong_ca.close()
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -80,3 +81,57 @@ def test_compose_config_refuses_a_missing_version(compose: list[str], tmp_path) 
                              str(tmp_path / ".env"), "config", "--quiet"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "FABRIC_VERSION" in result.stderr
+
+
+# ----------------------------------------------------------------------------- HTTPS
+# Static (no compose binary): the file as tests/deploy/compose.py reads it.
+
+#: A client's URL variable -> the variable naming the CA its certificate must verify against.
+URL_CA = {"FEDLEDGER_COORDINATOR_URL": "FEDLEDGER_COORDINATOR_TLS_CA",
+          "FEDLEDGER_ORG_NODES": "FEDLEDGER_NODE_TLS_CAS"}
+
+
+def rest_services(services: dict) -> list[str]:
+    """The fedledger containers that listen (the contracts deployer does not)."""
+    return sorted(n for n, s in services.items() if s["image"].startswith("fedledger:")
+                  and "FEDLEDGER_PORT" in environment(s))
+
+
+def _urls(value: str) -> dict[str, str]:
+    """key -> URL of a variable holding one URL or a map ``K=URL,K=URL``."""
+    if "=" not in value:
+        return {"": value}
+    return dict(item.split("=", 1) for item in value.split(","))
+
+
+@pytest.mark.parametrize("testnet", [False, True])
+def test_every_rest_service_serves_https_and_is_reached_over_https(testnet: bool) -> None:
+    services = load_compose()["services"]
+    if testnet:  # the override changes only the chain's variables: merge them
+        for name, service in load_compose(path=DEPLOY / "compose.testnet.yml")["services"].items():
+            if name in services and "environment" in service:
+                services[name] = {**services[name], "environment": {
+                    **environment(services[name]), **environment(service)}}
+    rest = rest_services(services)
+    assert rest == ["bridge", "coordinator", "org1-node", "org2-node", "org3-node"]
+    for name in rest:
+        env = environment(services[name])
+        assert env["FEDLEDGER_HOST"] == "0.0.0.0", name
+        assert env["FEDLEDGER_TLS__CERT_FILE"] == "/etc/fedledger/tls/server.crt", name
+        assert env["FEDLEDGER_TLS__KEY_FILE"] == "/etc/fedledger/tls/server.key", name
+        # The healthcheck speaks HTTPS too, verifying the service's own org TLS CA.
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert "https://127.0.0.1:8000/health" in check and "/etc/fedledger/tls/ca.crt" in check
+    reached = set()
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            for host in re.findall(r"\w+://([\w.-]+)", value):
+                if host in rest:
+                    reached.add(host)
+                    assert key in URL_CA, f"{name}: {key} names {host} with no CA for it"
+            if key in URL_CA:
+                urls, cas = _urls(value), _urls(environment(service)[URL_CA[key]])
+                assert set(urls) == set(cas), (name, key)
+                for url in urls.values():
+                    assert url.startswith("https://"), f"{name}: {key}={url} is not https"
+    assert reached == set(rest) - {"bridge"}   # nobody in compose calls the bridge's API

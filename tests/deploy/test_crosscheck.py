@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -183,6 +184,60 @@ def test_chaincode_containers_serve_mutual_tls_with_crypto_shs_files(
         peer_tls.verify_directly_issued_by(client_ca)
         assert ExtendedKeyUsageOID.CLIENT_AUTH in peer_tls.extensions.get_extension_for_class(
             x509.ExtendedKeyUsage).value
+
+
+def test_rest_services_serve_https_with_crypto_shs_files_and_clients_trust_their_ca(
+        compose: dict[str, Any], generated: dict[str, Path]) -> None:
+    """Every REST service (coordinator, org nodes, bridge) serves the certificate crypto.sh
+    issued it from its org's TLS CA (the operator org's for the coordinator and the
+    bridge), mounted read-only at /etc/fedledger/tls with no CA key; it names the host
+    the others dial; and the CA each client is given for it is the one that issued it."""
+    services = compose["services"]
+    operator = "org1"
+    owner = {"coordinator": operator, "bridge": operator,
+             **{f"{org}-node": org for org in ORGS}}
+    certs = {}
+    for name, org in owner.items():
+        service, env = services[name], environment(services[name])
+        table = mounts(service)
+        tls_dir = generated["crypto"] / f"peerOrganizations/{org}.example.com/services/{name}/tls"
+        assert table["/etc/fedledger/tls"] == tls_dir, name
+        assert f"{tls_dir}:/etc/fedledger/tls:ro" in service["volumes"], name
+        cert_file = host_path(env["FEDLEDGER_TLS__CERT_FILE"], table)
+        key_file = host_path(env["FEDLEDGER_TLS__KEY_FILE"], table)
+        assert cert_file is not None and key_file is not None, name
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+        assert key.public_key() == cert.public_key(), name
+        tlsca = generated["crypto"] / f"peerOrganizations/{org}.example.com/tlsca/tlsca.{org}.example.com-cert.pem"
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(tlsca.read_bytes()))
+        assert (tls_dir / "ca.crt").read_bytes() == tlsca.read_bytes()
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert name in san.get_values_for_type(x509.DNSName)
+        assert not list(tls_dir.rglob("priv_sk")), name
+        certs[name] = cert
+
+    def ca_of(service: str, container_path: str) -> x509.Certificate:
+        local = host_path(container_path, mounts(services[service]))
+        assert local is not None and local.is_file(), (service, container_path)
+        return x509.load_pem_x509_certificate(local.read_bytes())
+
+    for org in ORGS:   # org node -> coordinator
+        env = environment(services[f"{org}-node"])
+        assert env["FEDLEDGER_COORDINATOR_URL"] == "https://coordinator:8000"
+        certs["coordinator"].verify_directly_issued_by(
+            ca_of(f"{org}-node", env["FEDLEDGER_COORDINATOR_TLS_CA"]))
+    env = environment(services["bridge"])   # bridge -> each org node
+    urls = dict(i.split("=", 1) for i in env["FEDLEDGER_ORG_NODES"].split(","))
+    cas = dict(i.split("=", 1) for i in env["FEDLEDGER_NODE_TLS_CAS"].split(","))
+    assert set(urls) == set(cas) == {f"Org{o[-1]}MSP" for o in ORGS}
+    for msp, url in urls.items():
+        node = f"org{msp[3]}-node"
+        assert url == f"https://{node}:8000"
+        certs[node].verify_directly_issued_by(ca_of("bridge", cas[msp]))
+        other = next(m for m in cas if m != msp)   # another org's CA does not vouch for it
+        with pytest.raises((ValueError, InvalidSignature)):
+            certs[node].verify_directly_issued_by(ca_of("bridge", cas[other]))
 
 
 def test_configtx_msp_dirs_and_consenter_certs_exist(configtx: dict[str, Any],

@@ -16,7 +16,9 @@ cmd/cryptogen/main.go and internal/cryptogen/msp/msp.go) writes:
 
 deploy/scripts/crypto.sh runs cryptogen and adds what cryptogen's config cannot say: per
 peer org ``chaincode/tls/{ca.crt, server.crt, server.key}``, the TLS certificate of the
-org's chaincode server from the org's TLS CA (:func:`crypto_sh_layout`). It runs here with
+org's chaincode server from the org's TLS CA, and ``services/<name>/tls/`` (the same three
+files) for the org's REST services' HTTPS: ``<org>-node`` in every peer org, ``coordinator``
+and ``bridge`` in the operator org's (org1) (:func:`crypto_sh_layout`). It runs here with
 a cryptogen stand-in (tests/deploy/crypto_standin.py: the dev CA) and the host's openssl.
 """
 
@@ -45,6 +47,14 @@ CONFIG = DEPLOY / "fabric" / "crypto-config.yaml"
 # What crypto.sh adds under each peer org's folder: its chaincode server's TLS material.
 CHAINCODE_TLS = ("chaincode/", "chaincode/tls/", "chaincode/tls/ca.crt",
                  "chaincode/tls/server.crt", "chaincode/tls/server.key")
+OPERATOR_SERVICES = ("coordinator", "bridge")
+
+
+def service_tls_paths(name: str) -> tuple[str, ...]:
+    """What crypto.sh adds for one REST service of an org: its HTTPS material."""
+    base = f"services/{name}/tls/"
+    return ("services/", f"services/{name}/", base, base + "ca.crt", base + "server.crt",
+            base + "server.key")
 
 
 def _render(template: str, **data: object) -> str:
@@ -107,7 +117,13 @@ def crypto_sh_layout(config: dict) -> set[str]:
     chaincode server's TLS folder."""
     paths = cryptogen_layout(config)
     for spec in config.get("PeerOrgs") or []:
-        paths.update(f"peerOrganizations/{spec['Domain']}/{p}" for p in CHAINCODE_TLS)
+        domain = spec["Domain"]
+        paths.update(f"peerOrganizations/{domain}/{p}" for p in CHAINCODE_TLS)
+        services = [f"{domain.split('.')[0]}-node"]
+        if domain == "org1.example.com":
+            services += OPERATOR_SERVICES
+        for name in services:
+            paths.update(f"peerOrganizations/{domain}/{p}" for p in service_tls_paths(name))
     return paths
 
 
@@ -234,6 +250,38 @@ def test_crypto_sh_writes_cryptogens_layout_and_each_chaincode_servers_tls(tmp_p
         assert key.public_key() == cert.public_key()
         assert (tls / "server.key").stat().st_mode & 0o777 == 0o600
         assert (tls / "server.crt").stat().st_mode & 0o777 == 0o644
+
+
+def test_crypto_sh_issues_each_rest_services_https_certificate(tmp_path: Path) -> None:
+    out = tmp_path / "organizations"
+    run_crypto_sh(out, bin_dir=tmp_path / "bin")
+    services = {"org1": ["org1-node", *OPERATOR_SERVICES], "org2": ["org2-node"],
+                "org3": ["org3-node"]}
+    for org, names in services.items():
+        org_dir = out / f"peerOrganizations/{org}.example.com"
+        tlsca_pem = (org_dir / f"tlsca/tlsca.{org}.example.com-cert.pem").read_bytes()
+        for name in names:
+            tls = org_dir / "services" / name / "tls"
+            assert (tls / "ca.crt").read_bytes() == tlsca_pem
+            cert = _cert(tls / "server.crt")
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(tlsca_pem))
+            # The compose host name the other services dial, and loopback (healthchecks).
+            assert _names(cert) == ([name, "localhost"], ["127.0.0.1"])
+            assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) \
+                == [ExtendedKeyUsageOID.SERVER_AUTH]
+            key = serialization.load_pem_private_key((tls / "server.key").read_bytes(), None)
+            assert key.public_key() == cert.public_key()
+            assert (tls / "server.key").stat().st_mode & 0o777 == 0o600
+    # A certificate from another org's TLS CA is replaced at the next run, the rest kept.
+    node1 = out / "peerOrganizations/org1.example.com/services/org1-node/tls"
+    before = _files(out)
+    (node1 / "server.crt").write_bytes(
+        (out / "peerOrganizations/org2.example.com/services/org2-node/tls/server.crt").read_bytes())
+    again = run_crypto_sh(out, bin_dir=tmp_path / "bin")
+    assert again.stderr.count("issuing") == 1
+    _cert(node1 / "server.crt").verify_directly_issued_by(_cert(node1 / "ca.crt"))
+    assert {k: v for k, v in _files(out).items() if "services/org1-node/" not in k} == \
+        {k: v for k, v in before.items() if "services/org1-node/" not in k}
 
 
 def test_crypto_sh_keeps_valid_certificates_and_reissues_the_others(tmp_path: Path) -> None:

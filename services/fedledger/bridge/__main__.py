@@ -5,19 +5,18 @@ peer Gateway and a JSON-RPC chain (:mod:`fedledger.bridge.standalone`). Without
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from fedledger.bridge.standalone import StandaloneBridgeSettings, run
+from fedledger.logs import add_log_level_argument, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fedledger.bridge", description=__doc__)
     parser.add_argument("--config", help="settings (JSON); default: FEDLEDGER_* variables")
-    parser.add_argument("--log-level", default="INFO")
+    add_log_level_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     settings = (StandaloneBridgeSettings.from_file(args.config) if args.config
                 else StandaloneBridgeSettings.from_env())
     run(settings)

@@ -45,6 +45,7 @@ from fedledger.ledgers import ConsortiumLedger
 from fedledger.loop import BackgroundLoop
 from fedledger.protocol.leaves import AnchorBatch
 from fedledger.protocol.records import AnchorReceipt
+from fedledger.web.metrics import ANCHOR_GAS, ANCHOR_SECONDS, ANCHORS, observe_ledger_call
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "consortium-events"
@@ -388,6 +389,11 @@ class Bridge:
         assert anchor.raw_tx is not None and anchor.tx_hash is not None
         self.chain.broadcast(PreparedTx.from_raw(anchor.raw_tx))
         receipt = self.chain.wait(anchor.tx_hash, self.settings.confirmations)
+        gas = receipt.get("gasUsed")
+        if gas is not None:
+            ANCHOR_GAS.observe(int(gas))
+        log.info("anchor %d..%d confirmed in block %s (gas %s)", anchor.first_round,
+                 anchor.last_round, receipt["blockNumber"], gas)
         return self.outbox.update(anchor.id, block_number=receipt["blockNumber"],
                                   status=AnchorStatus.CONFIRMED, last_error=None)
 
@@ -401,8 +407,19 @@ class Bridge:
             block_number=anchor.block_number)
         pending = self.consortium.record_anchor_receipt(receipt).submit_async()
         status = pending.transaction.status()
+        # The commit status is read, not raised (Pending.committed would time it).
+        observe_ledger_call(pending.call.function, "submit", pending.started,
+                            None if status.successful else status.code_name)
         if not status.successful:
             raise BridgeError(f"anchor receipt committed as {status.code_name}", step="record",
                               tx_hash=anchor.tx_hash)
-        return self.outbox.update(anchor.id, receipt_tx_id=pending.tx_id,
-                                  status=AnchorStatus.RECORDED)
+        recorded = self.outbox.update(anchor.id, receipt_tx_id=pending.tx_id,
+                                      status=AnchorStatus.RECORDED)
+        ANCHORS.labels("recorded").inc()
+        if anchor.created_at is not None:
+            built = anchor.created_at if anchor.created_at.tzinfo else anchor.created_at.replace(
+                tzinfo=UTC)  # SQLite keeps no time zone
+            ANCHOR_SECONDS.observe(max(0.0, (datetime.now(UTC) - built).total_seconds()))
+        log.info("anchor %d..%d recorded on the ledger (tx %s)", anchor.first_round,
+                 anchor.last_round, pending.tx_id)
+        return recorded

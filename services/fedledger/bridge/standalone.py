@@ -17,7 +17,9 @@ variables when no file is given; :mod:`fedledger.web.environment`)::
     FEDLEDGER_IDENTITY__MSP_ID=Org1MSP   FEDLEDGER_IDENTITY__MSP_DIR=.../User1@org1.example.com/msp
     FEDLEDGER_EVM__BACKEND=rpc  FEDLEDGER_EVM__RPC_URL=http://anvil:8545  FEDLEDGER_EVM__CHAIN_ID=31337
     FEDLEDGER_CONTRACTS_FILE=/var/lib/fedledger/evm/contracts.json   (from fedledger.bridge.deploy)
-    FEDLEDGER_ORG_NODES=Org1MSP=http://org1-node:8000,Org2MSP=...
+    FEDLEDGER_ORG_NODES=Org1MSP=https://org1-node:8000,Org2MSP=...
+    FEDLEDGER_NODE_TLS_CAS=Org1MSP=.../tlsca/tlsca.org1.example.com-cert.pem,Org2MSP=...
+    FEDLEDGER_TLS__CERT_FILE=.../server.crt  FEDLEDGER_TLS__KEY_FILE=.../server.key  (HTTPS)
     FEDLEDGER_SUBMITTER_KEY_FILE=/run/secrets/bridge_key             (or a keystore + password file)
     FEDLEDGER_DB_URL=postgresql+psycopg://fedledger@postgres:5432/bridge  FEDLEDGER_DB_PASSWORD_FILE=...
 
@@ -52,7 +54,7 @@ from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.ledgers import ConsortiumLedger
 from fedledger.settings import Section
 from fedledger.web.environment import read_secret
-from fedledger.web.settings import ServiceSettings
+from fedledger.web.settings import ServiceSettings, TlsServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class StandaloneBridgeSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535, description="status API port")
+    tls: TlsServerSettings | None = Field(None, description="serve the status API over HTTPS "
+                                          "with this certificate; None: plain HTTP, loopback only")
     gateway: GatewaySettings
     identity: IdentitySettings
     evm: EvmConfig = Field(description="the chain; backend must be 'rpc'")
@@ -110,6 +114,10 @@ class StandaloneBridgeSettings(ServiceSettings):
         default_factory=dict, description="MSP id -> anchor address; overrides the contracts file's")
     org_nodes: dict[str, str] = Field(
         default_factory=dict, description="MSP id -> org node URL (its anchoring endpoints)")
+    node_tls_cas: dict[str, Path] = Field(
+        default_factory=dict, description="MSP id -> CA bundle (PEM) its node's HTTPS "
+        "certificate must verify against (the org's Fabric TLS CA); absent: the system's "
+        "trust store")
     submitter: SubmitterKey
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     db_url: str = Field("sqlite:///bridge.db", description="the outbox (SQLAlchemy URL)")
@@ -174,7 +182,8 @@ class StandaloneBridge(BridgeHost):
         consortium = ConsortiumLedger(gateway.network(s.bridge.channel).contract(
             s.bridge.chaincode, "consortium"))
         agents = [RemoteAnchorAgent(msp, addresses[msp], url, identity,
-                                    timeout_s=s.rpc_timeout_s)
+                                    timeout_s=s.rpc_timeout_s,
+                                    verify=s.node_tls_cas.get(msp, True))
                   for msp, url in sorted(s.org_nodes.items())]
         self.run_bridge(Bridge(s.bridge, consortium=consortium, chain=self.chain,
                                registry=self.registry, submitter=submitter, agents=agents,
@@ -199,14 +208,17 @@ def run(settings: StandaloneBridgeSettings) -> None:
     import uvicorn
 
     from fedledger.host.app import create_status_app
+    from fedledger.web.server import check_bind, server_config, url_of
 
+    # Refused before anything connects: no plain HTTP off loopback.
+    check_bind(settings.host, settings.port, settings.tls)
     bridge = StandaloneBridge(settings)
     try:
-        bridge.start(status_url=f"http://{settings.host}:{settings.port}")
+        bridge.start(status_url=url_of(settings.host, settings.port, settings.tls))
         app = create_status_app(bridge)
         app.title = "fedledger bridge"
-        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                      log_level="warning", access_log=False)).run()
+        uvicorn.Server(server_config(app, settings.host, settings.port,
+                                     tls=settings.tls)).run()
     finally:
         bridge.stop()
         log.info("bridge stopped")

@@ -12,6 +12,7 @@ from fedledger.clients.errors import (
     ClientError,
     Conflict,
     Forbidden,
+    InsecureTransport,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -19,10 +20,12 @@ from fedledger.clients.errors import (
     ServiceUnavailable,
     Unauthorized,
     UnexpectedResponse,
+    UntrustedServer,
 )
 from fedledger.clients.host import HostClient
 from fedledger.clients.orgnode import OrgNodeClient
 
 __all__ = ["ClientError", "Conflict", "CoordinatorClient", "Forbidden", "HostClient",
-           "InvalidRequest", "NotFound", "OrgNodeClient", "PayloadTooLarge", "RequestRefused",
-           "ServiceUnavailable", "Unauthorized", "UnexpectedResponse"]
+           "InsecureTransport", "InvalidRequest", "NotFound", "OrgNodeClient", "PayloadTooLarge",
+           "RequestRefused", "ServiceUnavailable", "Unauthorized", "UnexpectedResponse",
+           "UntrustedServer"]

@@ -1,10 +1,17 @@
 """What every fedledger client shares: one ``httpx.Client`` per service, its
 authentication (an operator's or admin's bearer token, an org's signed requests, or
 both), the mapping of failures to :mod:`fedledger.clients.errors`, and parsing answers
-into the API contract's pydantic models (:mod:`fedledger.protocol`)."""
+into the API contract's pydantic models (:mod:`fedledger.protocol`).
+
+TLS: ``verify`` is the CA bundle (a PEM file) the service's certificate must verify
+against, e.g. its org's Fabric TLS CA certificate; ``True`` (the default) the system's
+trust store, ``False`` no check (tests only). A bearer token is never sent over plain
+``http://`` to a host that is not loopback (:class:`InsecureTransport`, nothing sent).
+"""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -15,13 +22,19 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedledger.clients.errors import (
     ClientError,
+    InsecureTransport,
     PayloadTooLarge,
     ServiceUnavailable,
     UnexpectedResponse,
+    UntrustedServer,
     error_for,
 )
 from fedledger.fabric.identity import SigningIdentity
+from fedledger.web.settings import is_loopback
 from fedledger.web.signing import SignedAuth
+
+#: What ``verify=`` takes: a CA bundle file, True (system trust store), False (no check).
+Verify = str | Path | bool
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -31,18 +44,46 @@ class ClientAuth(httpx.Auth):
     """A bearer token (``Authorization: Bearer``), a request signature by an org's
     identity (:class:`~fedledger.web.signing.SignedAuth`), or both."""
 
-    def __init__(self, token: str | None = None, identity: SigningIdentity | None = None) -> None:
+    def __init__(self, token: str | None = None, identity: SigningIdentity | None = None, *,
+                 service: str = "service") -> None:
         self.token = token
         self.signed = SignedAuth(identity) if identity is not None else None
         self.requires_request_body = self.signed is not None
+        self.service = service
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.token is not None:
+            # Checked on each request (not only the base URL): a redirect or an absolute
+            # URL must not carry the token off the machine in clear either.
+            if request.url.scheme != "https" and not is_loopback(request.url.host):
+                raise InsecureTransport(
+                    f"{self.service} {request.method} {request.url.path}: refusing to send "
+                    f"a bearer token over plain {request.url.scheme}:// to "
+                    f"{request.url.host} (use https://)", service=self.service,
+                    method=request.method, path=request.url.path, code="insecure_transport")
             request.headers["Authorization"] = f"Bearer {self.token}"
         if self.signed is not None:
             yield from self.signed.auth_flow(request)
         else:
             yield request
+
+
+def ssl_context(verify: Verify) -> ssl.SSLContext | bool:
+    """What httpx's ``verify`` gets: an SSL context trusting only the CA bundle ``verify``
+    names, or the bool itself."""
+    if isinstance(verify, bool):
+        return verify
+    return ssl.create_default_context(cafile=str(verify))
+
+
+def _tls_refused(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error (bad certificate) behind a transport error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
@@ -59,10 +100,12 @@ class ServiceClient:
 
     def __init__(self, base_url: str, *, token: str | None = None,
                  identity: SigningIdentity | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, verify: Verify = True) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, auth=ClientAuth(token, identity),
-                                  timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url,
+                                  auth=ClientAuth(token, identity, service=self.service),
+                                  timeout=timeout, transport=transport,
+                                  verify=ssl_context(verify))
 
     def close(self) -> None:
         self._http.close()
@@ -138,6 +181,12 @@ class ServiceClient:
             raise self._unreachable("GET", path, exc) from None
 
     def _unreachable(self, method: str, path: str, exc: Exception) -> ClientError:
+        refused = _tls_refused(exc)
+        if refused is not None:
+            return UntrustedServer(
+                f"{self.service} at {self.base_url} ({method} {path}): its TLS certificate "
+                f"does not verify: {refused}", service=self.service, method=method, path=path,
+                code="untrusted_server", reason=str(refused))
         return ServiceUnavailable(f"{self.service} unreachable ({method} {path}): {exc}",
                                   service=self.service, method=method, path=path,
                                   reason=f"{self.base_url} unreachable: {exc}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from pydantic import TypeAdapter
 
-from fedledger.clients.base import ServiceClient, file_chunks
+from fedledger.clients.base import ServiceClient, Verify, file_chunks
 from fedledger.clients.errors import ClientError, RequestRefused, ServiceUnavailable
 from fedledger.fabric.identity import SigningIdentity
 from fedledger.protocol.coordinator_api import (
@@ -56,9 +56,9 @@ class CoordinatorClient(ServiceClient):
 
     def __init__(self, base_url: str, identity: SigningIdentity | None = None, *,
                  token: str | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, verify: Verify = True) -> None:
         super().__init__(base_url, token=token, identity=identity, timeout=timeout,
-                         transport=transport)
+                         transport=transport, verify=verify)
 
     # ------------------------------------------------------------------ anyone
 

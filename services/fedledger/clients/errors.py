@@ -9,6 +9,10 @@ body every fedledger service answers a failure with; :mod:`fedledger.web.errors`
 - :class:`RequestRefused`: a 4xx: retrying the same request will not help. Its
   subclasses name the usual statuses (401, 403, 404, 409, 413, 422).
 - :class:`UnexpectedResponse`: a 2xx whose body is not what the API contract says.
+- :class:`UntrustedServer`: the service's TLS certificate does not verify against the
+  CA the client was given (a configuration error, not worth retrying).
+- :class:`InsecureTransport`: not sent at all: a bearer token to a plain ``http://``
+  address off this machine, where anyone on the path could read it.
 
 All are :class:`fedledger.errors.FedLedgerError`.
 """
@@ -76,6 +80,16 @@ class UnexpectedResponse(ClientError, ValueError):
     """A success whose body does not parse as the API contract's model."""
 
 
+class UntrustedServer(ClientError, ConnectionError):
+    """The TLS handshake failed: the service's certificate does not verify against the
+    client's CA bundle (or names another host). Nothing was sent."""
+
+
+class InsecureTransport(ClientError, ValueError):
+    """The request was not sent: it carries a bearer token and its URL is plain
+    ``http://`` to a host that is not loopback (use ``https://``)."""
+
+
 _BY_STATUS: dict[int, type[RequestRefused]] = {
     400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     413: PayloadTooLarge, 422: InvalidRequest,
@@ -111,6 +125,6 @@ def _parse_body(response: httpx.Response) -> tuple[str | None, str, dict[str, An
             details if isinstance(details, dict) else {})
 
 
-__all__ = ["ClientError", "Conflict", "Forbidden", "InvalidRequest", "NotFound",
+__all__ = ["ClientError", "Conflict", "Forbidden", "InsecureTransport", "InvalidRequest", "NotFound",
            "PayloadTooLarge", "RequestRefused", "ServiceUnavailable", "Unauthorized",
-           "UnexpectedResponse", "error_for"]
+           "UnexpectedResponse", "UntrustedServer", "error_for"]

@@ -2,7 +2,10 @@
 "Org node API"): datasets and data subjects, participation policy, jobs, model
 versions, deletion requests, private records and the auditor's queries.
 
-``OrgNodeClient(url, token=admin_token)``. Answers are the models of
+``OrgNodeClient(url, token=admin_token)``; the bridge signs its anchoring requests
+with its Fabric identity instead (``OrgNodeClient(url, identity=bridge_identity)``:
+:meth:`OrgNodeClient.anchoring_private_state`, :meth:`~OrgNodeClient.approve_anchor`,
+:meth:`~OrgNodeClient.approve_outcome`). Answers are the models of
 :mod:`fedledger.protocol.orgnode_api` (ledger records: :mod:`fedledger.protocol.records`;
 proof bundles: :class:`fedledger.audit.bundle.AuditBundle`); failures the errors of
 :mod:`fedledger.clients.errors`.
@@ -18,6 +21,7 @@ from pydantic import TypeAdapter
 from fedledger.clients.base import ServiceClient
 from fedledger.protocol.orgnode_api import (
     AgentSummary,
+    AnchorApproval,
     AuditRequestStatus,
     DatasetCreate,
     DatasetPublic,
@@ -33,6 +37,7 @@ from fedledger.protocol.orgnode_api import (
     PolicyMode,
     PolicyPublic,
     PrivateRecord,
+    PrivateStateLeaf,
     RecordKind,
     Role,
     SampleInVersion,
@@ -204,6 +209,28 @@ class OrgNodeClient(ServiceClient):
         return self._model(_bundle_model(), "GET", f"/audit/models/{version_id}/samples",
                            params={"dataset_id": dataset_id, "sample_id": sample_id,
                                    "proof": "true"})
+
+    # ------------------------------------------------------------------ anchoring (signed)
+
+    def anchoring_private_state(self) -> PrivateStateLeaf:
+        """The org's ``private_state`` leaf (a signed request: the bridge's identity)."""
+        return self._model(PrivateStateLeaf, "GET", "/anchoring/private-state")
+
+    def approve_anchor(self, first_round: int, last_round: int, leaves: list[dict[str, Any]],
+                       *, chain_id: int, registry: str) -> AnchorApproval:
+        """The org's anchor-key signature of a batch, after its own checks (Conflict when
+        it refuses, with its reason)."""
+        body = {"first_round": first_round, "last_round": last_round, "leaves": leaves,
+                "chain_id": chain_id, "registry": registry}
+        return self._model(AnchorApproval, "POST", "/anchoring/approve", json=body)
+
+    def approve_outcome(self, round_id: int, orgs: list[str], deltas: list[int], *,
+                        chain_id: int, staking: str) -> AnchorApproval:
+        """The org's signature of a round's Staking outcome (deltas sent as strings:
+        wei amounts beyond JSON's safe integers)."""
+        body = {"round_id": round_id, "orgs": orgs, "deltas": [str(d) for d in deltas],
+                "chain_id": chain_id, "staking": staking}
+        return self._model(AnchorApproval, "POST", "/anchoring/approve-outcome", json=body)
 
 
 __all__ = ["OrgNodeClient"]

@@ -40,6 +40,7 @@ from fedledger.web.errors import (
     Unauthorized,
     Unavailable,
 )
+from fedledger.web.metrics import UPLOAD_BYTES
 from fedledger.web.params import RoundId
 from fedledger.web.signing import CONTENT_SHA256, RequestVerifier
 
@@ -262,6 +263,7 @@ async def upload_update(
     except BlobTooLarge:
         raise PayloadTooLarge(f"update exceeds max_update_bytes {limit}",
                               details={"max_update_bytes": limit}) from None
+    UPLOAD_BYTES.observe(pending.size)  # every body received, stored or refused after
     created = await run_in_threadpool(service.accept_upload, round_id, org, declared,
                                       num_samples, pending)
     response.status_code = 201 if created else 200

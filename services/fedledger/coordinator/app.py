@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fedledger.fabric.waker import EventWaker
 from fedledger.web.database import make_engine, migrate
 from fedledger.web.errors import install_error_handlers
+from fedledger.web.metrics import install_observability
 from fedledger.web.signing import RequestVerifier
 
 from .aggregate import adapter_context
@@ -65,5 +66,15 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
                   description="Rounds, blob store, aggregation, committee and model registry "
                               "of a fedledger consortium (docs/services.md).")
     install_error_handlers(app)
+
+    def ready() -> bool | str:
+        """Started, and the consortium channel answers a query."""
+        service: RoundService | None = getattr(app.state, "service", None)
+        if service is None:
+            return "starting"
+        service.ledger.list_orgs()
+        return True
+
+    install_observability(app, service="coordinator", ready=ready)
     app.include_router(router)
     return app

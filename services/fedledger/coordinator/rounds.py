@@ -48,6 +48,7 @@ from fedledger.incentives.outcome import verdict_of
 from fedledger.learning.errors import AggregationError, UpdateRejectedError
 from fedledger.learning.updates import load_update_bytes
 from fedledger.protocol.records import RoundFinality, RoundOpening
+from fedledger.web import metrics
 from fedledger.web.errors import (
     Conflict,
     Forbidden,
@@ -83,6 +84,17 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("opening", "open", "closed", "aggregated")
 T = TypeVar("T")
+
+
+def _phase_changed(round_id: int, old: str | None, new: str, since: datetime | None) -> None:
+    """Record a round's phase change; ``since`` is when it entered ``old``."""
+    if old == new:
+        return
+    seconds = None
+    if since is not None:
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)  # SQLite drops it
+        seconds = (utcnow() - since).total_seconds()
+    metrics.round_phase_changed(round_id, old, new, seconds)
 
 
 def format_deadline(moment: datetime) -> str:
@@ -238,6 +250,8 @@ class RoundService:
             raise ledger_error(exc) from exc
         row.status, row.open_tx, row.updated_at = "open", written.tx_id, utcnow()
         session.commit()
+        _phase_changed(round_id, None, "opening", None)
+        _phase_changed(round_id, "opening", "open", now)
         log.info("opened round %s (shard %s step %s%s, tx %s) committee=%s", round_id, shard,
                  step, f", replays round {replay_of}" if replay_of else "", written.tx_id,
                  committee)
@@ -303,6 +317,7 @@ class RoundService:
             self._fail(row, f"round {row.round_id} on the ledger is not the one recorded here")
             return
         row.status, row.updated_at = "open", utcnow()
+        log.info("round %s: opening -> open (tx %s)", row.round_id, row.open_tx)
 
     # ------------------------------------------------------------------ uploads
 
@@ -411,12 +426,14 @@ class RoundService:
             if row.status != "open":
                 raise Conflict(f"round {round_id} is {row.status}, not open",
                                code="round_not_open", details={"status": row.status})
+            since = row.updated_at
             try:
                 self._close(session, row, reason="closed by the operator")
             except FabricError as exc:
                 raise ledger_error(exc) from exc
             finally:
                 session.commit()
+                _phase_changed(round_id, "open", row.status, since)
         self.wake.set()
 
     def _sync_submissions(self, session: Session, row: RoundRow) -> list[SubmissionRow]:
@@ -587,6 +604,7 @@ class RoundService:
             row = session.get(RoundRow, round_id)
             if row is None:
                 return
+            old, since = row.status, row.updated_at
             try:
                 if row.status == "opening":
                     self._resolve_opening(session, row)
@@ -609,3 +627,5 @@ class RoundService:
                 # Keep what was learnt (tx ids of writes that did commit); retry next tick.
                 session.commit()
                 log.warning("round %s: ledger call failed, will retry: %s", round_id, exc)
+            finally:
+                _phase_changed(round_id, old, row.status, since)

@@ -20,7 +20,7 @@ from fedledger.devnet.ca import load_network_crypto
 from fedledger.fabric.connection import ClientIdentity, GatewayEndpoint
 from fedledger.fabric.msp import MSPManager
 from fedledger.settings import Section
-from fedledger.web.settings import ServiceSettings
+from fedledger.web.settings import ServiceSettings, TlsServerSettings
 
 
 class GatewaySettings(GatewayEndpoint):
@@ -78,6 +78,8 @@ class CoordinatorSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8100, ge=0, le=65535)
+    tls: TlsServerSettings | None = Field(None, description="serve HTTPS with this "
+                                          "certificate; None: plain HTTP, loopback only")
     db_url: str = Field("sqlite:///coordinator.db", description="SQLAlchemy URL (sqlite or postgresql+psycopg)")
     blob_dir: Path = Field(Path("blobs"), description="content-addressed blob store")
     gateway: GatewaySettings

@@ -168,8 +168,10 @@ class Demo:
 
         preparing = threading.Thread(target=prepare_model, name="prepare-model", daemon=True)
         preparing.start()
+        # The demo tells one story from an empty consortium: a folder left by an earlier
+        # demo is wiped (fedledger up, by contrast, resumes).
         self.deployment = Deployment(o.deployment_root, o.orgs, quick=o.quick,
-                                     experiment=self.experiment, poll_s=o.poll_s)
+                                     experiment=self.experiment, poll_s=o.poll_s, fresh=True)
         state.root, state.log_dir = self.d.root, self.d.log_dir
         with self.view.status("starting the host (dev Fabric peer, embedded EVM, bridge), the "
                               "coordinator and the org nodes; preparing the base model..."):

@@ -1,6 +1,7 @@
 """The embedded EVM served as JSON-RPC 2.0 over HTTP, so other processes (the bridge's
 org nodes, ``fedledger verify --rpc-url``, web3's ``HTTPProvider``, foundry's ``cast``)
-can use the chain the host process runs in memory.
+can use the chain the host process runs (in memory, or journaled to disk and replayed at
+start: :mod:`fedledger.evm.journal`; every state change that arrives here is journaled).
 
     backend = EmbeddedBackend()
     server = ThreadedServer(create_rpc_app(backend)).start()   # fedledger.web.server
@@ -17,7 +18,8 @@ into ``ContractLogicError``/``ContractCustomError``/``ContractPanicError`` and
 
 Dev-only methods (anvil-compatible): ``evm_mine`` (optional block count),
 ``evm_increaseTime`` (seconds; mines one block at the new time, returns the seconds),
-``evm_snapshot``/``evm_revert`` (eth-tester's). Do not expose this server beyond loopback:
+``evm_snapshot``/``evm_revert`` (eth-tester's; snapshot ids do not survive a restart, the
+reverts made with them do). Do not expose this server beyond loopback:
 it is a development chain whose dev account keys are public.
 """
 

@@ -62,7 +62,8 @@ class EventWaker:
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, FabricError):
-            log.info("chaincode event stream ended: %s", exc)
+            # Repeats on every reconnect while the peer is down; the polls still run.
+            log.debug("chaincode event stream ended: %s", exc)
         else:  # a hint thread must not die silently
             log.error("chaincode event follower failed", exc_info=exc)
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from fedledger.host.app import run
 from fedledger.host.settings import HostSettings
+from fedledger.logs import add_log_level_argument, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fedledger.host", description=__doc__)
     parser.add_argument("--config", required=True, help="host settings (JSON)")
-    parser.add_argument("--log-level", default="INFO")
+    add_log_level_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     settings = HostSettings.from_file(args.config)
     run(settings)
     return 0

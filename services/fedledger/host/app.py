@@ -5,13 +5,21 @@
 1. the dev Fabric network (``DevNetwork`` under ``root/fabric``: crypto in cryptogen's
    layout, the consortium + private channels, chaincode server, dev peer and its TLS
    Gateway);
-2. the embedded EVM (py-evm) and its JSON-RPC server (:mod:`fedledger.evm.rpc_server`);
-3. the AnchorRegistry, deployed by the first eth-tester dev account with the orgs'
-   anchor addresses as key set and a majority threshold (unless configured);
+2. the embedded EVM (py-evm), durable: every block it mines is journaled in
+   ``root/evm/chain.jsonl`` and the journal is replayed at start
+   (:mod:`fedledger.evm.journal`), so a restarted host has the same chain;
+3. the AnchorRegistry (and Staking), deployed by the first eth-tester dev account with
+   the orgs' anchor addresses as key set and a majority threshold (unless configured),
+   the orgs funded, and the addresses written to ``root/evm/contracts.json`` -- only on
+   the first start of a chain: later starts attach to the recorded contracts. Then the
+   chain's JSON-RPC server (:mod:`fedledger.evm.rpc_server`) starts, so nobody else sends
+   a transaction before the setup is recorded (a chain whose setup a crash interrupted is
+   set aside as ``chain.jsonl.interrupted`` and set up again);
 4. the bridge: it follows the consortium channel as the operator org's client, and asks
    each org node (:class:`~fedledger.bridge.remote.RemoteAnchorAgent`) for its
-   private-state leaf and its signature; its outbox is SQLite under the root. The bridge
-   runs in a thread; failures (an org node down, a refusal) are logged and retried.
+   private-state leaf and its signature; its outbox is SQLite under the root, kept
+   across restarts (the bridge resumes it exactly once). The bridge runs in a thread;
+   failures (an org node down, a refusal) are logged and retried.
 
 Then it writes ``host.json`` for the other processes::
 
@@ -25,9 +33,9 @@ Then it writes ``host.json`` for the other processes::
 and serves a small status API: ``GET /health``, ``GET /anchors`` (the bridge outbox),
 ``GET /anchors/{first_round}`` (with its leaves), ``POST /proofs`` (a consortium
 record's proof package, verifiable with ``fedledger verify``), ``GET /info``
-(host.json). The embedded chain lives in memory: a restarted host starts a new chain
-(same chain id; the same deployer and nonce give the registry the same address) and a
-new bridge outbox, and anchors every final round again.
+(host.json). A restarted host (same root) resumes: the same chain, registry and outbox,
+so the proofs handed out before still verify and nothing is deployed or anchored twice.
+Removing ``root/evm`` starts a new chain (remove ``bridge.db`` with it).
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from fedledger.audit.proofs import ProofPackage, consortium_proof
@@ -53,7 +63,13 @@ from fedledger.devnet.network import EmbeddedNetwork
 from fedledger.evm.backends import EmbeddedBackend
 from fedledger.evm.chain import Chain
 from fedledger.evm.config import EvmConfig
-from fedledger.evm.contracts import deploy_anchor_registry, deploy_staking
+from fedledger.evm.contracts import (
+    AnchorRegistryClient,
+    StakingClient,
+    deploy_anchor_registry,
+    deploy_staking,
+)
+from fedledger.evm.errors import EvmError
 from fedledger.evm.rpc_server import create_rpc_app
 from fedledger.evm.typed_data import sorted_keys
 from fedledger.host.settings import HostSettings
@@ -66,23 +82,52 @@ from fedledger.protocol.host_api import (
     ProofRequest,
 )
 from fedledger.web.errors import ServiceError, install_error_handlers
-from fedledger.web.server import ThreadedServer, free_port
+from fedledger.web.metrics import install_observability
+from fedledger.web.server import ThreadedServer, check_bind, free_port, server_config, url_of
 
 log = logging.getLogger(__name__)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically and durably (contracts.json must not be lost while the journal that
+    holds the contracts survives: the chain would be taken as never set up)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _reset_sqlite(url: str) -> None:
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
+class DeployedContracts(BaseModel):
+    """``root/evm/contracts.json``: what the host deployed on the chain whose genesis is
+    ``genesis_hash`` (a file left from a chain since removed is ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    genesis_hash: str
+    registry: str
+    staking: str | None
+    deployer: str
+    keys: list[str]
+    threshold: int
+
+
+def _read_contracts(path: Path, genesis_hash: str) -> DeployedContracts | None:
+    if not path.exists():
+        return None
+    recorded = DeployedContracts.model_validate_json(path.read_text())
+    if recorded.genesis_hash != genesis_hash:
+        log.warning("%s belongs to another chain (genesis %s): deploying anew", path,
+                    recorded.genesis_hash)
+        return None
+    return recorded
 
 
 class Host(BridgeHost):
@@ -105,36 +150,24 @@ class Host(BridgeHost):
         endpoints = self.network.start()
         log.info("dev peer gateway on %s", endpoints.gateway)
 
-        self.backend = EmbeddedBackend()
-        self.rpc = ThreadedServer(create_rpc_app(self.backend), host=s.host, port=s.rpc_port).start()
-        self.chain = Chain(self.backend, EvmConfig(poll_interval_s=0.05, receipt_timeout_s=60))
+        self.backend, self.chain = self._open_chain()
         deployer = self.chain.dev_accounts()[0]
         keys = sorted_keys(o.anchor_address for o in s.orgs)
         threshold = s.signature_threshold
-        self.registry = deploy_anchor_registry(self.chain, keys, threshold, deployer)
-        log.info("EVM JSON-RPC on %s, AnchorRegistry %s (%d of %d)", self.rpc.url,
-                 self.registry.address, threshold, len(keys))
-        self.staking = None
-        if s.staking.enabled:
-            self.staking = deploy_staking(self.chain, keys, threshold, deployer,
-                                          withdrawal_delay_s=s.staking.withdrawal_delay_s)
-            if s.staking.reward_pool_wei:
-                self.staking.fund_rewards(deployer, s.staking.reward_pool_wei)
-            for org in s.orgs:  # the orgs stake from their own anchor keys, and pay gas
-                if s.staking.fund_orgs_wei:
-                    self.chain.transfer(deployer, to_checksum_address(org.anchor_address),
-                                        s.staking.fund_orgs_wei)
-            log.info("Staking %s, reward pool %d wei", self.staking.address,
-                     s.staking.reward_pool_wei)
+        self.registry, self.staking = self._contracts(deployer, keys, threshold)
+        # Served only now: no one else's transaction comes before the setup is recorded.
+        self.rpc = ThreadedServer(create_rpc_app(self.backend), host=s.host, port=s.rpc_port).start()
+        log.info("EVM JSON-RPC on %s, AnchorRegistry %s (%d of %d), Staking %s", self.rpc.url,
+                 self.registry.address, threshold, len(keys),
+                 self.staking.address if self.staking else None)
 
         operator = s.operator_org
-        _reset_sqlite(s.outbox_url)  # a new embedded chain: nothing of an old outbox holds
         gateway = self.network.connect(operator.name)
         consortium = ConsortiumLedger(gateway.network(s.bridge.channel).contract(
             s.bridge.chaincode, "consortium"))
         identity = self.network.network.identity(operator.name)
         agents = [RemoteAnchorAgent(o.msp_id, o.anchor_address, o.node_url, identity,
-                                    timeout_s=s.rpc_timeout_s)
+                                    timeout_s=s.rpc_timeout_s, verify=o.node_tls_ca or True)
                   for o in s.orgs if o.node_url]
         self.run_bridge(Bridge(s.bridge, consortium=consortium, chain=self.chain,
                                registry=self.registry, submitter=deployer, agents=agents,
@@ -156,10 +189,73 @@ class Host(BridgeHost):
         _write_json(s.host_json_path, self.info)
         return self.info
 
+    def _open_chain(self) -> tuple[EmbeddedBackend, Chain]:
+        """The journaled chain; one whose setup was cut short is set aside (nobody but this
+        host saw it: its JSON-RPC server starts after the setup) and begun again."""
+        s = self.settings
+        config = EvmConfig(poll_interval_s=0.05, receipt_timeout_s=60)
+        backend = EmbeddedBackend(journal=s.evm_journal_path)
+        chain = Chain(backend, config)
+        deployer = chain.dev_accounts()[0]
+        if _read_contracts(s.evm_contracts_path, backend.genesis_hash) is None and \
+                chain.w3.eth.get_transaction_count(deployer.address) > 0:
+            aside = s.evm_journal_path.with_name(s.evm_journal_path.name + ".interrupted")
+            log.warning("the chain in %s was not set up completely (a crash during the "
+                        "setup?): moved to %s, starting a new chain", s.evm_journal_path, aside)
+            backend.close()
+            os.replace(s.evm_journal_path, aside)
+            backend = EmbeddedBackend(journal=s.evm_journal_path)
+            chain = Chain(backend, config)
+        return backend, chain
+
+    def _contracts(self, deployer: LocalAccount, keys: list[str], threshold: int
+                   ) -> tuple[AnchorRegistryClient, StakingClient | None]:
+        """Attach to what an earlier start deployed on this chain, or deploy and fund (and
+        record it in contracts.json, atomically, once all of it is mined)."""
+        s = self.settings
+        assert self.chain is not None and self.backend is not None
+        chain = self.chain
+        recorded = _read_contracts(s.evm_contracts_path, self.backend.genesis_hash)
+        if recorded is not None:
+            for address in (recorded.registry, recorded.staking):
+                if address is not None and not chain.w3.eth.get_code(to_checksum_address(address)):
+                    raise EvmError(f"{s.evm_contracts_path} names {address}, which holds no "
+                                   "contract on the chain", step="attach")
+            if (recorded.keys, recorded.threshold) != (keys, threshold):
+                log.warning("the registry was deployed for keys %s (%d of them); the settings "
+                            "name %s (%d): keeping the deployed contracts", recorded.keys,
+                            recorded.threshold, keys, threshold)
+            if s.staking.enabled != (recorded.staking is not None):
+                log.warning("staking is %s in the settings but was %s when this chain was set "
+                            "up: keeping the chain as it is",
+                            "enabled" if s.staking.enabled else "disabled",
+                            "deployed" if recorded.staking else "not deployed")
+            log.info("attached to the contracts of %s", s.evm_contracts_path)
+            return (AnchorRegistryClient(chain, recorded.registry),
+                    StakingClient(chain, recorded.staking) if recorded.staking else None)
+        registry = deploy_anchor_registry(chain, keys, threshold, deployer)
+        staking = None
+        if s.staking.enabled:
+            staking = deploy_staking(chain, keys, threshold, deployer,
+                                     withdrawal_delay_s=s.staking.withdrawal_delay_s)
+            if s.staking.reward_pool_wei:
+                staking.fund_rewards(deployer, s.staking.reward_pool_wei)
+            for org in s.orgs:  # the orgs stake from their own anchor keys, and pay gas
+                if s.staking.fund_orgs_wei:
+                    chain.transfer(deployer, to_checksum_address(org.anchor_address),
+                                   s.staking.fund_orgs_wei)
+        _write_json(s.evm_contracts_path, DeployedContracts(
+            genesis_hash=self.backend.genesis_hash, registry=registry.address,
+            staking=staking.address if staking else None, deployer=deployer.address,
+            keys=keys, threshold=threshold).model_dump())
+        return registry, staking
+
     def stop(self) -> None:
         super().stop()  # the bridge, its agents and gateway
         if self.rpc is not None:
             self.rpc.stop()
+        if self.backend is not None:
+            self.backend.close()
         if self.network is not None:
             self.network.stop()
 
@@ -168,6 +264,17 @@ def create_status_app(host: BridgeHost) -> FastAPI:
     app = FastAPI(title="fedledger host",
                   description="Status of the host process: dev peer, embedded EVM, bridge.")
     install_error_handlers(app)
+
+    def ready() -> bool | str:
+        """The chain answers (what /health reads) and so does the consortium channel."""
+        if host.bridge is None:
+            return "starting"
+        host.health()
+        host.bridge.consortium.list_orgs()
+        return True
+
+    # getattr: the OpenAPI spec is built with no host at all (fedledger.openapi).
+    install_observability(app, service=getattr(host, "service", "host"), ready=ready)
 
     @app.get("/health")
     async def health() -> HostHealth:
@@ -213,6 +320,7 @@ def run(settings: HostSettings) -> None:
     then stop everything (and exit normally)."""
     import signal
 
+    check_bind(settings.host, settings.port, settings.tls)  # before anything starts
     port = settings.port or free_port(settings.host)
     host = Host(settings)
     serving = threading.Event()
@@ -226,9 +334,9 @@ def run(settings: HostSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     try:
-        host.start(status_url=f"http://{settings.host}:{port}")
-        server = uvicorn.Server(uvicorn.Config(create_status_app(host), host=settings.host,
-                                               port=port, log_level="warning", access_log=False))
+        host.start(status_url=url_of(settings.host, port, settings.tls))
+        server = uvicorn.Server(server_config(create_status_app(host), settings.host, port,
+                                              tls=settings.tls))
         serving.set()
         server.run()
     finally:

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fedledger.bridge.service import BridgeSettings
 from fedledger.settings import Section
-from fedledger.web.settings import ServiceSettings
+from fedledger.web.settings import ServiceSettings, TlsServerSettings
 
 
 class HostOrg(Section):
@@ -38,6 +38,9 @@ class HostOrg(Section):
                                 description="the org's EVM anchor key address (registry key)")
     node_url: str | None = Field(None, description="the org node (anchoring endpoints); None: "
                                  "the org signs no anchors")
+    node_tls_ca: Path | None = Field(None, description="CA bundle (PEM) an https:// node_url's "
+                                     "certificate must verify against (the org's Fabric TLS "
+                                     "CA); None: the system's trust store")
 
 
 class HostStaking(Section):
@@ -52,9 +55,12 @@ class HostStaking(Section):
 
 
 class HostSettings(ServiceSettings):
-    root: Path = Field(description="working folder: fabric/ (crypto, ledgers), bridge.db, host.json")
+    root: Path = Field(description="working folder: fabric/ (crypto, ledgers), evm/ (the chain "
+                       "journal), bridge.db, host.json")
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535, description="status API port (0: any free port)")
+    tls: TlsServerSettings | None = Field(None, description="serve the status API over HTTPS "
+                                          "with this certificate; None: plain HTTP, loopback only")
     gateway_port: int = Field(0, ge=0, le=65535, description="Fabric Gateway port (0: any)")
     chaincode_port: int = Field(0, ge=0, le=65535, description="chaincode server port (0: any)")
     rpc_port: int = Field(0, ge=0, le=65535, description="EVM JSON-RPC port (0: any)")
@@ -63,8 +69,11 @@ class HostSettings(ServiceSettings):
                                  "on Fabric (default: the first)")
     bridge: BridgeSettings = Field(default_factory=lambda: BridgeSettings(poll_interval_s=0.5))
     bridge_db_url: str | None = Field(None, description="the bridge outbox; default sqlite "
-                                      "root/bridge.db (reset at every start: the embedded "
-                                      "chain starts empty)")
+                                      "root/bridge.db (kept across restarts, like the chain)")
+    evm_journal: Path | None = Field(None, description="the embedded chain's journal, replayed "
+                                     "at start (fedledger.evm.journal); default "
+                                     "root/evm/chain.jsonl. The deployed contracts' addresses "
+                                     "are kept beside it in contracts.json")
     threshold: int | None = Field(None, ge=1, description="anchor signatures needed; None: majority")
     staking: HostStaking = Field(default_factory=HostStaking)
     rpc_timeout_s: float = Field(30.0, gt=0, description="bridge -> org node request timeout")
@@ -106,6 +115,16 @@ class HostSettings(ServiceSettings):
     @property
     def host_json_path(self) -> Path:
         return self.host_json or self.root / "host.json"
+
+    @property
+    def evm_journal_path(self) -> Path:
+        return self.evm_journal or self.root / "evm" / "chain.jsonl"
+
+    @property
+    def evm_contracts_path(self) -> Path:
+        """What the host deployed on the journaled chain (beside the journal, which it
+        belongs to)."""
+        return self.evm_journal_path.parent / "contracts.json"
 
     @property
     def outbox_url(self) -> str:

@@ -11,13 +11,14 @@ form, so the encoding here never changes a digest) or plain strings (ids, round 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from fedledger.canonical import canonical_json
 from fedledger.fabric.gateway import Contract, SubmittedTransaction
+from fedledger.web.metrics import clock, observe_ledger_call
 
 R = TypeVar("R")
 
@@ -45,6 +46,8 @@ class Pending(Generic[R]):
 
     call: Call[R]
     transaction: SubmittedTransaction
+    #: When the call was begun (endorsement included), for its latency metric.
+    started: float = field(default_factory=clock, compare=False)
 
     @property
     def tx_id(self) -> str:
@@ -52,7 +55,12 @@ class Pending(Generic[R]):
 
     def committed(self) -> Written[R]:
         """Wait for the commit; raises ``CommitError`` unless it committed VALID."""
-        self.transaction.committed()
+        try:
+            self.transaction.committed()
+        except Exception as exc:
+            observe_ledger_call(self.call.function, "submit", self.started, exc)
+            raise
+        observe_ledger_call(self.call.function, "submit", self.started)
         return Written(self.call.parse(self.transaction.result), self.transaction.tx_id)
 
 
@@ -75,15 +83,29 @@ class Call(Generic[R]):
 
     def evaluate(self) -> R:
         """Run on one peer; nothing is ordered."""
-        return self.parse(self.contract.evaluate(self.function, *self.args))
+        started = clock()
+        try:
+            payload = self.contract.evaluate(self.function, *self.args)
+        except Exception as exc:
+            observe_ledger_call(self.function, "evaluate", started, exc)
+            raise
+        observe_ledger_call(self.function, "evaluate", started)
+        return self.parse(payload)
 
     def submit(self) -> Written[R]:
         """Endorse, order and wait for the commit."""
         return self.submit_async().committed()
 
     def submit_async(self) -> Pending[R]:
-        """Endorse and hand to the orderer; returns before the commit."""
-        return Pending(self, self.contract.submit_async(self.function, *self.args))
+        """Endorse and hand to the orderer; returns before the commit (whose latency
+        :meth:`Pending.committed` records, counted from here)."""
+        started = clock()
+        try:
+            transaction = self.contract.submit_async(self.function, *self.args)
+        except Exception as exc:
+            observe_ledger_call(self.function, "submit", started, exc)
+            raise
+        return Pending(self, transaction, started)
 
 
 def submit_together(calls: Sequence[Call[Any]]) -> list[Written[Any]]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 
 from fedledger.orgnode import anchoring
@@ -16,6 +17,19 @@ from fedledger.orgnode.routes import audit, datasets, deletions, records, users,
 from fedledger.orgnode.settings import OrgNodeSettings
 from fedledger.protocol.orgnode_api import Health
 from fedledger.web.errors import install_error_handlers
+from fedledger.web.metrics import install_observability
+
+
+def _job_states(app: FastAPI) -> GaugeMetricFamily:
+    """``fedledger_orgnode_jobs{state}``: the node's round jobs by state, from its database
+    (so a restarted node reports the jobs it already has)."""
+    family = GaugeMetricFamily("fedledger_orgnode_jobs", "Round jobs on this node, by state.",
+                               labels=["state"])
+    node: OrgNode | None = getattr(app.state, "node", None)
+    if node is not None:
+        for state, count in node.jobs.counts().items():
+            family.add_metric([state], count)
+    return family
 
 
 def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastAPI:
@@ -38,6 +52,17 @@ def create_app(settings: OrgNodeSettings, *, start_worker: bool = True) -> FastA
     @app.get("/health", tags=["health"])
     def health(request: Request) -> Health:
         return Health(status="ok", service="orgnode", org=settings.msp_id)
+
+    def ready() -> bool | str:
+        """Started, and the org's private channel answers a query."""
+        node: OrgNode | None = getattr(app.state, "node", None)
+        if node is None:
+            return "starting"
+        node.ledger.private.get_owner()
+        return True
+
+    install_observability(app, service="orgnode", ready=ready,
+                          extra=lambda: [_job_states(app)])
 
     for module in (users, datasets, deletions, work, records, audit, anchoring):
         app.include_router(module.router)

@@ -62,8 +62,7 @@ class JobRunner:
                     return
             except Wait:
                 return
-            except JobFailed as exc:
-                log.warning("round %s: job failed: %s", job.round_id, exc)
+            except JobFailed as exc:  # the store logs the change, with the reason
                 self.store.update(job_id, status="failed", error=str(exc))
                 return
             except CoordinatorRefused as exc:

@@ -7,16 +7,20 @@ A job row moves ``queued`` -> ``training`` -> ``uploading`` -> ``submitted`` ->
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.learning.config import ExperimentConfig
 from fedledger.orgnode.models import Job
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.web.metrics import JOB_TRANSITIONS
+
+log = logging.getLogger("fedledger.orgnode.worker")
 
 EXPERIMENT_KEYS = ("name", "seed", "model", "lora", "train", "data", "federation")
 #: The node's own sections of the experiment config (a round's config overrides them).
@@ -77,11 +81,27 @@ class JobStore:
             return job
 
     def update(self, job_id: int, **values: Any) -> None:
+        """Write ``values``; a status change is logged (one INFO line, with the round and
+        job ids) and counted in ``fedledger_orgnode_job_transitions_total``."""
         with self.sessions() as session:
             job = session.get(Job, job_id)
+            old = job.status if job is not None else None
             for key, value in values.items():
                 setattr(job, key, value)
             session.commit()
+            new = values.get("status")
+            if job is not None and new is not None and new != old:
+                JOB_TRANSITIONS.labels(new).inc()
+                error = values.get("error")
+                log.log(logging.WARNING if new == "failed" else logging.INFO,
+                        "round %s job %s: %s -> %s%s", job.round_id, job_id, old, new,
+                        f" ({error})" if error and new in ("failed", "skipped") else "")
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        with self.sessions() as session:
+            return {state: count for state, count in session.execute(
+                select(Job.status, func.count()).group_by(Job.status))}
 
     def ids(self, statuses: Sequence[str]) -> list[int]:
         """The jobs in ``statuses``, by round."""

@@ -98,7 +98,8 @@ class OrgNode:
     def _round_worker(self, settings: OrgNodeSettings, coordinator_url: str) -> RoundWorker:
         """The round worker and its parts (see module docs)."""
         client = CoordinatorClient(coordinator_url, self.ledger.identity,
-                                   timeout=settings.http_timeout_s)
+                                   timeout=settings.http_timeout_s,
+                                   verify=settings.coordinator_tls_ca or True)
         store, ledger, msp_id = self.jobs, self.ledger, settings.msp_id
         stopping = threading.Event()
         host = ModelHost(self.sessions, client, settings.max_update_bytes)

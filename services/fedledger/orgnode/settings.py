@@ -21,7 +21,7 @@ from fedledger.incentives.config import QLearningConfig
 from fedledger.learning.config import DataConfig, LoraConfig, ModelConfig, TrainConfig
 from fedledger.settings import Section
 from fedledger.web.environment import read_secret
-from fedledger.web.settings import ServiceSettings
+from fedledger.web.settings import ServiceSettings, TlsServerSettings
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -58,6 +58,8 @@ class OrgNodeSettings(ServiceSettings):
     msp_id: str = Field(description="the org's MSP id, e.g. 'Org1MSP'")
     host: str = "127.0.0.1"
     port: int = Field(8100, ge=0, le=65535)
+    tls: TlsServerSettings | None = Field(None, description="serve HTTPS with this "
+                                          "certificate; None: plain HTTP, loopback only")
     data_dir: Path = Field(description="datasets (JSONL per dataset), updates, adapters, SQLite")
     db_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir")
 
@@ -76,6 +78,9 @@ class OrgNodeSettings(ServiceSettings):
         "(needs the anchor key for the anchor address)")
 
     coordinator_url: str | None = Field(None, description="None: no round worker")
+    coordinator_tls_ca: Path | None = Field(
+        None, description="CA bundle (PEM) the coordinator's HTTPS certificate must verify "
+        "against, e.g. the operator org's Fabric TLS CA; None: the system's trust store")
     poll_s: float = Field(2.0, gt=0, description="round worker poll interval")
     follow_events: bool = Field(
         True, description="wake the round worker on the consortium's round events "

@@ -44,6 +44,7 @@ from fedledger.orgnode.ledger import LedgerUnavailable
 from fedledger.orgnode.models import Job, ModelVersionRow, Policy
 from fedledger.orgnode.participation import Participation
 from fedledger.orgnode.settings import OrgNodeSettings
+from fedledger.web.metrics import JOB_TRANSITIONS
 
 log = logging.getLogger("fedledger.orgnode.worker")
 
@@ -110,12 +111,16 @@ class RoundWorker:
         """Back off (doubling up to ``max_backoff_s``) while a step keeps failing."""
         self._failures += 1
         delay = min(self.settings.poll_s * 2 ** self._failures, self.settings.max_backoff_s)
+        previous = self.last_error
         if isinstance(exc, (CoordinatorUnavailable, LedgerUnavailable, FabricError)):
             self.last_error = str(exc)
-            log.warning("round worker: %s; retrying in %.1f s", exc, delay)
+            # Once per outage, not once per retry: the same error again is DEBUG.
+            log.log(logging.WARNING if self.last_error != previous else logging.DEBUG,
+                    "round worker: %s; retrying in %.1f s", exc, delay)
         else:  # the worker must outlive a bad step
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("round worker step failed; retrying in %.1f s", delay, exc_info=exc)
+            log.log(logging.ERROR if self.last_error != previous else logging.DEBUG,
+                    "round worker step failed; retrying in %.1f s", delay, exc_info=exc)
         return delay
 
     # --- one poll --------------------------------------------------------------------
@@ -164,7 +169,9 @@ class RoundWorker:
                       datasets={})
             session.add(job)
             session.commit()
-            log.info("round %s: job %s %s", round_id, job.id, reason or "queued")
+            JOB_TRANSITIONS.labels(job.status).inc()
+            log.info("round %s job %s: new -> %s%s", round_id, job.id, job.status,
+                     f" ({reason})" if reason else "")
         if reason and invited:
             decline_round(self.client, round_id, reason)
         return None if reason else job.id

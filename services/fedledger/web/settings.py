@@ -12,15 +12,38 @@ and names those variables in ``ENV_HANDLED``; variables that name a field win.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from pydantic import Field
+
 from fedledger.settings import Section
 from fedledger.web.environment import env_secret, env_values, url_with_password
 
 DB_PASSWORD = "DB_PASSWORD_FILE"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost): the one
+    place a service may listen, and a client send a token, without TLS."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class TlsServerSettings(Section):
+    """The certificate a service serves HTTPS with (PEM files), e.g. one issued by its
+    org's Fabric TLS CA (``FEDLEDGER_TLS__CERT_FILE``, ``FEDLEDGER_TLS__KEY_FILE``)."""
+
+    cert_file: Path = Field(description="server certificate (PEM), with its chain if any")
+    key_file: Path = Field(description="its private key (PEM, unencrypted, mode 600)")
 
 
 class ServiceSettings(Section):
@@ -55,4 +78,4 @@ class ServiceSettings(Section):
         return {}
 
 
-__all__ = ["ServiceSettings"]
+__all__ = ["ServiceSettings", "TlsServerSettings", "is_loopback"]

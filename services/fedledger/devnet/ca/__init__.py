@@ -10,6 +10,7 @@ peer and for a real Fabric network started from them::
         msp/{cacerts/, tlscacerts/, config.yaml}
         peers/peer0.org1.example.com/{msp/, tls/{ca.crt, server.crt, server.key}}
         users/{Admin,User1}@org1.example.com/{msp/, tls/{ca.crt, client.crt, client.key}}
+        services/org1-node/tls/{ca.crt, server.crt, server.key}   (write_service_tls)
     ordererOrganizations/example.com/
         ca/ tlsca/ msp/ orderers/orderer.example.com/{msp/, tls/} users/Admin@example.com/
 
@@ -48,10 +49,12 @@ from fedledger.devnet.ca.layout import (
     load_network_crypto,
     write_crypto_config,
     write_network_crypto,
+    write_service_tls,
 )
 
 __all__ = [
     "NODE_OUS", "ORDERER_MSP_ID", "ORDERER_ORG", "CertAuthority", "CryptoConfig", "NetworkCrypto", "NodeCrypto",
     "OrgCrypto", "OrgSpec", "UserCrypto", "default_crypto_config", "issue_identity", "load_ca",
     "load_network_crypto", "new_ca", "render_nodes", "write_crypto_config", "write_network_crypto",
+    "write_service_tls",
 ]

@@ -209,6 +209,24 @@ def issue_identity(ca_dir: Path, name: str, ou: str, out_msp_dir: Path, *,
     return out_msp_dir
 
 
+def write_service_tls(org_dir: Path, name: str, hosts: Sequence[str] = (), *,
+                      valid_days: int = 3650) -> Path:
+    """The HTTPS certificate of one of the org's REST services (its org node, the
+    coordinator, the bridge), issued by the org's TLS CA (``<org_dir>/tlsca``), in
+    ``<org_dir>/services/<name>/tls/{server.crt, server.key, ca.crt}``: what
+    ``deploy/scripts/crypto.sh`` issues with openssl for docker-compose. Its names:
+    ``name`` (the compose host name), ``hosts``, localhost and 127.0.0.1. Like the rest
+    of the layout it is never replaced once written (delete the folder for a new one).
+    Returns the tls folder."""
+    tls_dir = Path(org_dir) / "services" / name / "tls"
+    if (tls_dir / "server.crt").is_file() and (tls_dir / "server.key").is_file():
+        return tls_dir
+    tlsca = load_ca(Path(org_dir) / "tlsca")
+    sans = list(dict.fromkeys([name, *hosts, "localhost", "127.0.0.1"]))
+    _write_tls(tls_dir, tlsca, name, "server", valid_days, sans=sans)
+    return tls_dir
+
+
 def _write_org(org_dir: Path, spec: OrgSpec, kind: str, valid_days: int) -> OrgCrypto:
     """One org as cryptogen's generatePeerOrg / generateOrdererOrg writes it, or (folder
     present) as its extend does: missing nodes and users only."""
