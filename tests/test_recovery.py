@@ -232,7 +232,7 @@ def test_every_crash_recovers_and_a_restart_keeps_every_proof(deployment: Deploy
     r2 = open_round(d)
     wait_for("Org2 submitted", lambda: job_status(d, "Org2", r2) == "submitted", d,
              every=0.05)
-    recoveries["org2 attesting"] = kill_and_recover(d, "org2")
+    recoveries["org2 submitted"] = kill_and_recover(d, "org2")
     finished(d, r2, miner)
 
     # -- a deletion (shard-group 0): the coordinator is killed during its replay round
