@@ -11,7 +11,7 @@ after the round opened or after the previous injection settled. Injections are
 sequential: the next is drawn only once the killed service is healthy again and the round
 moved on (or ``--change-timeout-s`` passed). A kill drawn for a round that finished first
 is carried to the next round; rounds go on past ``--rounds`` until ``--injections`` kills
-were made (at most twice as many rounds). Halfway, Org1 files a deletion request for
+were made (at most four times as many rounds). Halfway, Org1 files a deletion request for
 samples it trained in shard-group 0; the coordinator replays by itself, and kills land in
 its replay rounds too.
 
@@ -25,10 +25,13 @@ timeout), from the ledger (``ConsortiumLedger``), the chain (``Anchored`` events
 coordinator and its blob store:
 
 * **records_duplicated**: per final round, submissions and attestations per org beyond
-  one, model versions beyond one, anchor receipts beyond one, bridge outbox anchors
+  one, model versions of one kind beyond one (per unlearning job for a deletion's interim
+  and unlearned versions), versions on the ledger the coordinator never registered,
+  anchor receipts beyond one, bridge outbox anchors
   covering the round beyond one;
 * **records_lost**: ledger submissions whose blob is not in the coordinator's blob dir;
-  submissions or attestations the coordinator accepted that are not on the ledger; final
+  submissions or attestations the coordinator accepted that are not on the ledger;
+  versions the coordinator registered that are not on the ledger; final (non-replay)
   rounds without a model version or never anchored; a deletion request not completed;
 * **double_anchors**: on-chain ``Anchored`` events covering a round more than once;
 * **proofs_failed**: a proof package for one attestation of every round, taken right
@@ -44,7 +47,7 @@ measures the policy, not the recovery): 0.5 s before a restart, doubling per exi
 the window.
 
     python benchmarks/faults.py              # 2 orgs, 10 rounds, 30 injections (~15 min)
-    python benchmarks/faults.py --quick      # 2 orgs, 2 rounds, 3 injections
+    python benchmarks/faults.py --quick      # 2 orgs, 1 round, 2 injections (about a minute)
     python benchmarks/faults.py --seed 7 --rounds 12 --injections 40
     python benchmarks/faults.py --rewrite    # plot + RESULTS.md again from the JSON
 """
@@ -69,13 +72,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from benchmarks.round_overhead import Stage
-from fedledger.clients import ClientError, Conflict
+from fedledger.clients import ClientError
 from fedledger.errors import FedLedgerError
 
 NAME = "faults"
 GOALS = {"records_lost": 0, "records_duplicated": 0, "double_anchors": 0, "proofs_failed": 0,
          "recovery_p99_s": 10.0}
 SHARDS = 2
+SETTLE_ROUNDS = 2  # rounds run after the deletion, at most, to anchor its private records
 T = TypeVar("T")
 
 
@@ -228,15 +232,18 @@ class Run:
         return min(active) if active else None
 
     def next_round(self, last: int) -> tuple[int, bool]:
-        """The round to follow: the coordinator's own (a replay), else a new one."""
-        found = self.active_round(last)
-        if found is not None:
-            return found, False
-        try:
+        """The round to follow: the coordinator's own (a replay), else a new one. Opening
+        is retried while the coordinator answers 5xx (its ledger was just restarted) or
+        409 (it opened a replay round meanwhile), as an operator would."""
+
+        def found_or_opened() -> tuple[int, bool] | None:
+            found = self.active_round(last)
+            if found is not None:
+                return found, False
             with self.d.coordinator_client(timeout=60) as client:
                 return client.open_round(deadline_s=900, quorum=len(self.d.orgs)).round_id, True
-        except Conflict:  # the coordinator opened one meanwhile
-            return wait_for("the open round", lambda: self.active_round(last), self.d, 60), False
+
+        return wait_for("a round to follow", found_or_opened, self.d, 120)
 
     def follow(self, round_id: int, opened_by_us: bool, quota: int) -> int:
         """Follow ``round_id`` to final and anchored, injecting up to ``quota`` kills;
@@ -350,7 +357,7 @@ class Run:
         with self.d.coordinator_client() as client:
             last = max((r.round_id for r in client.rounds()), default=0)
         while ours < args.rounds or (len(self.injections) < args.injections
-                                     and ours < 2 * args.rounds):
+                                     and ours < 4 * args.rounds):
             round_id, opened = self.next_round(last)
             # the kills still to make, spread over this round and the benchmark's rounds
             # after it (a kill a round did not take, because it finished first, is owed
@@ -378,6 +385,32 @@ def _s(value: float | None) -> str:
 
 # --------------------------------------------------------------------------- the audit
 
+def settle_bundle(run: Run, request_id: str, last: int) -> Any:
+    """The deletion's proof bundle, as its org's admin would get it: its private records
+    are anchored with the next round's anchor, so while the bundle is not anchored yet,
+    run a round (no kills) and ask again; None after ``SETTLE_ROUNDS`` rounds."""
+    d = run.d
+
+    def bundle() -> Any:
+        with d.org_client("Org1", timeout=120) as client:
+            try:
+                return client.request_proof(request_id)
+            except ClientError as exc:
+                if exc.code == "not_anchored":
+                    return None
+                raise
+
+    for _ in range(SETTLE_ROUNDS):
+        got = bundle()
+        if got is not None:
+            return got
+        round_id, opened = run.next_round(last)
+        run.stage(f"round {round_id}: anchors the deletion's private records (no kills)")
+        run.follow(round_id, opened, 0)
+        last = round_id
+    return bundle()
+
+
 def audit(run: Run) -> dict[str, Any]:
     """Lost and duplicated records, double anchors and failed proofs (see module docs)."""
     from fedledger.audit.bundle import verify_bundle_with_rpc
@@ -386,6 +419,7 @@ def audit(run: Run) -> dict[str, Any]:
     d, args = run.d, run.args
     detail: dict[str, list[str]] = {"lost": [], "duplicated": [], "double_anchors": [],
                                     "proofs_failed": list(run.proof_errors)}
+    bundle: Any = None
     # the deletion completes (its replay rounds are among the rounds followed or later)
     if run.deletion is not None:
         request_id = run.deletion["request_id"]
@@ -419,8 +453,13 @@ def audit(run: Run) -> dict[str, Any]:
         run.deletion["completed"] = done
         if not done:
             detail["lost"].append(f"deletion {request_id} not completed")
+        else:
+            bundle = settle_bundle(run, request_id, last)
+            if bundle is None:
+                detail["proofs_failed"].append(f"deletion {request_id}: no bundle")
     with d.coordinator_client() as client:
         rounds = {r.round_id: r for r in client.rounds()}
+        served = client.models()
     with d.host_client() as host:
         outbox = host.anchors()
     on_chain = chain_anchors(d)
@@ -440,14 +479,27 @@ def audit(run: Run) -> dict[str, Any]:
                                  ("attestation", Counter(a.org for a in atts))):
                 detail["duplicated"] += [f"round {r}: {n - 1} extra {what}(s) of {org}"
                                          for org, n in counts.items() if n > 1]
+            # a round registers one version of kind "round"; a deletion filed after it
+            # registers its interim (and, replayed, its unlearned) version under the round
+            # that was served, so those count once per unlearning job
+            kinds = Counter((v.kind, v.unlearning_id) for v in served if v.round_id == r)
+            detail["duplicated"] += [f"round {r}: {n - 1} extra {kind} model version(s)"
+                                     + (f" of unlearning job {job}" if job is not None else "")
+                                     for (kind, job), n in kinds.items() if n > 1]
+            ledger_ids = {v.version_id for v in versions}
+            mine = {v.version_id for v in served if v.round_id == r}
+            detail["lost"] += [f"round {r}: model version {v} not on the ledger"
+                               for v in sorted(mine - ledger_ids)]
+            detail["duplicated"] += [f"round {r}: model version {v} on the ledger only"
+                                     for v in sorted(ledger_ids - mine)]
             covering = {
-                "model version": len(versions),
                 "anchor receipt": sum(x.first_round <= r <= x.last_round for x in receipts),
                 "outbox anchor": sum(x.first_round <= r <= x.last_round for x in outbox),
             }
             detail["duplicated"] += [f"round {r}: {n - 1} extra {what}(s)"
                                      for what, n in covering.items() if n > 1]
-            if not versions:
+            if rounds[r].replay_of is None and not any(
+                    v.kind == "round" for v in served if v.round_id == r):
                 detail["lost"].append(f"round {r}: final without a model version on the ledger")
             if not covering["anchor receipt"] or not any(
                     x.first_round <= r <= x.last_round and x.status == "recorded" for x in outbox):
@@ -487,25 +539,10 @@ def audit(run: Run) -> dict[str, Any]:
             checked += 1
             if not verify_with_rpc(package, info["rpc_url"], info["registry"]).ok:
                 detail["proofs_failed"].append(f"round {r} ({when}): does not verify")
-    if run.deletion is not None and run.deletion.get("completed"):
-        request_id = run.deletion["request_id"]
-
-        def bundle() -> Any:
-            with d.org_client("Org1", timeout=120) as client:
-                try:
-                    return client.request_proof(request_id)
-                except ClientError as exc:
-                    if exc.code == "not_anchored":
-                        return None
-                    raise
-
+    if bundle is not None:
         checked += 1
-        try:
-            got = wait_for("the deletion's proof bundle", bundle, d, 120)
-            if not verify_bundle_with_rpc(got, info["rpc_url"], info["registry"]).ok:
-                detail["proofs_failed"].append(f"deletion {request_id}: bundle does not verify")
-        except BenchmarkError as exc:
-            detail["proofs_failed"].append(f"deletion {request_id}: no bundle ({exc.step})")
+        if not verify_bundle_with_rpc(bundle, info["rpc_url"], info["registry"]).ok:
+            detail["proofs_failed"].append(f"deletion {request_id}: bundle does not verify")
     return {"final_rounds": final, "failed_rounds": failed_rounds,
             "unfinished_rounds": unfinished, "proofs_checked": checked, "detail": detail,
             "records_lost": len(detail["lost"]),
@@ -669,13 +706,13 @@ def write_markdown(results: dict[str, Any], plot: Path, name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 rounds, 3 injections")
+    parser.add_argument("--quick", action="store_true", help="1 round, 2 injections")
     parser.add_argument("--orgs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="rounds the benchmark opens "
-                        "(10; quick 2); replay rounds come on top")
-    parser.add_argument("--injections", type=int, default=None, help="kills (30; quick 3)")
+                        "(10; quick 1); replay rounds come on top")
+    parser.add_argument("--injections", type=int, default=None, help="kills (30; quick 2)")
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--window-s", type=float, default=4.0,
+    parser.add_argument("--window-s", type=float, default=2.5,
                         help="a kill comes uniformly within this many seconds of the round's "
                              "start or the previous kill settling")
     parser.add_argument("--local-steps", type=int, default=2)
@@ -691,8 +728,8 @@ def main() -> None:
     parser.add_argument("--rewrite", action="store_true",
                         help="run nothing: plot + RESULTS.md again from the results JSON")
     args = parser.parse_args()
-    args.rounds = args.rounds or (2 if args.quick else 10)
-    args.injections = args.injections if args.injections is not None else (3 if args.quick else 30)
+    args.rounds = args.rounds or (1 if args.quick else 10)
+    args.injections = args.injections if args.injections is not None else (2 if args.quick else 30)
     command = "python benchmarks/faults.py" + "".join(f" {a}" for a in sys.argv[1:])
 
     from rich.console import Console

@@ -61,6 +61,16 @@ def test_settings_from_file(tmp_path, make_settings) -> None:
         make_settings(operator_token=None)
 
 
+def test_settings_refuse_a_server_optimizer_the_orgs_could_not_recompute(tmp_path, make_settings):
+    from pydantic import ValidationError
+
+    settings = make_settings()
+    experiment = settings.experiment.model_dump(mode="json")
+    experiment["federation"]["server_optimizer"] = {"name": "fedadam"}
+    with pytest.raises(ValidationError, match="server_optimizer"):
+        type(settings).model_validate({**settings.model_dump(mode="json"), "experiment": experiment})
+
+
 def test_validators_are_drawn_by_stake_and_reproducibly():
     from fedledger.coordinator.committee import select_validators
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from fedledger.learning.server_optimizers import build_server_optimizer
 from fedledger.settings import FrozenSection
 
 
@@ -70,6 +71,9 @@ class TrainConfig(FrozenSection):
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; None disables")
     max_text_tokens: int = Field(64, gt=0, description="the sample text is truncated to this")
     eval_batch_size: int = Field(32, gt=0)
+    prox_mu: float = Field(
+        0.0, ge=0, description="FedProx (Li et al. 2020): adds (prox_mu / 2) * ||w - w_start||^2 "
+        "to the local loss, pulling each org's adapter towards the round's start; 0 disables")
     seed: int = Field(0, description="seed of LoRA init, data order and dropout")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' uses CUDA with bf16 autocast when present, else CPU fp32"
@@ -102,6 +106,15 @@ class DataConfig(FrozenSection):
 class StrategyConfig(FrozenSection):
     name: str = Field("fedavg", description="aggregation strategy (see fedledger.learning.aggregation)")
     params: dict[str, Any] = Field(default_factory=dict, description="strategy parameters")
+
+
+class ServerOptimizerConfig(FrozenSection):
+    """The server's step after aggregation (see :mod:`fedledger.learning.server_optimizers`)."""
+
+    name: str = Field("none", description="'none' (the aggregate is the next adapter), "
+                      "'fedavgm', 'fedadagrad', 'fedadam' or 'fedyogi'")
+    params: dict[str, Any] = Field(default_factory=dict, description="its parameters (lr, "
+                                   "momentum; beta1, beta2, tau)")
 
 
 class DefenseConfig(FrozenSection):
@@ -138,6 +151,8 @@ class FederationConfig(FrozenSection):
     )
     strategy: StrategyConfig = Field(default_factory=lambda: StrategyConfig.model_validate({}))
     defense: DefenseConfig = Field(default_factory=lambda: DefenseConfig.model_validate({}))
+    server_optimizer: ServerOptimizerConfig = Field(
+        default_factory=lambda: ServerOptimizerConfig.model_validate({}))
     shards: int = Field(
         1, ge=1, le=64,
         description="SISA shard-groups over the deployment: each org splits its data into this "
@@ -151,6 +166,16 @@ class FederationConfig(FrozenSection):
         "benchmark it overshot into a constant answer, see docs/unlearning.md). No effect at "
         "shards = 1",
     )
+
+
+    @model_validator(mode="after")
+    def _server_optimizer_fits(self) -> FederationConfig:
+        # built once here so a misspelt name or parameter fails when the config is read
+        build_server_optimizer(self.server_optimizer.name, self.server_optimizer.params)
+        if self.server_optimizer.name != "none" and self.strategy.name == "exact_lora":
+            raise ValueError("a server optimizer needs the aggregate in the adapter's shape; "
+                             "exact_lora grows the rank (use fedavg or a robust strategy)")
+        return self
 
 
 class ExperimentConfig(FrozenSection):

@@ -27,6 +27,7 @@ from fedledger.learning.evaluation import EvalResult, evaluate
 from fedledger.learning.lora import AdapterState, adapter_state, attach_lora
 from fedledger.learning.models import load_base_model
 from fedledger.learning.seeds import derive_seed
+from fedledger.learning.server_optimizers import ServerOptimizer, ServerState, build_server_optimizer
 from fedledger.learning.tasks import Task
 from fedledger.learning.training import TrainResult, train_local
 from fedledger.learning.updates import AdapterSpec
@@ -112,34 +113,44 @@ def initial_adapter(model: ModelConfig, lora: LoraConfig, seed: int) -> InitialA
 @dataclass(frozen=True)
 class RoundOutcome:
     """One round: the next global adapter, the strategy's result (None when no org took
-    part: the start adapter is kept), and each trained org's local result."""
+    part: the start adapter is kept), each trained org's local result, and the server
+    optimizer's state after the round (None without one)."""
 
     state: AdapterState
     aggregate: AggregationResult | None
     trained: dict[str, TrainResult] = field(default_factory=dict)
+    server_state: ServerState | None = None
 
 
 @dataclass(frozen=True)
 class RoundDefinition:
     """What every runner of a federation's rounds agrees on: the master seed, the LoRA
-    and training sections and the strategy (name and parameters after the rank rule)."""
+    and training sections, the strategy (name and parameters after the rank rule) and
+    the server optimizer (``"none"``: the aggregate is the next adapter)."""
 
     seed: int
     lora: LoraConfig
     train: TrainConfig
     strategy_name: str
     strategy_params: Mapping[str, Any]
+    server_optimizer_name: str = "none"
+    server_optimizer_params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: ExperimentConfig, *, train: TrainConfig | None = None) -> RoundDefinition:
         strategy = config.federation.strategy
+        server = config.federation.server_optimizer
         return cls(
             seed=config.seed, lora=config.lora, train=train or config.train, strategy_name=strategy.name,
             strategy_params=round_strategy_params(strategy.name, strategy.params, config.lora.r),
+            server_optimizer_name=server.name, server_optimizer_params=dict(server.params),
         )
 
     def build_strategy(self) -> AggregationStrategy:
         return build_strategy(self.strategy_name, dict(self.strategy_params))
+
+    def build_server_optimizer(self) -> ServerOptimizer | None:
+        return build_server_optimizer(self.server_optimizer_name, dict(self.server_optimizer_params))
 
     def initial_adapter(self, model: ModelConfig) -> InitialAdapter:
         return initial_adapter(model, self.lora, self.seed)
@@ -154,11 +165,14 @@ def run_round(
     data: Mapping[str, Sequence[Sample]],
     seeds: Mapping[str, int],
     *,
+    server_state: ServerState | None = None,
     descriptions: Mapping[str, str] | None = None,
     progress: bool = False,
 ) -> RoundOutcome:
-    """Train every org of ``data`` (in its order) from ``start`` with its seed, then
-    aggregate their updates with ``strategy``, the round's start as reference."""
+    """Train every org of ``data`` (in its order) from ``start`` with its seed, aggregate
+    their updates with ``strategy``, the round's start as reference, then take the server
+    optimizer's step from ``start`` and ``server_state`` (the previous round's; None before
+    the first)."""
     updates: list[ClientUpdate] = []
     trained: dict[str, TrainResult] = {}
     for org, samples in data.items():
@@ -169,9 +183,13 @@ def run_round(
         updates.append(ClientUpdate(client_id=org, tensors=result.state, num_samples=result.num_samples))
         trained[org] = result
     if not updates:
-        return RoundOutcome(dict(start), None, trained)
+        return RoundOutcome(dict(start), None, trained, server_state)
     aggregate = strategy.aggregate(updates, reference=start)
-    return RoundOutcome(aggregate.tensors, aggregate, trained)
+    server = definition.build_server_optimizer()
+    if server is None:
+        return RoundOutcome(aggregate.tensors, aggregate, trained)
+    stepped = server.step(start, aggregate.tensors, server_state)
+    return RoundOutcome(stepped.tensors, aggregate, trained, stepped.state)
 
 
 # ------------------------------------------------------------------ evaluation

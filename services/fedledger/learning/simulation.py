@@ -102,6 +102,7 @@ def run_rounds(
     definition = RoundDefinition.of(config)
     strategy = definition.build_strategy()
     global_state = fed.initial_state
+    server_state = None  # the server optimizer's moments, carried round to round
     records: list[RoundRecord] = []
 
     total = rounds or config.federation.rounds
@@ -128,8 +129,10 @@ def run_rounds(
             definition, strategy, fed.model, fed.task, global_state,
             {org: fed.data.orgs[org].train for org in orgs},
             {org: train_seed(config.seed, round_no, org) for org in orgs},
+            server_state=server_state,
             descriptions={org: f"round {round_no} {org}" for org in orgs}, progress=progress,
         )
+        server_state = outcome.server_state
         # no org: the strategy refuses an empty round, as it always did
         aggregate = outcome.aggregate or strategy.aggregate([], reference=global_state)
         global_state = outcome.state

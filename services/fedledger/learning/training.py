@@ -1,4 +1,6 @@
-"""Local LoRA training of one organization: a plain AdamW loop over the org's samples.
+"""Local LoRA training of one organization: a plain AdamW loop over the org's samples,
+optionally with FedProx's proximal term (``TrainConfig.prox_mu``; the reported losses
+are the task's, without it).
 
 Deterministic given the seed: data order, LoRA dropout and the optimizer draw from a
 generator seeded per job, and deterministic kernels are enforced, so replaying a round
@@ -47,6 +49,15 @@ def batch_order(n: int, steps: int, batch_size: int, seed: int) -> list[list[int
     return [stream[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
 
+def proximal_term(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
+                  mu: float) -> torch.Tensor:
+    """FedProx's ``(mu / 2) * ||w - w_start||^2`` over the trainable tensors (float32)."""
+    total = torch.zeros((), dtype=torch.float32, device=params[0].device)
+    for p, a in zip(params, anchors, strict=True):
+        total = total + ((p.float() - a.float()) ** 2).sum()
+    return 0.5 * mu * total
+
+
 def train_local(
     model: PeftModel,
     task: Task,
@@ -76,6 +87,8 @@ def train_local(
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        # FedProx's anchor: the adapter the round started from (what this org was sent)
+        anchors = [p.detach().clone() for p in params] if config.prox_mu > 0 else []
         losses: list[float] = []
         bar = tqdm(order, desc=description, disable=not progress, leave=False, unit="step")
         for step, indices in enumerate(bar):
@@ -85,7 +98,8 @@ def train_local(
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"{description}: loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective = loss + proximal_term(params, anchors, config.prox_mu) if anchors else loss
+            objective.backward()
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()

@@ -46,6 +46,7 @@ from fedledger.learning.evaluation import EvalResult
 from fedledger.learning.lora import AdapterState, adapter_config_dict, load_adapter_state, peft_lora_config
 from fedledger.learning.lora_keys import pair_lora_keys, shapes_rank
 from fedledger.learning.round import RoundDefinition, evaluate_adapter, run_round, shard_round_seed
+from fedledger.learning.server_optimizers import ServerState
 from fedledger.learning.simulation import Federation
 from fedledger.learning.unlearning.commitments import (
     CommitmentSet,
@@ -292,6 +293,11 @@ class SisaFederation:
             {0: dict(fed.initial_state)} for _ in range(self.scheme.shards)
         ]
         self._lineage: list[dict[int, ShardRoundRecord]] = [{} for _ in range(self.scheme.shards)]
+        # shard -> round -> the server optimizer's state after it (None: none, or round 0),
+        # so a replay from round r resumes from the state of round r - 1, as retraining would
+        self._server_states: list[dict[int, ServerState | None]] = [
+            {0: None} for _ in range(self.scheme.shards)
+        ]
         for s in range(self.scheme.shards):
             self._lineage[s][0] = self._record(s, 0, {}, {}, [], fed.initial_state, fed.initial_state)
             self._save(s, 0)
@@ -366,8 +372,10 @@ class SisaFederation:
         seeds = {org: self.seed(shard, round_no, org) for org in data}
         outcome = run_round(
             self._round, self._strategy, self.fed.model, self.fed.task, start, data, seeds,
+            server_state=self._server_states[shard][round_no - 1],
             descriptions={org: f"shard {shard} round {round_no} {org}" for org in data},
         )
+        self._server_states[shard][round_no] = outcome.server_state
         counts = {org: len(samples) for org, samples in data.items()}
         state = outcome.state
         self._states[shard][round_no] = state
@@ -544,6 +552,7 @@ class SisaFederation:
             start_round = first[shard]
             for r in [r for r in self._states[shard] if r >= start_round]:
                 del self._states[shard][r]  # checkpoints that saw the samples are gone
+                self._server_states[shard].pop(r, None)  # and the server moments they fed
             for round_no in range(start_round, self.rounds_done + 1):
                 self._shard_round(shard, round_no)
             replayed[shard] = list(range(start_round, self.rounds_done + 1))
