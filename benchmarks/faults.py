@@ -46,7 +46,7 @@ policy's 300 s would treat this many kills as a crash loop and back off up to 30
 measures the policy, not the recovery): 0.5 s before a restart, doubling per exit within
 the window.
 
-    python benchmarks/faults.py              # 2 orgs, 10 rounds, 30 injections (~15 min)
+    python benchmarks/faults.py              # 2 orgs, 10 rounds, 30 injections (~5 min)
     python benchmarks/faults.py --quick      # 2 orgs, 1 round, 2 injections (about a minute)
     python benchmarks/faults.py --seed 7 --rounds 12 --injections 40
     python benchmarks/faults.py --rewrite    # plot + RESULTS.md again from the JSON

@@ -111,6 +111,8 @@ def test_a_state_that_does_not_fit_is_refused():
         opt.step(start, start, {k: v for k, v in state.items() if k != "v/w"})
     with pytest.raises(ServerOptimizerError, match="expected float32"):
         opt.step(start, start, {**state, "m/w": torch.zeros(3)})
+    with pytest.raises(ServerOptimizerError, match="int64 scalar"):
+        opt.step(start, start, {**state, "step": torch.tensor([1.0])})
     with pytest.raises(ServerOptimizerError, match="rank-changing"):
         opt.step(start, {"w": torch.zeros(4, 2)}, state)
 

@@ -140,6 +140,10 @@ class ServerOptimizer(ABC):
             raise ServerOptimizerError(
                 f"{self.name}: the server state does not fit the adapter ("
                 + (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}") + ")")
+        step = state[STEP_KEY]
+        if step.dtype != torch.int64 or step.shape != () or int(step) < 0:
+            raise ServerOptimizerError(f"{self.name}: server state step must be a non-negative "
+                                       f"int64 scalar, not {step.dtype} {tuple(step.shape)}")
         for key in start:
             for m in self.moments:
                 t = state[f"{m}/{key}"]
