@@ -18,6 +18,7 @@ centralized baselines use seed 0.
     python benchmarks/federated_vs_isolated.py            # the budget in RESULTS.md
     python benchmarks/federated_vs_isolated.py --quick    # tiny model, < 1 minute
     python benchmarks/federated_vs_isolated.py --strategies fedavg,fedadam --seeds 3
+    python benchmarks/federated_vs_isolated.py --strategies fedadam:lr=0.003,fedprox:mu=1
 """
 
 from __future__ import annotations
@@ -57,8 +58,30 @@ STRATEGIES: dict[str, tuple[str, dict, float]] = {
 }
 
 
-def strategy_config(config: ExperimentConfig, name: str, seed: int) -> ExperimentConfig:
+def parse_strategy(spec: str) -> tuple[str, dict, float]:
+    """``name`` of STRATEGIES, or ``name:key=value+key=value`` overriding the server
+    optimizer's parameters (``mu`` sets FedProx's), e.g. ``fedadam:lr=0.003``."""
+    name, _, overrides = spec.partition(":")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     strategy, server, mu = STRATEGIES[name]
+    server = {**server, "params": dict(server.get("params", {}))}
+    for item in filter(None, overrides.split("+")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"{spec}: {item!r} is not key=value")
+        if key == "mu":
+            mu = float(value)
+        elif server["name"] == "none":
+            raise ValueError(f"{spec}: {name} has no server optimizer to set {key!r} on")
+        else:
+            server["params"][key] = float(value)
+    return strategy, server, mu
+
+
+def strategy_config(config: ExperimentConfig, spec: tuple[str, dict, float], seed: int
+                    ) -> ExperimentConfig:
+    strategy, server, mu = spec
     data = config.model_dump(mode="json")
     data["seed"] = seed
     data["federation"]["strategy"] = {"name": strategy}
@@ -99,14 +122,17 @@ def main() -> None:
     parser.add_argument("--train-per-org", type=int, default=None)
     parser.add_argument("--test-per-org", type=int, default=None)
     parser.add_argument("--strategies", default="fedavg,fedavgm,fedadam,fedyogi,fedprox",
-                        help=f"comma-separated, of {', '.join(STRATEGIES)}")
+                        help=f"comma-separated, of {', '.join(STRATEGIES)}; name:key=value+key=value "
+                        "overrides the server optimizer's parameters (mu: FedProx's)")
     parser.add_argument("--seeds", type=int, default=1, help="master seeds per strategy")
     args = parser.parse_args()
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
-    unknown = [n for n in names if n not in STRATEGIES]
-    if unknown or not names:
-        parser.error(f"unknown strategy {unknown[0] if unknown else '(none)'}; "
-                     f"known: {', '.join(STRATEGIES)}")
+    if not names:
+        parser.error("--strategies names none")
+    try:
+        chosen = {n: parse_strategy(n) for n in names}
+    except ValueError as exc:
+        parser.error(str(exc))
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.local_steps = args.local_steps or (2 if args.quick else 4)
     args.train_per_org = args.train_per_org or (32 if args.quick else 96)
@@ -134,7 +160,7 @@ def main() -> None:
     for name in names:
         runs = []
         for seed in range(args.seeds):
-            cfg = strategy_config(config, name, seed)
+            cfg = strategy_config(config, chosen[name], seed)
             # same data and model; a new seed means a new LoRA init
             run_fed = dataclasses.replace(fed, config=cfg) if seed == config.seed else \
                 Federation.build(cfg)
@@ -189,8 +215,8 @@ def main() -> None:
             "local_steps": config.train.local_steps, "batch_size": config.train.batch_size,
             "steps_per_org": steps, "centralized_batch_size": pooled.batch_size,
             "learning_rate": config.train.learning_rate, "lora": config.lora.model_dump(),
-            "strategies": {n: {"strategy": STRATEGIES[n][0], "server_optimizer": STRATEGIES[n][1],
-                               "prox_mu": STRATEGIES[n][2]} for n in names},
+            "strategies": {n: {"strategy": chosen[n][0], "server_optimizer": chosen[n][1],
+                               "prox_mu": chosen[n][2]} for n in names},
             "seeds": args.seeds, "max_text_tokens": config.train.max_text_tokens,
         },
         "base_union_acc": base.accuracy,
