@@ -393,12 +393,7 @@ def settle_bundle(run: Run, request_id: str, last: int) -> Any:
 
     def bundle() -> Any:
         with d.org_client("Org1", timeout=120) as client:
-            try:
-                return client.request_proof(request_id)
-            except ClientError as exc:
-                if exc.code == "not_anchored":
-                    return None
-                raise
+            return client.anchored_proof(request_id)
 
     for _ in range(SETTLE_ROUNDS):
         got = bundle()

@@ -269,7 +269,7 @@ def test_every_crash_recovers_and_a_restart_keeps_every_proof(deployment: Deploy
                               "record": attestation.model_dump(mode="json")})
     with d.org_client("Org1") as client:
         bundle = wait_for("the deletion's proof bundle",
-                          lambda: _bundle(client, first.request_id), d, miner=miner)
+                          lambda: client.anchored_proof(first.request_id), d, miner=miner)
     assert verify_with_rpc(package, info["rpc_url"], info["registry"]).ok
     assert verify_bundle_with_rpc(bundle, info["rpc_url"], info["registry"]).ok
 
@@ -338,10 +338,3 @@ def _round_after(d: Deployment, round_id: int) -> int | None:
     return min(later) if later else None
 
 
-def _bundle(client: Any, request_id: str) -> Any:
-    try:
-        return client.request_proof(request_id)
-    except ClientError as exc:
-        if exc.code == "not_anchored":
-            return None
-        raise

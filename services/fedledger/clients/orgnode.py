@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import TypeAdapter
 
 from fedledger.clients.base import ServiceClient
+from fedledger.clients.errors import Conflict
 from fedledger.protocol.orgnode_api import (
     AgentSummary,
     AnchorApproval,
@@ -179,6 +180,17 @@ class OrgNodeClient(ServiceClient):
         """The proof bundle of a completed request, for ``fedledger verify``."""
         return self._model(_bundle_model(), "GET", f"/audit/requests/{request_id}/proof",
                            timeout=timeout)
+
+    def anchored_proof(self, request_id: str, *, timeout: float | None = 120.0
+                       ) -> AuditBundle | None:
+        """:meth:`request_proof`, or None while the request's records are not in an anchor
+        yet (409 ``not_anchored``: they go with the next round's anchor)."""
+        try:
+            return self.request_proof(request_id, timeout=timeout)
+        except Conflict as exc:
+            if exc.code == "not_anchored":
+                return None
+            raise
 
     def request_proof_json(self, request_id: str, *, timeout: float | None = 120.0
                            ) -> dict[str, Any]:
