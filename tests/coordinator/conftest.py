@@ -148,9 +148,12 @@ def submit_on_ledger(contract, round_id: int, org: str, update_hash: str, num_sa
         "num_samples": num_samples, "update_spec_digest": spec_digest, "signature": "ab" * 32}))
 
 
-def attest(contract, round_id: int, org: str, digest: str) -> None:
-    contract.submit("AttestAggregate", json.dumps({
-        "round_id": round_id, "org": org, "aggregate_digest": digest}))
+def attest(contract, round_id: int, org: str, digest: str,
+           server_state_digest: str | None = None) -> None:
+    record = {"round_id": round_id, "org": org, "aggregate_digest": digest}
+    if server_state_digest is not None:
+        record["server_state_digest"] = server_state_digest
+    contract.submit("AttestAggregate", json.dumps(record))
 
 
 def wait_status(client: Client, round_id: int, *statuses: str, timeout: float = 20) -> dict:

@@ -125,7 +125,8 @@ def test_round_to_final_model_version(app_client, devnet, consortium, context) -
     second = open_round(client, quorum=1)
     assert second["round_id"] == round_id + 1
     assert second["base"] == {"version_id": f"v{round_id}",
-                              "adapter_hash": aggregate["aggregate_digest"]}
+                              "adapter_hash": aggregate["aggregate_digest"],
+                              "round_id": round_id, "server_state_hash": None}
     update = make_update(context.spec, seed=7)
     assert upload(client, devnet, "Org2MSP", second["round_id"], update).status_code == 201
     submit_on_ledger(consortium["Org2MSP"], second["round_id"], "Org2MSP", sha256_hex(update))

@@ -61,14 +61,16 @@ def test_settings_from_file(tmp_path, make_settings) -> None:
         make_settings(operator_token=None)
 
 
-def test_settings_refuse_a_server_optimizer_the_orgs_could_not_recompute(tmp_path, make_settings):
-    from pydantic import ValidationError
+def test_round_config_names_the_server_optimizer_with_every_parameter(make_settings) -> None:
+    from fedledger.coordinator.experiment import round_config
 
-    settings = make_settings()
-    experiment = settings.experiment.model_dump(mode="json")
-    experiment["federation"]["server_optimizer"] = {"name": "fedadam"}
-    with pytest.raises(ValidationError, match="server_optimizer"):
-        type(settings).model_validate({**settings.model_dump(mode="json"), "experiment": experiment})
+    plain = make_settings()
+    assert "server_optimizer" not in round_config(plain)  # configs without one keep their digest
+    experiment = plain.experiment.model_dump(mode="json")
+    experiment["federation"]["server_optimizer"] = {"name": "fedadam", "params": {"lr": 0.03}}
+    settings = type(plain).model_validate({**plain.model_dump(mode="json"), "experiment": experiment})
+    assert round_config(settings)["server_optimizer"] == {
+        "name": "fedadam", "params": {"lr": 0.03, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}}
 
 
 def test_validators_are_drawn_by_stake_and_reproducibly():

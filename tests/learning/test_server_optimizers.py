@@ -117,6 +117,35 @@ def test_a_state_that_does_not_fit_is_refused():
         opt.step(start, {"w": torch.zeros(4, 2)}, state)
 
 
+def test_a_received_state_is_read_strictly():
+    from fedledger.learning.errors import UpdateRejectedError
+    from fedledger.learning.updates import AdapterSpec, update_bytes
+
+    opt = build_server_optimizer("fedadam", {})
+    assert opt is not None
+    spec = AdapterSpec({"a": (2, 3), "b": (4,)})
+    start = {"a": torch.ones(2, 3), "b": torch.zeros(4)}
+    state = opt.step(start, {"a": torch.full((2, 3), 2.0), "b": torch.ones(4)}, None).state
+    data = update_bytes(state)
+    loaded = opt.load_state_bytes(data, spec)
+    assert set(loaded) == set(state) and loaded["step"].dtype == torch.int64
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert len(data) <= opt.state_max_bytes(spec)
+    cases = {
+        "missing_key": {k: v for k, v in state.items() if k != "v/b"},
+        "shape_mismatch": {**state, "m/a": torch.zeros(3, 2)},
+        "dtype_mismatch": {**state, "step": torch.tensor(1.0)},
+        "non_finite": {**state, "v/a": torch.full((2, 3), math.inf)},
+    }
+    for reason, bad in cases.items():
+        with pytest.raises(UpdateRejectedError) as caught:
+            opt.load_state_bytes(update_bytes(bad), spec)
+        assert caught.value.reason == reason
+    with pytest.raises(UpdateRejectedError) as caught:  # a FedAvgM state has no v
+        build_server_optimizer("fedavgm", {}).load_state_bytes(data, spec)
+    assert caught.value.reason == "unexpected_key"
+
+
 def test_proximal_term_value():
     p = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
     a = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]

@@ -2,8 +2,9 @@
 the org node's round worker calls, faithful to the contract (signed requests, streamed
 uploads checked against X-Content-Sha256, content-addressed blobs, the Round and
 aggregate shapes). It acts on Fabric as Org1's client (the operator org): OpenRound,
-CloseRound. Aggregation is FedAvg over the ledger-recorded updates sorted by org;
-``tamper`` makes it announce a wrong digest."""
+CloseRound. Aggregation is FedAvg over the ledger-recorded updates sorted by org, then
+the round config's server optimizer (first rounds only); ``tamper`` makes it announce a
+wrong digest, ``tamper_state`` a wrong server state."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from fastapi.responses import JSONResponse, Response
 from safetensors.torch import load as load_safetensors
 
 from fedledger.canonical import canonical_digest
+from fedledger.coordinator.aggregate import adapter_context
 from fedledger.digests import sha256_hex
 from fedledger.fabric.msp import MSPManager
 from fedledger.learning.aggregation import ClientUpdate, build_strategy
+from fedledger.learning.round import round_server_optimizer
+from fedledger.learning.server_optimizers import STEP_KEY
 from fedledger.learning.updates import update_bytes
 from fedledger.web.errors import Conflict, NotFound, ServiceError, install_error_handlers
 from fedledger.web.server import ThreadedServer
@@ -37,6 +41,7 @@ class FakeCoordinator:
         self.blobs: dict[str, bytes] = {}
         self.uploads: list[dict[str, Any]] = []   # who uploaded what (verified MSP id)
         self.tamper = False
+        self.tamper_state = False  # announce a server state whose step count is off by one
         self.expect = 2        # submissions on the ledger before the round closes
         self._lock = threading.Lock()
         self.app = self._build()
@@ -80,12 +85,26 @@ class FakeCoordinator:
         updates = [ClientUpdate(i["org"], load_safetensors(self.blobs[i["update_hash"]]),
                                 i["num_samples"]) for i in included]
         aggregate = build_strategy("fedavg").aggregate(updates).tensors
+        config = round_["config"]
+        server = round_server_optimizer(config.get("server_optimizer"))
+        state_digest = None
+        if server is not None:
+            # First rounds only (base None): the step starts from the LoRA init.
+            start = adapter_context(config["model"], config["lora"], config["seed"]).initial_state
+            stepped = server.step(start, aggregate, None)
+            aggregate, state = stepped.tensors, dict(stepped.state)
+            if self.tamper_state:
+                state[STEP_KEY] = state[STEP_KEY] + 1
+            state_data = update_bytes(state)
+            state_digest = sha256_hex(state_data)
+            self.blobs[state_digest] = state_data
         data = update_bytes(aggregate)
         digest = sha256_hex(data)
         if self.tamper:
             digest = hashlib.sha256(b"tampered" + data).hexdigest()
         self.blobs[sha256_hex(data)] = data
         round_["aggregate"] = {"round_id": round_id, "aggregate_digest": digest,
+                               "server_state_digest": state_digest,
                                "included": included, "strategy": {"name": "fedavg", "params": {}},
                                "accepted": [i["org"] for i in included], "rejected": {}}
         round_["status"] = "aggregated"

@@ -138,6 +138,39 @@ def test_tampered_aggregate_is_not_attested_and_policy_never_skips(  # noqa: ANN
                             nodes["Org1"].get("/models", headers=admin_headers()).json()}
 
 
+def test_server_state_is_recomputed_before_attesting(operator, coordinator, nodes):  # noqa: ANN001
+    """Under a server optimizer each org recomputes the step from the base state and
+    attests both digests; a coordinator announcing another state gets no attestation."""
+    params = {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+    config = {**TINY_CONFIG, "server_optimizer": {"name": "fedadam", "params": params}}
+    coordinator.tamper, coordinator.expect = False, 2
+    round_id = coordinator.open_round(COMMITTEE, config, quorum=2)
+    jobs = {org: wait_jobs(c, round_id, {"attested", "failed"}) for org, c in nodes.items()}
+    assert {org: j["status"] for org, j in jobs.items()} == {"Org1": "attested",
+                                                             "Org2": "attested"}, jobs
+    announced = coordinator.rounds[round_id]["aggregate"]
+    assert announced["server_state_digest"] is not None
+    attestations = json.loads(operator.evaluate("ListAttestations", str(round_id)))
+    assert {(a["org"], a["aggregate_digest"], a["server_state_digest"]) for a in attestations} == {
+        (msp, announced["aggregate_digest"], announced["server_state_digest"]) for msp in COMMITTEE}
+    final = json.loads(operator.submit("FinalizeRound", json.dumps({
+        "round_id": round_id, "aggregate_digest": announced["aggregate_digest"],
+        "server_state_digest": announced["server_state_digest"], "attesters": COMMITTEE})))
+    assert final["status"] == "final"
+    assert final["server_state_digest"] == announced["server_state_digest"]
+
+    coordinator.tamper_state = True
+    try:
+        round_id = coordinator.open_round(COMMITTEE, config, quorum=2)
+        jobs = {org: wait_jobs(c, round_id, {"attested", "failed"}) for org, c in nodes.items()}
+    finally:
+        coordinator.tamper_state = False
+    for job in jobs.values():
+        assert job["status"] == "failed"
+        assert "server state mismatch" in job["error"] and "not attested" in job["error"]
+    assert json.loads(operator.evaluate("ListAttestations", str(round_id))) == []
+
+
 def test_restarted_node_resumes_without_doing_anything_twice(  # noqa: ANN001
         operator, coordinator, nodes):
     """A node stopped after training resumes from its stored job state: the identical
@@ -145,7 +178,8 @@ def test_restarted_node_resumes_without_doing_anything_twice(  # noqa: ANN001
     old = nodes["Org1"]
     settings = old.app.state.node.settings
     round_id = max(r for r, v in coordinator.rounds.items() if v["aggregate"]
-                   and len(v["aggregate"]["included"]) == 2)
+                   and len(v["aggregate"]["included"]) == 2
+                   and json.loads(operator.evaluate("ListAttestations", str(r))))
     before = {fn: json.loads(operator.evaluate(fn, str(round_id)))
               for fn in ("ListSubmissions", "ListAttestations")}
     records_before = old.get("/records/training_records", headers=admin_headers()).json()

@@ -288,6 +288,11 @@ class ConsortiumContract(Contract):
             if att is None or att.aggregate_digest != finality.aggregate_digest:
                 raise Invalid(f"{org} has not attested {finality.aggregate_digest} for round "
                               f"{finality.round_id}")
+            # Under a server optimizer the next round starts from the state too: a majority
+            # must have recomputed the same one.
+            if att.server_state_digest != finality.server_state_digest:
+                raise Invalid(f"{org} attested server state {att.server_state_digest} for round "
+                              f"{finality.round_id}, not {finality.server_state_digest}")
         if 2 * len(finality.attesters) <= len(orgs):
             raise WrongState(f"round {finality.round_id} has no majority: "
                              f"{len(finality.attesters)} of {len(orgs)} orgs attested "
@@ -296,8 +301,7 @@ class ConsortiumContract(Contract):
         ctx.set_event("AggregateFinal", {
             "round_id": finality.round_id, "aggregate_digest": finality.aggregate_digest,
             "attestations": len(finality.attesters), "orgs": len(orgs)})
-        return round_.model_copy(update={"status": "final",
-                                         "aggregate_digest": finality.aggregate_digest})
+        return _with_finality(round_, finality)
 
     @query
     async def list_attestations(self, ctx: Context, round_id: RoundId) -> list[Attestation]:
@@ -475,4 +479,5 @@ def _with_finality(round_: Round, finality: RoundFinality | None) -> Round:
     if finality is None:
         return round_
     return round_.model_copy(update={"status": "final",
-                                     "aggregate_digest": finality.aggregate_digest})
+                                     "aggregate_digest": finality.aggregate_digest,
+                                     "server_state_digest": finality.server_state_digest})

@@ -7,8 +7,10 @@
   :func:`fedledger.learning.round.initial_adapter` -- the one definition the simulation
   and the org nodes use, so they and this coordinator agree on the reference adapter.
 * :func:`aggregate_updates` runs the configured strategy over the included updates
-  sorted by org, with the round's base adapter as reference; the digest is the sha256
-  of ``learning.updates.update_bytes(aggregate)``, which are also the stored blob's bytes.
+  sorted by org, with the round's base adapter as reference, then the round's server
+  optimizer (if any) from the base adapter and state; the digest is the sha256 of
+  ``learning.updates.update_bytes(next adapter)``, which are also the stored blob's bytes,
+  and the server state is stored and digested the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from fedledger.learning.aggregation import ClientUpdate, build_strategy
 from fedledger.learning.config import LoraConfig, ModelConfig
 from fedledger.learning.errors import AggregationError
 from fedledger.learning.lora import adapter_config_dict
-from fedledger.learning.round import initial_adapter, round_strategy_params
+from fedledger.learning.round import initial_adapter, round_server_optimizer, round_strategy_params
+from fedledger.learning.server_optimizers import ServerOptimizer, ServerState
 from fedledger.learning.updates import AdapterSpec, load_update_bytes, update_bytes
 
 from .blobs import BlobStore
@@ -65,27 +68,46 @@ def strategy_of(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
                                                    config["lora"]["r"])
 
 
+def server_optimizer_of(config: Mapping[str, Any]) -> ServerOptimizer | None:
+    """The round config's server optimizer (None: the aggregate is the next adapter)."""
+    return round_server_optimizer(config.get("server_optimizer"))
+
+
 @dataclass(frozen=True)
 class AggregateOutcome:
+    """The next adapter (``data``, ``digest``: after the server step, if any), the
+    strategy's verdicts, and the server state after the step (None without one)."""
+
     data: bytes
     digest: str
     accepted: list[str]
     rejected: dict[str, str]
     details: dict[str, Any]
+    server_state_data: bytes | None = None
+    server_state_digest: str | None = None
 
 
 def aggregate_updates(name: str, params: Mapping[str, Any],
                       updates: Mapping[str, tuple[Mapping[str, torch.Tensor], int]],
-                      reference: Mapping[str, torch.Tensor] | None) -> AggregateOutcome:
-    """``updates``: org -> (tensors, num_samples). Inputs go to the strategy sorted by org."""
+                      reference: Mapping[str, torch.Tensor], *,
+                      server: ServerOptimizer | None = None,
+                      server_state: ServerState | None = None) -> AggregateOutcome:
+    """``updates``: org -> (tensors, num_samples). Inputs go to the strategy sorted by org;
+    with ``server``, its step from ``reference`` and ``server_state`` (None: the initial
+    state) gives the next adapter."""
     strategy = build_strategy(name, dict(params))
     inputs = [ClientUpdate(client_id=org, tensors=tensors, num_samples=n)
               for org, (tensors, n) in sorted(updates.items())]
     result = strategy.aggregate(inputs, reference=reference)
-    data = update_bytes(result.tensors)
     details = json.loads(json.dumps(result.details, default=str))
+    if server is None:
+        data = update_bytes(result.tensors)
+        return AggregateOutcome(data, sha256_hex(data), list(result.accepted),
+                                dict(result.rejected), details)
+    stepped = server.step(reference, result.tensors, server_state)
+    data, state_data = update_bytes(stepped.tensors), update_bytes(stepped.state)
     return AggregateOutcome(data, sha256_hex(data), list(result.accepted), dict(result.rejected),
-                            details)
+                            details, state_data, sha256_hex(state_data))
 
 
 def load_stored_update(blobs: BlobStore, sha: str, context: AdapterContext, *,

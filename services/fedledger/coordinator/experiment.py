@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedledger.learning.errors import LearningError
+from fedledger.learning.server_optimizers import NONE, server_optimizer_params
 from fedledger.web.errors import Unavailable
 
 from .aggregate import AdapterContext, adapter_context
@@ -16,12 +17,14 @@ def round_config(settings: CoordinatorSettings, local_steps: int | None = None, 
                  shard: int = 0, step: int = 1) -> dict[str, Any]:
     """The experiment sections a round trains with (canonical-JSON-able); ``sisa`` says
     which shard-group and which step of its lineage (the org nodes derive the training
-    seed from them)."""
+    seed from them). ``server_optimizer`` (name and every parameter, defaults filled in, so
+    an org recomputes the step with exactly these) is there only when one is configured:
+    a config without it keeps the digest it always had."""
     exp = settings.experiment
     train = exp.train.model_dump(mode="json")
     if local_steps is not None:
         train["local_steps"] = local_steps
-    return {
+    config = {
         "seed": exp.seed,
         "model": exp.model.model_dump(mode="json", exclude={"cache_dir"}),
         "lora": exp.lora.model_dump(mode="json"),
@@ -32,6 +35,11 @@ def round_config(settings: CoordinatorSettings, local_steps: int | None = None, 
         "sisa": {"shards": exp.federation.shards, "shard": shard, "step": step,
                  "merge": exp.federation.shard_merge},
     }
+    server = exp.federation.server_optimizer
+    if server.name != NONE:
+        config["server_optimizer"] = {
+            "name": server.name, "params": {**server_optimizer_params(server.name), **server.params}}
+    return config
 
 
 def context_of(config: dict[str, Any]) -> AdapterContext:

@@ -49,8 +49,29 @@ def adapter_at(session: Session, shard: int, step: int) -> str | None:
     return row.digest
 
 
+def server_state_at(session: Session, shard: int, step: int) -> str | None:
+    """The shard's server optimizer state digest after ``step`` (None: the initial state)."""
+    if step <= 0:
+        return None
+    row = session.get(ShardStepRow, (shard, step))
+    if row is None:
+        raise LookupError(f"shard {shard} has no step {step}")
+    return row.server_state_digest
+
+
+def source_round_at(session: Session, shard: int, step: int) -> int | None:
+    """The final round that produced the shard's adapter after ``step``: a step carried
+    over for lack of data keeps the adapter (and state) of the step before, so the round
+    is the last one at or before ``step`` (None: the LoRA init)."""
+    for row in reversed(steps_of(session, shard)):
+        if row.step <= step and row.round_id is not None:
+            return row.round_id
+    return None
+
+
 def record_step(session: Session, *, shard: int, step: int, round_id: int | None,
-                digest: str | None, included: Iterable[str]) -> ShardStepRow:
+                digest: str | None, included: Iterable[str],
+                server_state_digest: str | None = None) -> ShardStepRow:
     """Set ``shard``'s lineage at ``step``; the participation record (``invited``) is kept
     from the first time the step was recorded."""
     row = session.get(ShardStepRow, (shard, step))
@@ -59,6 +80,7 @@ def record_step(session: Session, *, shard: int, step: int, round_id: int | None
         row = ShardStepRow(shard=shard, step=step, invited=sorted(set(included)))
         session.add(row)
     row.round_id, row.digest, row.updated_at = round_id, digest, now
+    row.server_state_digest = server_state_digest
     session.flush()
     return row
 

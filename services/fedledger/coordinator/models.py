@@ -49,6 +49,12 @@ class RoundRow(Base):
     config_digest: Mapped[str] = mapped_column(HASH)
     base_version_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     base_adapter_hash: Mapped[str | None] = mapped_column(HASH, nullable=True)
+    #: The final round that produced the base adapter (None: the LoRA init); the org
+    #: nodes check the base against that round's finality on the ledger.
+    base_round_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Under a server optimizer: the state the round's step starts from (None: the
+    #: initial state, or no server optimizer).
+    base_server_state_hash: Mapped[str | None] = mapped_column(HASH, nullable=True)
     version_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     open_tx: Mapped[str | None] = mapped_column(String(128), nullable=True)
     close_tx: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -107,6 +113,9 @@ class AggregateRow(Base):
     included: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     #: accepted / rejected / details of the strategy (plain JSON).
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Under a server optimizer: ``digest`` is the adapter after its step, and this the
+    #: state after it (a blob too).
+    server_state_digest: Mapped[str | None] = mapped_column(HASH, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -133,6 +142,8 @@ class ShardStepRow(Base):
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.round_id"), nullable=True)
     #: The shard's adapter after this step (None: still the LoRA init).
     digest: Mapped[str | None] = mapped_column(HASH, nullable=True)
+    #: The server optimizer's state after this step (None: none, or still the initial).
+    server_state_digest: Mapped[str | None] = mapped_column(HASH, nullable=True)
     invited: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -43,9 +43,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedledger.canonical import canonical_digest
+from fedledger.digests import sha256_hex
 from fedledger.fabric.errors import FabricError
 from fedledger.incentives.outcome import verdict_of
 from fedledger.learning.errors import AggregationError, UpdateRejectedError
+from fedledger.learning.server_optimizers import ServerOptimizer, ServerOptimizerError, ServerState
 from fedledger.learning.updates import load_update_bytes
 from fedledger.protocol.records import RoundFinality, RoundOpening
 from fedledger.web import metrics
@@ -58,7 +60,13 @@ from fedledger.web.errors import (
 )
 
 from . import lineage
-from .aggregate import AdapterContext, aggregate_updates, load_stored_update, strategy_of
+from .aggregate import (
+    AdapterContext,
+    aggregate_updates,
+    load_stored_update,
+    server_optimizer_of,
+    strategy_of,
+)
 from .blobs import BlobStore, PendingBlob
 from .committee import select_committee, select_validators
 from .experiment import context_of, round_config
@@ -221,6 +229,8 @@ class RoundService:
                                code="invalid_quorum",
                                details={"quorum": quorum, "committee": committee})
         base_digest = lineage.adapter_at(session, shard, step - 1)
+        base_state = lineage.server_state_at(session, shard, step - 1)
+        base_round = lineage.source_round_at(session, shard, step - 1)
         base_step = session.get(ShardStepRow, (shard, step - 1)) if step > 1 else None
         base_version = None
         if base_step is not None and base_step.round_id is not None:
@@ -236,7 +246,8 @@ class RoundService:
         row = RoundRow(round_id=round_id, status="opening", shard=shard, step=step,
                        deadline=deadline, quorum=quorum, committee=committee, config=config,
                        config_digest=config_digest, base_version_id=base_version,
-                       base_adapter_hash=base_digest, replay_of=replay_of,
+                       base_adapter_hash=base_digest, base_round_id=base_round,
+                       base_server_state_hash=base_state, replay_of=replay_of,
                        unlearning_id=unlearning_id, validation=validation, created_at=now,
                        updated_at=now)
         opening = self._opening(row)
@@ -485,6 +496,19 @@ class RoundService:
         return load_stored_update(self.blobs, sha, context,
                                   max_bytes=self.settings.max_update_bytes)
 
+    def _load_server_state(self, server: ServerOptimizer, sha: str, context: AdapterContext
+                           ) -> ServerState:
+        data = self.blobs.read(sha)
+        if sha256_hex(data) != sha:
+            raise AggregationError(f"stored server state {sha} is corrupt (hash mismatch)")
+        return server.load_state_bytes(data, context.spec)
+
+    def _store_blob(self, session: Session, data: bytes, digest: str, *, kind: str) -> None:
+        self.blobs.put(data)
+        if session.get(BlobRow, digest) is None:
+            session.add(BlobRow(sha256=digest, size=len(data), kind=kind, created_at=utcnow()))
+            session.flush()
+
     def _votes_ready(self, row: RoundRow) -> bool:
         """Without validators, at once; with them, when each has voted on every other
         submission or the vote deadline has passed (the ledger takes no vote after it,
@@ -516,19 +540,22 @@ class RoundService:
         context = context_of(row.config)
         name, params = strategy_of(row.config)
         try:
+            server = server_optimizer_of(row.config)
             updates = {s.org: (self._load_update(s.update_hash, context), s.ledger_samples or 0)
                        for s in counted}
             reference = (self._load_update(row.base_adapter_hash, context)
                          if row.base_adapter_hash else context.initial_state)
-            outcome = aggregate_updates(name, params, updates, reference)
-        except (AggregationError, UpdateRejectedError) as exc:
+            server_state = (self._load_server_state(server, row.base_server_state_hash, context)
+                            if server is not None and row.base_server_state_hash else None)
+            outcome = aggregate_updates(name, params, updates, reference, server=server,
+                                        server_state=server_state)
+        except (AggregationError, UpdateRejectedError, ServerOptimizerError) as exc:
             self._fail(row, f"aggregation failed: {exc}")
             return
-        self.blobs.put(outcome.data)
-        if session.get(BlobRow, outcome.digest) is None:
-            session.add(BlobRow(sha256=outcome.digest, size=len(outcome.data), kind="aggregate",
-                                created_at=utcnow()))
-            session.flush()
+        self._store_blob(session, outcome.data, outcome.digest, kind="aggregate")
+        if outcome.server_state_data is not None and outcome.server_state_digest is not None:
+            self._store_blob(session, outcome.server_state_data, outcome.server_state_digest,
+                             kind="server_state")
         session.add(AggregateRow(
             round_id=row.round_id, digest=outcome.digest, strategy=name, params=_plain(params),
             included=[{"org": s.org, "update_hash": s.update_hash, "num_samples": s.ledger_samples}
@@ -537,7 +564,7 @@ class RoundService:
                            "rejected": {**{org: "rejected by the validator committee"
                                            for org in sorted(refused)}, **outcome.rejected},
                            "details": outcome.details}),
-            created_at=utcnow()))
+            server_state_digest=outcome.server_state_digest, created_at=utcnow()))
         row.status, row.updated_at = "aggregated", utcnow()
         log.info("round %s aggregated: %s", row.round_id, outcome.digest)
 
@@ -561,19 +588,24 @@ class RoundService:
         if on_ledger.status != "final":
             # The orgs' attestations never write the round (no hot key); one call here,
             # by the coordinator alone, records the majority the ledger counts itself.
-            agreeing = [a.org for a in attestations if a.aggregate_digest == agg.digest]
+            agreeing = [a.org for a in attestations if a.aggregate_digest == agg.digest
+                        and a.server_state_digest == agg.server_state_digest]
             if 2 * len(agreeing) <= len(self.ledger.list_orgs()):
                 return
             on_ledger = self.ledger.finalize_round(RoundFinality(
                 round_id=row.round_id, aggregate_digest=agg.digest,
+                server_state_digest=agg.server_state_digest,
                 attesters=sorted(agreeing))).submit().result
-        if on_ledger.aggregate_digest != agg.digest:
-            self._fail(row, f"the ledger finalised digest {on_ledger.aggregate_digest}, "
-                            f"not the published aggregate {agg.digest}")
+        if (on_ledger.aggregate_digest, on_ledger.server_state_digest) != (
+                agg.digest, agg.server_state_digest):
+            self._fail(row, f"the ledger finalised digest {on_ledger.aggregate_digest} (server "
+                            f"state {on_ledger.server_state_digest}), not the published "
+                            f"aggregate {agg.digest} (server state {agg.server_state_digest})")
             return
         included = [i["org"] for i in agg.included]
         lineage.record_step(session, shard=row.shard, step=row.step, round_id=row.round_id,
-                            digest=agg.digest, included=included)
+                            digest=agg.digest, included=included,
+                            server_state_digest=agg.server_state_digest)
         # Final only once the version is registered: a ledger failure on the way leaves
         # the round aggregated, and the next tick repeats these idempotent steps.
         if row.unlearning_id is not None:

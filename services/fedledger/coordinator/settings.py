@@ -105,18 +105,6 @@ class CoordinatorSettings(ServiceSettings):
             raise ValueError("set operator_token_sha256 (or operator_token in development)")
         return self
 
-    @model_validator(mode="after")
-    def _no_server_optimizer(self) -> CoordinatorSettings:
-        # Every org recomputes the aggregate before attesting; with a server optimizer it
-        # would need the server's moments, which the ledger does not carry yet. Refused
-        # rather than silently aggregating without it.
-        name = self.experiment.federation.server_optimizer.name
-        if name != "none":
-            raise ValueError(f"federation.server_optimizer {name!r} runs in `fedledger simulate` "
-                             "and the benchmarks; the coordinator does not carry a server "
-                             "optimizer's state on the ledger yet, so it serves 'none' only")
-        return self
-
     @property
     def operator_token_hash(self) -> str:
         if self.operator_token_sha256:

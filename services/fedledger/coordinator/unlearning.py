@@ -191,9 +191,12 @@ class UnlearningService:
 
     def _carry(self, session: Session, job: UnlearningJobRow, plan: list[dict[str, Any]],
                item: dict[str, Any]) -> None:
-        digest = lineage.adapter_at(session, item["shard"], item["step"] - 1)
-        lineage.record_step(session, shard=item["shard"], step=item["step"], round_id=None,
-                            digest=digest, included=item["invited"])
+        # Nothing trained: the adapter and the server state stay those of the step before.
+        shard, before = item["shard"], item["step"] - 1
+        lineage.record_step(session, shard=shard, step=item["step"], round_id=None,
+                            digest=lineage.adapter_at(session, shard, before),
+                            included=item["invited"],
+                            server_state_digest=lineage.server_state_at(session, shard, before))
         item["status"] = "done"
         job.plan, job.updated_at = plan, utcnow()
         self._finish_if_done(session, job, round_id=None)

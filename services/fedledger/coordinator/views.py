@@ -53,7 +53,9 @@ def round_public(session: Session, row: RoundRow) -> RoundPublic:
         round_id=row.round_id, status=row.status, deadline=row.deadline, quorum=row.quorum,
         committee=list(row.committee), config=row.config, config_digest=row.config_digest,
         shard=row.shard, step=row.step, replay_of=row.replay_of,
-        base=(BasePublic(version_id=row.base_version_id, adapter_hash=row.base_adapter_hash)
+        base=(BasePublic(version_id=row.base_version_id, adapter_hash=row.base_adapter_hash,
+                         round_id=row.base_round_id,
+                         server_state_hash=row.base_server_state_hash)
               if row.base_adapter_hash else None),
         declines=[DeclinePublic(org=d.org, reason=d.reason) for d in declines],
         validation=row.validation,
@@ -63,7 +65,9 @@ def round_public(session: Session, row: RoundRow) -> RoundPublic:
                                       on_ledger=s.ledger_samples is not None) for s in subs],
         aggregate=(RoundAggregatePublic(aggregate_digest=agg.digest,
                                         included=[i["org"] for i in agg.included],
-                                        strategy=agg.strategy) if agg else None),
+                                        strategy=agg.strategy,
+                                        server_state_digest=agg.server_state_digest)
+                   if agg else None),
         attestations=[a.org for a in atts],
         version_id=row.version_id,
         ledger=RoundLedgerPublic(open_tx=row.open_tx, close_tx=row.close_tx, model_tx=row.model_tx),
@@ -75,7 +79,8 @@ def aggregate_public(session: Session, round_id: int) -> AggregatePublic:
     agg = session.get(AggregateRow, round_id)
     if agg is None:
         raise NotFound(f"round {round_id} has no aggregate yet", details={"round_id": round_id})
-    return AggregatePublic(round_id=round_id, aggregate_digest=agg.digest, included=agg.included,
+    return AggregatePublic(round_id=round_id, aggregate_digest=agg.digest,
+                           server_state_digest=agg.server_state_digest, included=agg.included,
                            strategy=StrategyPublic(name=agg.strategy, params=agg.params),
                            accepted=agg.result.get("accepted", []),
                            rejected=agg.result.get("rejected", {}))

@@ -16,6 +16,7 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_
 from transformers import PreTrainedModel
 
 from fedledger.learning.config import LoraConfig
+from fedledger.learning.seeds import seeded_global_rng
 
 AdapterState = dict[str, torch.Tensor]
 
@@ -38,12 +39,8 @@ def peft_lora_config(config: LoraConfig, *, r: int | None = None) -> PeftLoraCon
 def attach_lora(model: PreTrainedModel, config: LoraConfig, *, seed: int) -> PeftModel:
     """Wrap ``model`` with fresh LoRA adapters. The init (kaiming A, zero B) draws from a
     generator seeded here, so every org starting from one seed starts identical."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded_global_rng(seed):
         return get_peft_model(model, peft_lora_config(config))
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def adapter_state(model: PeftModel) -> AdapterState:

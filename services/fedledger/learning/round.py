@@ -83,6 +83,14 @@ def round_strategy_params(name: str, params: Mapping[str, Any] | None, lora_rank
 # ------------------------------------------------------------------ initial adapter
 
 
+def round_server_optimizer(section: Mapping[str, Any] | None) -> ServerOptimizer | None:
+    """The server optimizer a round config's ``server_optimizer`` section names (``{"name",
+    "params"}``; absent: none), built the same way by the coordinator and every org."""
+    if not section:
+        return None
+    return build_server_optimizer(section["name"], dict(section.get("params") or {}))
+
+
 @dataclass(frozen=True)
 class InitialAdapter:
     """The base model with the round-1 LoRA attached, and that adapter's state and layout."""

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import torch
 
 from fedledger.learning.errors import ConfigError, LearningError
+from fedledger.learning.updates import MAX_HEADER_BYTES, AdapterSpec, TensorLayout, load_tensor_bytes
 
 __all__ = [
     "SERVER_OPTIMIZERS",
@@ -106,6 +107,31 @@ class ServerOptimizer(ABC):
 
     def _initial(self, moment: str) -> float:
         return 0.0
+
+    def state_layout(self, adapter: AdapterSpec) -> TensorLayout:
+        """What a state of an adapter with layout ``adapter`` holds: a float32 moment per
+        adapter tensor and moment, and the int64 scalar step."""
+        layout: dict[str, tuple[tuple[int, ...], str]] = {STEP_KEY: ((), "I64")}
+        for key, shape in adapter.shapes.items():
+            for moment in self.moments:
+                layout[f"{moment}/{key}"] = (shape, "F32")
+        return layout
+
+    def state_max_bytes(self, adapter: AdapterSpec) -> int:
+        """The largest state file of this layout: its exact data size (float32 moments, the
+        int64 step) plus the largest header a safetensors file may have."""
+        moments = sum(4 * math.prod(shape) for shape in adapter.shapes.values()) * len(self.moments)
+        return 8 + MAX_HEADER_BYTES + moments + 8
+
+    def load_state_bytes(self, data: bytes, adapter: AdapterSpec) -> ServerState:
+        """A received state (safetensors bytes, e.g. the coordinator's blob) checked against
+        :meth:`state_layout` like an untrusted update (UpdateRejectedError, size capped at
+        :meth:`state_max_bytes`), then for a non-negative step."""
+        state = load_tensor_bytes(data, self.state_layout(adapter),
+                                  max_bytes=self.state_max_bytes(adapter))
+        if int(state[STEP_KEY]) < 0:
+            raise ServerOptimizerError(f"{self.name}: server state step is {int(state[STEP_KEY])}")
+        return state
 
     def step(self, start: Mapping[str, torch.Tensor], aggregate: Mapping[str, torch.Tensor],
              state: ServerState | None) -> ServerStep:

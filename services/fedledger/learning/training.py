@@ -23,6 +23,7 @@ from fedledger.learning.config import TrainConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.device import autocast, deterministic, resolve_device
 from fedledger.learning.lora import AdapterState, adapter_state, load_adapter_state
+from fedledger.learning.seeds import seeded_global_rng
 from fedledger.learning.tasks import EncodedSample, Task
 
 
@@ -79,8 +80,8 @@ def train_local(
     pad_id = task.tokenizer.pad_token_id
     make_batch = lm_batch if task.kind == "lm" else classification_batch
     started = time.perf_counter()
-    with deterministic():
-        torch.manual_seed(seed)  # LoRA dropout draws from the global generator
+    # LoRA dropout draws from the global generator: seeded, and this thread's alone.
+    with deterministic(), seeded_global_rng(seed):
         if start_state is not None:
             load_adapter_state(model, start_state)
         model.to(device)

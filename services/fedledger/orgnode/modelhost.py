@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedledger.canonical import canonical_digest
 from fedledger.digests import sha256_hex
 from fedledger.learning.config import ExperimentConfig
+from fedledger.learning.errors import UpdateRejectedError
 from fedledger.learning.round import initial_adapter
+from fedledger.learning.server_optimizers import ServerOptimizer, ServerOptimizerError, ServerState
 from fedledger.learning.updates import SAFETENSORS_WEIGHTS_NAME, load_update_bytes
 from fedledger.orgnode.jobstore import JobFailed
 from fedledger.orgnode.models import Job, ModelVersionRow
@@ -93,3 +95,23 @@ class ModelHost:
             raise JobFailed(f"base adapter {base.get('version_id')}: downloaded bytes hash to "
                             f"{sha256_hex(data)}, not {adapter_hash}")
         return self.load_update(data, loaded)
+
+    def base_server_state(self, job: Job, loaded: LoadedModel, server: ServerOptimizer
+                          ) -> ServerState | None:
+        """The server state the round's step starts from (downloaded, hash- and
+        layout-checked), or None: the initial state (no base yet, or the base was trained
+        before the state existed)."""
+        base = job.round.get("base") or {}
+        digest = base.get("server_state_hash")
+        if not digest:
+            return None
+        data = self.blobs.blob(digest, max_bytes=server.state_max_bytes(loaded.spec))
+        if sha256_hex(data) != digest:
+            raise JobFailed(f"base server state of round {job.round_id}: downloaded bytes hash "
+                            f"to {sha256_hex(data)}, not {digest}")
+        try:
+            return server.load_state_bytes(data, loaded.spec)
+        except (UpdateRejectedError, ServerOptimizerError) as exc:
+            raise JobFailed(f"base server state {digest} of round {job.round_id} is not a "
+                            f"{server.name} state of this adapter: {exc}") from None
+

@@ -60,10 +60,14 @@ class HealthPublic(_Public):
 
 
 class BasePublic(_Public):
-    """The adapter a round starts from (the previous step's final aggregate)."""
+    """The adapter a round starts from (the previous step's final aggregate), the final
+    round that produced it, and under a server optimizer the state its step starts from
+    (None: the initial state)."""
 
     version_id: str | None
     adapter_hash: str
+    round_id: int | None = None
+    server_state_hash: str | None = None
 
 
 class DeclinePublic(_Public):
@@ -84,6 +88,7 @@ class RoundAggregatePublic(_Public):
     aggregate_digest: str
     included: list[str]
     strategy: str
+    server_state_digest: str | None = None
 
 
 class RoundLedgerPublic(_Public):
@@ -121,7 +126,10 @@ class StrategyPublic(_Public):
 
 class AggregatePublic(_Public):
     round_id: int
+    #: The next adapter: the strategy's aggregate, then the server optimizer's step if the
+    #: round config names one; ``server_state_digest`` is the state after that step.
     aggregate_digest: str
+    server_state_digest: str | None = None
     included: list[dict[str, Any]]
     strategy: StrategyPublic
     accepted: list[Any]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -120,6 +120,17 @@ class Record(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def added_digest() -> Any:
+    """An optional digest field added after records of its kind were first stored: left
+    out of the JSON while None, so every record stored before it existed keeps its bytes
+    (and every leaf, root and proof over them keeps verifying)."""
+    return Field(None, exclude_if=_is_none)
+
+
 # --- consortium channel ------------------------------------------------------------
 
 
@@ -192,6 +203,9 @@ class Round(Record):
     slash_wei: Count = 0
     #: Set when the round becomes final.
     aggregate_digest: Hash | None = None
+    #: Set when the round becomes final under a server optimizer: the digest of the
+    #: server state (moments, step) after it, which the attesters recomputed too.
+    server_state_digest: Hash | None = added_digest()
 
 
 class CommitmentRoot(Record):
@@ -248,6 +262,9 @@ class Attestation(Record):
     round_id: RoundId
     org: Id
     aggregate_digest: Hash
+    #: Under a server optimizer (named in the round config): the digest of the server
+    #: state after the round, recomputed from the base state and the accepted updates.
+    server_state_digest: Hash | None = added_digest()
 
 
 class RoundFinality(Record):
@@ -261,6 +278,9 @@ class RoundFinality(Record):
     round_id: RoundId
     aggregate_digest: Hash
     attesters: list[Id] = Field(min_length=1, max_length=256)
+    #: The server state digest every attester attested with the aggregate (None: the
+    #: round has no server optimizer).
+    server_state_digest: Hash | None = added_digest()
 
     @model_validator(mode="after")
     def _attesters_unique(self) -> RoundFinality:

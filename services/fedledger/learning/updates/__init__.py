@@ -41,7 +41,12 @@ from fedledger.learning.updates.constants import (
     SAFETENSORS_WEIGHTS_NAME,
 )
 from fedledger.learning.updates.folder import load_adapter_folder
-from fedledger.learning.updates.safetensors_reader import load_update_bytes, load_update_file
+from fedledger.learning.updates.safetensors_reader import (
+    TensorLayout,
+    load_tensor_bytes,
+    load_update_bytes,
+    load_update_file,
+)
 from fedledger.learning.updates.spec import AdapterSpec
 from fedledger.learning.updates.writer import save_adapter, update_bytes
 
@@ -51,7 +56,9 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "SAFETENSORS_WEIGHTS_NAME",
     "AdapterSpec",
+    "TensorLayout",
     "load_adapter_folder",
+    "load_tensor_bytes",
     "load_update_bytes",
     "load_update_file",
     "save_adapter",

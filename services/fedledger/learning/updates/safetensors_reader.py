@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from fedledger.learning.updates.dtypes import DTYPES, dtype_name
 from fedledger.learning.updates.rejection import fmt_shape, is_int, parse_json, reject
 from fedledger.learning.updates.spec import AdapterSpec
 
-__all__ = ["load_update_bytes", "load_update_file", "read_capped"]
+__all__ = ["TensorLayout", "load_tensor_bytes", "load_update_bytes", "load_update_file", "read_capped"]
 
 _ENTRY_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 
@@ -169,16 +170,20 @@ def _check_layout(entries: list[_Entry], data_len: int) -> None:
         )
 
 
-def _check_spec(entries: list[_Entry], spec: AdapterSpec) -> None:
+#: What a file must hold: tensor name -> (shape, safetensors dtype code).
+TensorLayout = Mapping[str, tuple[tuple[int, ...], str]]
+
+
+def _check_expected(entries: list[_Entry], layout: TensorLayout) -> None:
     found = {e.name: e for e in entries}
-    missing = sorted(set(spec.shapes) - set(found))
+    missing = sorted(set(layout) - set(found))
     if missing:
         raise reject(
             f"tensor {missing[0]!r} is missing ({len(missing)} expected tensor(s) missing)",
             reason="missing_key",
             key=missing[0],
         )
-    unexpected = sorted(set(found) - set(spec.shapes))
+    unexpected = sorted(set(found) - set(layout))
     if unexpected:
         raise reject(
             f"tensor {unexpected[0]!r} is not part of the adapter "
@@ -186,7 +191,7 @@ def _check_spec(entries: list[_Entry], spec: AdapterSpec) -> None:
             reason="unexpected_key",
             key=unexpected[0],
         )
-    for name, shape in spec.shapes.items():
+    for name, (shape, _) in layout.items():
         entry = found[name]
         if entry.shape != shape:
             raise reject(
@@ -195,34 +200,34 @@ def _check_spec(entries: list[_Entry], spec: AdapterSpec) -> None:
                 reason="shape_mismatch",
                 key=name,
             )
-    for name in spec.shapes:
+    for name, (_, code) in layout.items():
         entry = found[name]
-        if entry.dtype != spec.dtype_code:
+        if entry.dtype != code:
             found_dtype = dtype_name(DTYPES[entry.dtype][0])
             raise reject(
                 f"tensor {name!r} has dtype {entry.dtype} ({found_dtype}), expected "
-                f"{spec.dtype_code} ({dtype_name(spec.dtype)})",
+                f"{code} ({dtype_name(DTYPES[code][0])})",
                 reason="dtype_mismatch",
                 key=name,
             )
 
 
-def load_update_bytes(data: bytes, spec: AdapterSpec, *, max_bytes: int) -> dict[str, torch.Tensor]:
-    """Validate untrusted safetensors ``data`` against ``spec`` and return its tensors.
+def load_tensor_bytes(data: bytes, layout: TensorLayout, *, max_bytes: int) -> dict[str, torch.Tensor]:
+    """Validate untrusted safetensors ``data`` against ``layout`` and return its tensors.
 
-    Size, header, byte layout, names, shapes and dtype are all checked before any tensor
+    Size, header, byte layout, names, shapes and dtypes are all checked before any tensor
     is built; values are checked to be finite afterwards. Raises UpdateRejectedError.
     """
     entries, data_start = _parse_header(data, max_bytes=max_bytes)
     _check_layout(entries, len(data) - data_start)
-    _check_spec(entries, spec)
+    _check_expected(entries, layout)
     try:
         tensors = _safetensors_load(bytes(data))
     except Exception as exc:  # the checks above should make this unreachable
         raise reject(
             f"safetensors could not decode the update ({exc})", reason="corrupt"
         ) from None
-    for name in spec.shapes:
+    for name in layout:
         tensor = tensors[name]
         if tensor.is_floating_point() or tensor.is_complex():
             if not bool(torch.isfinite(tensor).all()):
@@ -232,7 +237,15 @@ def load_update_bytes(data: bytes, spec: AdapterSpec, *, max_bytes: int) -> dict
                     reason="non_finite",
                     key=name,
                 )
-    return {name: tensors[name] for name in spec.shapes}
+    return {name: tensors[name] for name in layout}
+
+
+def load_update_bytes(data: bytes, spec: AdapterSpec, *, max_bytes: int) -> dict[str, torch.Tensor]:
+    """Validate untrusted safetensors ``data`` against ``spec`` (every tensor in the
+    spec's one dtype) and return its tensors (:func:`load_tensor_bytes`)."""
+    code = spec.dtype_code
+    return load_tensor_bytes(data, {name: (shape, code) for name, shape in spec.shapes.items()},
+                             max_bytes=max_bytes)
 
 
 def read_capped(path: Path, *, max_bytes: int, member: str) -> bytes:
