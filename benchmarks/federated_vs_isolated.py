@@ -10,7 +10,8 @@ federation. All runs start from one LoRA initialisation and one seed.
 
 Each federated strategy of ``--strategies`` (see ``STRATEGIES``: FedAvg, the server
 optimizers FedAvgM / FedAdam / FedYogi / FedAdagrad of
-:mod:`fedledger.learning.server_optimizers`, FedProx's proximal term) runs the same
+:mod:`fedledger.learning.server_optimizers`, FedProx's proximal term, SCAFFOLD's control
+variates of :mod:`fedledger.learning.scaffold`) runs the same
 rounds over the same data and compute; ``--seeds K`` repeats each for K master seeds
 (LoRA init, data order) and reports the mean and its standard error. The isolated and
 centralized baselines use seed 0.
@@ -19,6 +20,7 @@ centralized baselines use seed 0.
     python benchmarks/federated_vs_isolated.py --quick    # tiny model, < 1 minute
     python benchmarks/federated_vs_isolated.py --strategies fedavg,fedadam --seeds 3
     python benchmarks/federated_vs_isolated.py --strategies fedadam:lr=0.003,fedprox:mu=1
+    python benchmarks/federated_vs_isolated.py --strategies fedavg,scaffold
 """
 
 from __future__ import annotations
@@ -47,25 +49,37 @@ from fedledger.learning.training import train_local
 NAME = "federated_vs_isolated"
 console = Console()
 
-#: name -> (aggregation strategy, server optimizer with its parameters, FedProx mu)
-STRATEGIES: dict[str, tuple[str, dict, float]] = {
-    "fedavg": ("fedavg", {"name": "none"}, 0.0),
-    "fedavgm": ("fedavg", {"name": "fedavgm", "params": {"lr": 1.0, "momentum": 0.5}}, 0.0),
-    "fedadam": ("fedavg", {"name": "fedadam", "params": {"lr": 1e-2}}, 0.0),
-    "fedyogi": ("fedavg", {"name": "fedyogi", "params": {"lr": 1e-2}}, 0.0),
-    "fedadagrad": ("fedavg", {"name": "fedadagrad", "params": {"lr": 1e-2}}, 0.0),
-    "fedprox": ("fedavg", {"name": "none"}, 0.1),
+@dataclasses.dataclass(frozen=True)
+class StrategySpec:
+    """One federated regime: aggregation strategy, server optimizer (with parameters),
+    FedProx's mu and the drift control."""
+
+    strategy: str
+    server_optimizer: dict
+    prox_mu: float = 0.0
+    drift_control: str = "none"
+
+
+STRATEGIES: dict[str, StrategySpec] = {
+    "fedavg": StrategySpec("fedavg", {"name": "none"}),
+    "fedavgm": StrategySpec("fedavg", {"name": "fedavgm", "params": {"lr": 1.0, "momentum": 0.5}}),
+    "fedadam": StrategySpec("fedavg", {"name": "fedadam", "params": {"lr": 1e-2}}),
+    "fedyogi": StrategySpec("fedavg", {"name": "fedyogi", "params": {"lr": 1e-2}}),
+    "fedadagrad": StrategySpec("fedavg", {"name": "fedadagrad", "params": {"lr": 1e-2}}),
+    "fedprox": StrategySpec("fedavg", {"name": "none"}, prox_mu=0.1),
+    "scaffold": StrategySpec("fedavg", {"name": "none"}, drift_control="scaffold"),
 }
 
 
-def parse_strategy(spec: str) -> tuple[str, dict, float]:
+def parse_strategy(spec: str) -> StrategySpec:
     """``name`` of STRATEGIES, or ``name:key=value+key=value`` overriding the server
     optimizer's parameters (``mu`` sets FedProx's), e.g. ``fedadam:lr=0.003``."""
     name, _, overrides = spec.partition(":")
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    strategy, server, mu = STRATEGIES[name]
-    server = {**server, "params": dict(server.get("params", {}))}
+    chosen = STRATEGIES[name]
+    server = {**chosen.server_optimizer, "params": dict(chosen.server_optimizer.get("params", {}))}
+    mu = chosen.prox_mu
     for item in filter(None, overrides.split("+")):
         key, eq, value = item.partition("=")
         if not eq:
@@ -76,17 +90,16 @@ def parse_strategy(spec: str) -> tuple[str, dict, float]:
             raise ValueError(f"{spec}: {name} has no server optimizer to set {key!r} on")
         else:
             server["params"][key] = float(value)
-    return strategy, server, mu
+    return dataclasses.replace(chosen, server_optimizer=server, prox_mu=mu)
 
 
-def strategy_config(config: ExperimentConfig, spec: tuple[str, dict, float], seed: int
-                    ) -> ExperimentConfig:
-    strategy, server, mu = spec
+def strategy_config(config: ExperimentConfig, spec: StrategySpec, seed: int) -> ExperimentConfig:
     data = config.model_dump(mode="json")
     data["seed"] = seed
-    data["federation"]["strategy"] = {"name": strategy}
-    data["federation"]["server_optimizer"] = server
-    data["train"]["prox_mu"] = mu
+    data["federation"]["strategy"] = {"name": spec.strategy}
+    data["federation"]["server_optimizer"] = spec.server_optimizer
+    data["federation"]["drift_control"] = spec.drift_control
+    data["train"]["prox_mu"] = spec.prox_mu
     return ExperimentConfig.model_validate(data)
 
 
@@ -215,8 +228,7 @@ def main() -> None:
             "local_steps": config.train.local_steps, "batch_size": config.train.batch_size,
             "steps_per_org": steps, "centralized_batch_size": pooled.batch_size,
             "learning_rate": config.train.learning_rate, "lora": config.lora.model_dump(),
-            "strategies": {n: {"strategy": chosen[n][0], "server_optimizer": chosen[n][1],
-                               "prox_mu": chosen[n][2]} for n in names},
+            "strategies": {n: dataclasses.asdict(chosen[n]) for n in names},
             "seeds": args.seeds, "max_text_tokens": config.train.max_text_tokens,
         },
         "base_union_acc": base.accuracy,
@@ -303,6 +315,8 @@ def write_markdown(results: dict, plot: Path) -> None:
             ("centralized (pooled data, same compute)", f"{results['centralized_union_acc']:.3f}")]
     params = "; ".join(f"{n}: {v['server_optimizer']['name']} {v['server_optimizer'].get('params', {})}"
                        + (f", prox_mu {v['prox_mu']}" if v["prox_mu"] else "")
+                       + (f", drift control {v['drift_control']}"
+                          if v.get("drift_control", "none") != "none" else "")
                        for n, v in s["strategies"].items())
     own = results["own_split"]
     goals = results["goals"]

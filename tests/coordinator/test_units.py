@@ -73,6 +73,16 @@ def test_round_config_names_the_server_optimizer_with_every_parameter(make_setti
         "name": "fedadam", "params": {"lr": 0.03, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}}
 
 
+def test_settings_refuse_drift_control_the_rounds_cannot_carry(make_settings) -> None:
+    from pydantic import ValidationError
+
+    plain = make_settings()
+    experiment = plain.experiment.model_dump(mode="json")
+    experiment["federation"]["drift_control"] = "scaffold"
+    with pytest.raises(ValidationError, match="drift_control"):
+        type(plain).model_validate({**plain.model_dump(mode="json"), "experiment": experiment})
+
+
 def test_validators_are_drawn_by_stake_and_reproducibly():
     from fedledger.coordinator.committee import select_validators
 

@@ -105,6 +105,19 @@ class CoordinatorSettings(ServiceSettings):
             raise ValueError("set operator_token_sha256 (or operator_token in development)")
         return self
 
+    @model_validator(mode="after")
+    def _no_drift_control(self) -> CoordinatorSettings:
+        # SCAFFOLD needs each org's control and the server's carried round to round and a
+        # control change uploaded with each update; the round protocol carries neither yet.
+        # Refused rather than silently running FedAvg.
+        if self.experiment.federation.drift_control != "none":
+            raise ValueError(f"federation.drift_control "
+                             f"{self.experiment.federation.drift_control!r} runs in `fedledger "
+                             "simulate` and the benchmarks; the services do not carry SCAFFOLD's "
+                             "controls yet, so they serve 'none' only (FedProx, train.prox_mu, "
+                             "works there)")
+        return self
+
     @property
     def operator_token_hash(self) -> str:
         if self.operator_token_sha256:

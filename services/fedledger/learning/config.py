@@ -153,6 +153,10 @@ class FederationConfig(FrozenSection):
     defense: DefenseConfig = Field(default_factory=lambda: DefenseConfig.model_validate({}))
     server_optimizer: ServerOptimizerConfig = Field(
         default_factory=lambda: ServerOptimizerConfig.model_validate({}))
+    drift_control: Literal["none", "scaffold"] = Field(
+        "none", description="client drift control: 'scaffold' = SCAFFOLD's control variates "
+        "(Karimireddy et al. 2020; fedledger.learning.scaffold), in `fedledger simulate` and "
+        "the benchmarks; FedProx is train.prox_mu")
     shards: int = Field(
         1, ge=1, le=64,
         description="SISA shard-groups over the deployment: each org splits its data into this "
@@ -175,6 +179,9 @@ class FederationConfig(FrozenSection):
         if self.server_optimizer.name != "none" and self.strategy.name == "exact_lora":
             raise ValueError("a server optimizer needs the aggregate in the adapter's shape; "
                              "exact_lora grows the rank (use fedavg or a robust strategy)")
+        if self.drift_control != "none" and self.strategy.name == "exact_lora":
+            raise ValueError("SCAFFOLD's controls have the adapter's shape; exact_lora grows "
+                             "the rank (use fedavg or a robust strategy)")
         return self
 
 

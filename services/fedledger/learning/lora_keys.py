@@ -17,7 +17,7 @@ from typing import Literal
 
 from fedledger.learning.errors import AggregationError
 
-__all__ = ["LoRAPair", "factor_of", "factor_rank", "pair_lora_keys", "shapes_rank"]
+__all__ = ["LoRAPair", "factor_of", "factor_rank", "pair_lora_keys", "saved_key", "shapes_rank"]
 
 # A dotted component lora_A / lora_B (linear) or lora_embedding_A / _B (embedding),
 # with or without an adapter-name component after it (in-memory vs saved state dicts).
@@ -63,6 +63,12 @@ def pair_lora_keys(keys: tuple[str, ...]) -> tuple[list[LoRAPair], list[str]]:
             raise AggregationError(f"LoRA key {key!r} has no matching lora_{missing} key")
         pairs.append(LoRAPair(module=module, a_key=sides["A"], b_key=sides["B"]))
     return pairs, others
+
+
+def saved_key(name: str, adapter_name: str = "default") -> str:
+    """The saved-file key of an in-memory parameter name (``...lora_A.default.weight`` ->
+    ``...lora_A.weight``): what adapter states and updates are keyed by."""
+    return re.sub(rf"(lora_(?:embedding_)?[AB])\.{re.escape(adapter_name)}(?=\.|$)", r"\1", name)
 
 
 def factor_rank(name: str, shape: tuple[int, ...]) -> int | None:

@@ -26,6 +26,7 @@ from fedledger.learning.data.records import Sample
 from fedledger.learning.evaluation import EvalResult, evaluate
 from fedledger.learning.lora import AdapterState, adapter_state, attach_lora
 from fedledger.learning.models import load_base_model
+from fedledger.learning.scaffold import Control, Controls, client_control, correction, server_control, zeros_like
 from fedledger.learning.seeds import derive_seed
 from fedledger.learning.server_optimizers import ServerOptimizer, ServerState, build_server_optimizer
 from fedledger.learning.tasks import Task
@@ -122,12 +123,14 @@ def initial_adapter(model: ModelConfig, lora: LoraConfig, seed: int) -> InitialA
 class RoundOutcome:
     """One round: the next global adapter, the strategy's result (None when no org took
     part: the start adapter is kept), each trained org's local result, and the server
-    optimizer's state after the round (None without one)."""
+    optimizer's state and SCAFFOLD's controls after the round (None without them)."""
 
     state: AdapterState
     aggregate: AggregationResult | None
     trained: dict[str, TrainResult] = field(default_factory=dict)
     server_state: ServerState | None = None
+    #: SCAFFOLD's controls after the round (None without drift control)
+    controls: Controls | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class RoundDefinition:
     strategy_params: Mapping[str, Any]
     server_optimizer_name: str = "none"
     server_optimizer_params: Mapping[str, Any] = field(default_factory=dict)
+    drift_control: str = "none"
 
     @classmethod
     def of(cls, config: ExperimentConfig, *, train: TrainConfig | None = None) -> RoundDefinition:
@@ -152,6 +156,7 @@ class RoundDefinition:
             seed=config.seed, lora=config.lora, train=train or config.train, strategy_name=strategy.name,
             strategy_params=round_strategy_params(strategy.name, strategy.params, config.lora.r),
             server_optimizer_name=server.name, server_optimizer_params=dict(server.params),
+            drift_control=config.federation.drift_control,
         )
 
     def build_strategy(self) -> AggregationStrategy:
@@ -174,30 +179,52 @@ def run_round(
     seeds: Mapping[str, int],
     *,
     server_state: ServerState | None = None,
+    controls: Controls | None = None,
     descriptions: Mapping[str, str] | None = None,
     progress: bool = False,
 ) -> RoundOutcome:
     """Train every org of ``data`` (in its order) from ``start`` with its seed, aggregate
     their updates with ``strategy``, the round's start as reference, then take the server
     optimizer's step from ``start`` and ``server_state`` (the previous round's; None before
-    the first)."""
+    the first). With SCAFFOLD each org's training is corrected by ``controls`` (the
+    previous round's; None: zero) and the round returns the updated ones."""
+    scaffold = definition.drift_control == "scaffold"
+    if scaffold and controls is None:
+        controls = Controls(zeros_like(start))
     updates: list[ClientUpdate] = []
     trained: dict[str, TrainResult] = {}
+    changes: dict[str, Control] = {}
+    clients = dict(controls.clients) if controls is not None else {}
     for org, samples in data.items():
+        correction_of_org = None
+        if scaffold and controls is not None:
+            own = clients.get(org) or zeros_like(start)
+            correction_of_org = correction(controls.server, own, start)
         result = train_local(
             model, task, samples, definition.train, start_state=start, seed=seeds[org], progress=progress,
-            description=(descriptions or {}).get(org, org),
+            description=(descriptions or {}).get(org, org), drift_correction=correction_of_org,
         )
+        if scaffold and controls is not None:
+            updated = client_control(own, controls.server, start, result.state, steps=result.steps,
+                                     lr=definition.train.learning_rate)
+            changes[org] = {key: updated[key] - own[key] for key in updated}
+            clients[org] = updated
         updates.append(ClientUpdate(client_id=org, tensors=result.state, num_samples=result.num_samples))
         trained[org] = result
     if not updates:
-        return RoundOutcome(dict(start), None, trained, server_state)
+        return RoundOutcome(dict(start), None, trained, server_state, controls)
     aggregate = strategy.aggregate(updates, reference=start)
+    if controls is not None:
+        # Only accepted updates move the server's control: a rejected (e.g. poisoned)
+        # org's control change is kept by that org alone.
+        controls = Controls(server_control(controls.server,
+                                           [changes[o] for o in aggregate.accepted if o in changes],
+                                           federation_size=len(clients)), clients)
     server = definition.build_server_optimizer()
     if server is None:
-        return RoundOutcome(aggregate.tensors, aggregate, trained)
+        return RoundOutcome(aggregate.tensors, aggregate, trained, None, controls)
     stepped = server.step(start, aggregate.tensors, server_state)
-    return RoundOutcome(stepped.tensors, aggregate, trained, stepped.state)
+    return RoundOutcome(stepped.tensors, aggregate, trained, stepped.state, controls)
 
 
 # ------------------------------------------------------------------ evaluation

@@ -103,6 +103,7 @@ def run_rounds(
     strategy = definition.build_strategy()
     global_state = fed.initial_state
     server_state = None  # the server optimizer's moments, carried round to round
+    controls = None  # SCAFFOLD's controls, carried round to round
     records: list[RoundRecord] = []
 
     total = rounds or config.federation.rounds
@@ -129,10 +130,10 @@ def run_rounds(
             definition, strategy, fed.model, fed.task, global_state,
             {org: fed.data.orgs[org].train for org in orgs},
             {org: train_seed(config.seed, round_no, org) for org in orgs},
-            server_state=server_state,
+            server_state=server_state, controls=controls,
             descriptions={org: f"round {round_no} {org}" for org in orgs}, progress=progress,
         )
-        server_state = outcome.server_state
+        server_state, controls = outcome.server_state, outcome.controls
         # no org: the strategy refuses an empty round, as it always did
         aggregate = outcome.aggregate or strategy.aggregate([], reference=global_state)
         global_state = outcome.state

@@ -23,6 +23,8 @@ from fedledger.learning.config import TrainConfig
 from fedledger.learning.data.records import Sample
 from fedledger.learning.device import autocast, deterministic, resolve_device
 from fedledger.learning.lora import AdapterState, adapter_state, load_adapter_state
+from fedledger.learning.lora_keys import saved_key
+from fedledger.learning.scaffold import ScaffoldError
 from fedledger.learning.seeds import seeded_global_rng
 from fedledger.learning.tasks import EncodedSample, Task
 
@@ -59,6 +61,19 @@ def proximal_term(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor
     return 0.5 * mu * total
 
 
+def _corrections(model: PeftModel, correction: Mapping[str, torch.Tensor] | None, device: torch.device
+                 ) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, its correction on the parameter's device and dtype) for every trained
+    adapter tensor; the correction must cover exactly those."""
+    if correction is None:
+        return []
+    trained = {saved_key(name): p for name, p in model.named_parameters() if p.requires_grad}
+    if set(trained) != set(correction):
+        missing = sorted(set(trained) ^ set(correction))[:1]
+        raise ScaffoldError(f"drift correction keys differ from the adapter's (e.g. {missing})")
+    return [(trained[key], correction[key].to(device, trained[key].dtype)) for key in sorted(trained)]
+
+
 def train_local(
     model: PeftModel,
     task: Task,
@@ -70,9 +85,12 @@ def train_local(
     progress: bool = False,
     description: str = "train",
     on_step: Callable[[int, float], None] | None = None,
+    drift_correction: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train the adapter of ``model`` on ``samples`` from ``start_state`` (the round's
-    global adapter) and return the new adapter state. The model is left holding it."""
+    global adapter) and return the new adapter state. The model is left holding it.
+    ``drift_correction`` (SCAFFOLD's ``c - c_i``, by adapter key): after every optimizer
+    step each adapter tensor moves by ``-learning_rate * correction``."""
     seed = config.seed if seed is None else seed
     device = resolve_device(config.device)
     encoded: list[EncodedSample] = [task.encode(s) for s in samples]
@@ -90,6 +108,7 @@ def train_local(
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         # FedProx's anchor: the adapter the round started from (what this org was sent)
         anchors = [p.detach().clone() for p in params] if config.prox_mu > 0 else []
+        corrections = _corrections(model, drift_correction, device)
         losses: list[float] = []
         bar = tqdm(order, desc=description, disable=not progress, leave=False, unit="step")
         for step, indices in enumerate(bar):
@@ -104,6 +123,10 @@ def train_local(
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
+            if corrections:
+                with torch.no_grad():
+                    for param, corr in corrections:
+                        param.add_(corr, alpha=-config.learning_rate)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if on_step is not None:

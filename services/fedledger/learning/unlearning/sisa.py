@@ -46,6 +46,7 @@ from fedledger.learning.evaluation import EvalResult
 from fedledger.learning.lora import AdapterState, adapter_config_dict, load_adapter_state, peft_lora_config
 from fedledger.learning.lora_keys import pair_lora_keys, shapes_rank
 from fedledger.learning.round import RoundDefinition, evaluate_adapter, run_round, shard_round_seed
+from fedledger.learning.scaffold import Controls
 from fedledger.learning.server_optimizers import ServerState
 from fedledger.learning.simulation import Federation
 from fedledger.learning.unlearning.commitments import (
@@ -298,6 +299,10 @@ class SisaFederation:
         self._server_states: list[dict[int, ServerState | None]] = [
             {0: None} for _ in range(self.scheme.shards)
         ]
+        # ... and SCAFFOLD's controls after it, for the same reason
+        self._controls: list[dict[int, Controls | None]] = [
+            {0: None} for _ in range(self.scheme.shards)
+        ]
         for s in range(self.scheme.shards):
             self._lineage[s][0] = self._record(s, 0, {}, {}, [], fed.initial_state, fed.initial_state)
             self._save(s, 0)
@@ -373,9 +378,11 @@ class SisaFederation:
         outcome = run_round(
             self._round, self._strategy, self.fed.model, self.fed.task, start, data, seeds,
             server_state=self._server_states[shard][round_no - 1],
+            controls=self._controls[shard][round_no - 1],
             descriptions={org: f"shard {shard} round {round_no} {org}" for org in data},
         )
         self._server_states[shard][round_no] = outcome.server_state
+        self._controls[shard][round_no] = outcome.controls
         counts = {org: len(samples) for org, samples in data.items()}
         state = outcome.state
         self._states[shard][round_no] = state
@@ -553,6 +560,7 @@ class SisaFederation:
             for r in [r for r in self._states[shard] if r >= start_round]:
                 del self._states[shard][r]  # checkpoints that saw the samples are gone
                 self._server_states[shard].pop(r, None)  # and the server moments they fed
+                self._controls[shard].pop(r, None)  # and SCAFFOLD's controls
             for round_no in range(start_round, self.rounds_done + 1):
                 self._shard_round(shard, round_no)
             replayed[shard] = list(range(start_round, self.rounds_done + 1))
