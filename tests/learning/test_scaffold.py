@@ -11,9 +11,9 @@ from fedledger.learning.lora_keys import saved_key
 from fedledger.learning.scaffold import ScaffoldError, client_control, correction, server_control
 from fedledger.learning.simulation import Federation, run_rounds
 from fedledger.learning.training import train_local
-from fedledger.learning.unlearning import SisaConfig, SisaFederation, max_abs_diff
+from fedledger.learning.unlearning import max_abs_diff
 
-from .experiments import tiny_experiment
+from .experiments import assert_replay_equals_retrain, tiny_experiment
 
 
 def t(*values: float) -> torch.Tensor:
@@ -81,13 +81,4 @@ def test_scaffold_refuses_a_rank_changing_strategy():
 def test_replay_with_scaffold_equals_retrain(tmp_path):
     config = tiny_experiment(tmp_path, federation={"rounds": 2, "drift_control": "scaffold"},
                              train={"local_steps": 2}, data={"max_train_per_org": 12})
-    sisa = SisaFederation(Federation.build(config), SisaConfig(shards=2))
-    sisa.train()
-    org = sisa.orgs[0]
-    victim = next(s.sample_id for s in sisa.remaining(org) if sisa.scheme.slice_of(s.sample_id) == 0)
-    result = sisa.delete({org: [victim]}, evaluate=False)
-    assert result.new_served_digest != result.old_served_digest
-    ref = sisa.retrain_from_scratch()
-    for s in range(sisa.scheme.shards):
-        for r in range(sisa.rounds_done + 1):
-            assert max_abs_diff(ref.shard_state(s, r), sisa.shard_state(s, r)) == 0.0, (s, r)
+    assert_replay_equals_retrain(config)

@@ -16,9 +16,9 @@ from fedledger.learning.server_optimizers import (
 )
 from fedledger.learning.simulation import Federation, run_rounds
 from fedledger.learning.training import proximal_term, train_local
-from fedledger.learning.unlearning import SisaConfig, SisaFederation, max_abs_diff
+from fedledger.learning.unlearning import max_abs_diff
 
-from .experiments import tiny_experiment
+from .experiments import assert_replay_equals_retrain, tiny_experiment
 
 # one tensor entry per case, start x0 = 1.0; round 1 aggregate 1.5 (d = 0.5), then
 # round 2 aggregate x1 - 0.2 (d = -0.2): signs change, so momentum and v both matter
@@ -180,15 +180,4 @@ def test_replay_with_fedadam_equals_retrain(tmp_path):
     config = tiny_experiment(tmp_path, federation={
         "rounds": 2, "server_optimizer": {"name": "fedadam", "params": {"lr": 1e-2}}},
         train={"local_steps": 2}, data={"max_train_per_org": 12})
-    fed = Federation.build(config)
-    sisa = SisaFederation(fed, SisaConfig(shards=2))
-    sisa.train()
-    org = sisa.orgs[0]
-    victim = next(s.sample_id for s in sisa.remaining(org) if sisa.scheme.slice_of(s.sample_id) == 0)
-    result = sisa.delete({org: [victim]}, evaluate=False)
-    assert result.new_served_digest != result.old_served_digest
-    ref = sisa.retrain_from_scratch()
-    for s in range(sisa.scheme.shards):
-        for r in range(sisa.rounds_done + 1):
-            assert max_abs_diff(ref.shard_state(s, r), sisa.shard_state(s, r)) == 0.0, (s, r)
-    assert ref.served_digest() == sisa.served_digest()
+    assert_replay_equals_retrain(config)

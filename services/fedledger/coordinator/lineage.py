@@ -39,24 +39,26 @@ def choose_shard(session: Session, shards: int) -> int:
     return min(range(shards), key=lambda s: (last_step(session, s), s))
 
 
-def adapter_at(session: Session, shard: int, step: int) -> str | None:
-    """The shard's adapter digest after ``step`` (None: the LoRA init)."""
+def _step(session: Session, shard: int, step: int) -> ShardStepRow | None:
+    """The lineage row of ``step`` (None at step 0: before any training)."""
     if step <= 0:
         return None
     row = session.get(ShardStepRow, (shard, step))
     if row is None:
         raise LookupError(f"shard {shard} has no step {step}")
-    return row.digest
+    return row
+
+
+def adapter_at(session: Session, shard: int, step: int) -> str | None:
+    """The shard's adapter digest after ``step`` (None: the LoRA init)."""
+    row = _step(session, shard, step)
+    return row.digest if row is not None else None
 
 
 def server_state_at(session: Session, shard: int, step: int) -> str | None:
     """The shard's server optimizer state digest after ``step`` (None: the initial state)."""
-    if step <= 0:
-        return None
-    row = session.get(ShardStepRow, (shard, step))
-    if row is None:
-        raise LookupError(f"shard {shard} has no step {step}")
-    return row.server_state_digest
+    row = _step(session, shard, step)
+    return row.server_state_digest if row is not None else None
 
 
 def source_round_at(session: Session, shard: int, step: int) -> int | None:
